@@ -1,0 +1,44 @@
+"""Entry point: ``create_app()`` factory, the module-level ``app`` for gunicorn and the Flask
+CLI, and ``python app.py`` for the development server.
+
+``app`` is built on first access (PEP 562), so importing this module (``from app import
+create_app`` in tests) builds nothing. When the Flask CLI loads it, the app is built without
+the start-up work that needs the stores, so commands such as ``flask config show`` run even
+while a store is down.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from flask import Flask
+
+from core.app_manager import AppManager
+
+__all__ = ["app", "create_app"]  # noqa: F822 - `app` comes from __getattr__
+
+
+def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) -> Flask:
+    """Build the application from settings in ``environ`` (default ``os.environ``)."""
+    return AppManager.create(environ, start=start)
+
+
+_built: dict[str, Flask] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name != "app":
+        raise AttributeError(name)
+    if "app" not in _built:
+        in_cli = click.get_current_context(silent=True) is not None
+        _built["app"] = create_app(start=not in_cli)
+    return _built["app"]
+
+
+if __name__ == "__main__":
+    from core.server import main
+
+    sys.exit(main())

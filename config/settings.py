@@ -1,0 +1,206 @@
+"""Typed settings: one field per setting, named after its environment variable in lower case.
+
+Field metadata (``json_schema_extra``) drives the loader and ``flask config show``:
+
+- ``secret``: the value is masked everywhere it is shown and redacted from logs;
+- ``url_credentials``: a connection URL; only its password is masked and redacted;
+- ``prod_required``: in ``prod`` the value must come from a real source (secret file, Vault or
+  environment), never from the development default;
+- ``bootstrap``: the value is needed to reach Vault, so Vault itself cannot provide it.
+
+Development defaults point at the embedded dev stack (``make run``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Environment = Literal["dev", "test", "prod"]
+
+# Development-only secrets. Production refuses to start with either of them.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="  # 32 bytes, base64url
+
+
+def _secret(default: Any = None, **extra: Any) -> Any:
+    return Field(default, json_schema_extra={"secret": True, **extra})
+
+
+def _required_in_prod(default: Any, **extra: Any) -> Any:
+    return Field(default, json_schema_extra={"prod_required": True, **extra})
+
+
+def _bootstrap(default: Any, **extra: Any) -> Any:
+    return Field(default, json_schema_extra={"bootstrap": True, **extra})
+
+
+class Settings(BaseModel):
+    """Every setting the framework reads. Environment names are the field names upper-cased."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_env: Environment = _bootstrap("dev")
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=0, le=65535)
+
+    # Connections. The dev defaults point at the embedded dev stack.
+    mongodb_uri: str = _required_in_prod(
+        "mongodb://127.0.0.1:27018/?directConnection=true", url_credentials=True
+    )
+    mongodb_db: str = "app"
+    mongodb_max_pool_size: int = Field(50, ge=1)
+    mongodb_server_selection_timeout_ms: int = Field(2000, ge=100)
+    mongodb_connect_timeout_ms: int = Field(2000, ge=100)
+    mongodb_socket_timeout_ms: int = Field(5000, ge=100)
+    postgres_dsn: str = _required_in_prod(
+        "postgresql://app:app@127.0.0.1:5433/app", url_credentials=True
+    )
+    postgres_pool_min: int = Field(1, ge=0)
+    postgres_pool_max: int = Field(10, ge=1)
+    postgres_connect_timeout: int = Field(3, ge=1)
+    postgres_statement_timeout_ms: int = Field(5000, ge=0)
+    postgres_migrate_on_start: bool = True
+    redis_url: str = _required_in_prod("redis://127.0.0.1:6380/0", url_credentials=True)
+    redis_key_prefix: str = "app:"
+    redis_max_connections: int = Field(100, ge=1)
+    redis_socket_timeout_ms: int = Field(1000, ge=10)
+
+    # Vault: how to reach it comes from secret files, the environment or defaults only.
+    vault_addr: str | None = _bootstrap(None)
+    vault_auth_method: Literal["token", "approle", "kubernetes"] = _bootstrap("token")
+    vault_token: str | None = _bootstrap(None, secret=True)
+    vault_role_id: str | None = _bootstrap(None)
+    vault_secret_id: str | None = _bootstrap(None, secret=True)
+    vault_kubernetes_role: str | None = _bootstrap(None)
+    vault_kubernetes_token_path: str = _bootstrap(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+    vault_kv_mount: str = _bootstrap("secret")
+    vault_secret_path: str = _bootstrap("app")
+    vault_timeout: float = _bootstrap(5.0)
+    secrets_dir: str = _bootstrap("./secrets")
+
+    # Auth.
+    jwt_secret: str = _secret(DEV_JWT_SECRET, prod_required=True)
+    jwt_access_ttl: int = Field(900, ge=10)
+    jwt_refresh_ttl: int = Field(14 * 24 * 3600, ge=60)
+    jwt_issuer: str = "python-base-04"
+    jwt_audience: str = "python-base-04"
+    login_max_failures: int = Field(5, ge=1)
+    encryption_key: str = _secret(DEV_ENCRYPTION_KEY, prod_required=True)
+    metrics_token: str | None = _secret(None)
+
+    # HTTP.
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: int = Field(0, ge=0, le=10)
+    max_content_length: int = Field(1024 * 1024, ge=1024)
+
+    # Rate limits (limit strings such as "20/second;600/minute").
+    rate_limit_ip: str = "50/second;1000/minute"
+    rate_limit_user: str = "20/second;600/minute"
+    rate_limit_api_key: str = "100/second;6000/minute"
+    rate_limit_socket: str = "10/second;300/minute"
+    rate_limit_ban_after: int = Field(20, ge=1)
+    rate_limit_ban_window: int = Field(600, ge=1)
+    rate_limit_ban_seconds: int = Field(900, ge=1)
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+
+    # Modules, health and lifecycle.
+    modules_packages: list[str] = Field(default_factory=lambda: ["modules"])
+    modules_disabled: list[str] = Field(default_factory=list)
+    health_check_timeout: float = Field(2.0, gt=0)
+    shutdown_timeout: float = Field(25.0, ge=0)
+
+    @field_validator(
+        "cors_origins", "modules_packages", "modules_disabled", mode="before", check_fields=True
+    )
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "vault_addr", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key_is_32_bytes(cls, value: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("must be URL-safe base64") from None
+        if len(raw) != 32:
+            raise ValueError(f"must decode to 32 bytes, got {len(raw)}")
+        return value
+
+    @property
+    def is_prod(self) -> bool:
+        return self.app_env == "prod"
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_prod else "console"
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [name.upper() for name in cls.model_fields]
+
+    @classmethod
+    def field_flag(cls, name: str, flag: str) -> bool:
+        extra = cls.model_fields[name].json_schema_extra
+        return bool(isinstance(extra, dict) and extra.get(flag))
+
+    def secret_values(self) -> list[str]:
+        """The values of every secret setting and URL password, for log redaction."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                continue
+            if self.field_flag(name, "secret"):
+                values.append(value)
+            elif self.field_flag(name, "url_credentials"):
+                password = urlsplit(value).password
+                if password:
+                    values.append(password)
+        return values
+
+    def display_value(self, name: str) -> str:
+        """The value as ``flask config show`` prints it: secrets masked, URL passwords hidden."""
+        value = getattr(self, name)
+        if value is None:
+            return ""
+        if self.field_flag(name, "secret"):
+            return "********"
+        if self.field_flag(name, "url_credentials") and isinstance(value, str):
+            return mask_url_password(value)
+        if isinstance(value, list):
+            return ",".join(value)
+        return str(value)
+
+
+def mask_url_password(url: str) -> str:
+    """``scheme://user:****@host/...``; URLs without a password are returned unchanged."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,242 @@
+"""AppManager: the process singleton that builds the Flask app and owns every manager.
+
+Managers start in dependency order (config -> logging -> vault -> databases/redis -> hooks/
+services -> modules -> routes/middleware) and close in reverse. ``AppManager.create()`` is
+the factory behind ``app.create_app()``; tests call it as often as they like, each call
+builds an independent app, and :meth:`AppManager.current` answers the most recent one (or
+the one of the active app context).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flask import Flask, current_app, has_app_context
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config.loader import LoadedSettings, SettingsLoader
+from config.settings import Settings
+from core.errors import FrameworkError, StartupError
+from core.http import auth, health, pipeline, problems
+from core.lifecycle import InFlightMiddleware, Lifecycle
+from core.log import Redactor, configure_logging
+from core.managers.base import HealthCheck, Manager
+from core.managers.database import DatabaseManager
+from core.managers.hooks import HooksManager
+from core.managers.modules import ModuleManager
+from core.managers.redis import RedisManager
+from core.managers.services import ServicesManager
+from core.managers.vault import VaultManager
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RequestGate = Callable[[str | None], None]
+
+
+class AppManager:
+    """Owns the managers of one app; reachable as ``app.extensions["app_manager"]``."""
+
+    _current: ClassVar[AppManager | None] = None
+    _current_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, loaded: LoadedSettings, vault: VaultManager | None = None) -> None:
+        self.loaded = loaded
+        self.settings: Settings = loaded.settings
+        self.redactor = Redactor(self.settings.secret_values())
+        self.lifecycle = Lifecycle()
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="app-manager")
+        self.vault = vault
+        self.database = DatabaseManager(self.settings)
+        self.redis = RedisManager(self.settings)
+        self.hooks = HooksManager()
+        self.services = ServicesManager()
+        self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
+        self.authenticators: dict[str, Callable[[], None]] = {
+            auth.PUBLIC: lambda: None,
+            auth.OPERATOR: auth.operator_token(self.settings.metrics_token),
+            auth.JWT: auth.deny(auth.JWT),
+            auth.API_KEY: auth.deny(auth.API_KEY),
+            auth.JWT_OR_API_KEY: auth.deny(auth.JWT_OR_API_KEY),
+        }
+        self.request_gates: list[RequestGate] = []
+        self.route_policies: dict[str, str] = {}
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, environ: Mapping[str, str] | None = None, *, start: bool = True) -> Flask:
+        """Build an app from settings in ``environ`` (default: ``os.environ``).
+
+        With ``start`` (the default) the start-up work that needs the stores runs now and a
+        failure stops start-up; the CLI builds with ``start=False`` so that commands such as
+        ``flask config show`` work while a store is down.
+        """
+        loader = SettingsLoader(environ)
+        bootstrap = loader.bootstrap()
+        vault = VaultManager(bootstrap.settings) if bootstrap.settings.vault_addr else None
+        try:
+            if vault is not None:
+                vault.login()
+            loaded = loader.load(vault.read_secret() if vault is not None else None)
+        except BaseException:
+            if vault is not None:
+                vault.close()
+            raise
+        manager = cls(loaded, vault)
+        try:
+            app = manager.build()
+            if start:
+                manager.start()
+        except BaseException:
+            manager.close()
+            raise
+        return app
+
+    @property
+    def managers(self) -> list[Manager]:
+        """Every manager, in start order."""
+        ordered: list[Manager | None] = [
+            self.vault,
+            self.database,
+            self.redis,
+            self.hooks,
+            self.services,
+            self.modules,
+        ]
+        return [m for m in ordered if m is not None]
+
+    def build(self) -> Flask:
+        settings = self.settings
+        configure_logging(settings.log_level, settings.effective_log_format, self.redactor)
+        for name in self.loaded.ignored_vault_keys:
+            logger.warning(
+                "vault key ignored: it can only come from env or a secret file",
+                extra={"setting": name},
+            )
+        app = Flask("app", root_path=str(ROOT), static_folder=None)
+        app.config.update(
+            MAX_CONTENT_LENGTH=settings.max_content_length,
+            DEBUG=False,
+            TESTING=settings.app_env == "test",
+            PROPAGATE_EXCEPTIONS=False,
+        )
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.extensions["app_manager"] = self
+        for manager in self.managers:
+            manager.init_app(app)
+
+        problems.register_error_handlers(app, self)
+        pipeline.install(app, self)
+        app.register_blueprint(health.bp)
+        self.modules.load(app, self)
+        self.route_policies = auth.resolve_policies(app)
+        self._register_cli(app)
+        app.wsgi_app = self.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign]
+        with self._current_lock:
+            AppManager._current = self
+        return app
+
+    def wrap_wsgi(self, wsgi_app: Any) -> Any:
+        """Outermost first: trusted-proxy fix, then in-flight accounting."""
+        wrapped = InFlightMiddleware(wsgi_app, self.lifecycle, ("/socket.io",))
+        hops = self.settings.trusted_proxies
+        if hops:
+            return ProxyFix(wrapped, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+        return wrapped
+
+    def _register_cli(self, app: Flask) -> None:
+        from core.cli import register_commands
+
+        register_commands(app)
+
+    def start(self) -> None:
+        """Start-up work that needs the stores; a failure names the store and what to do."""
+        try:
+            self.database.start()
+            self.redis.client.ping()
+        except FrameworkError:
+            raise
+        except Exception as exc:
+            dependency = self.dependency_of(exc) or "a dependency"
+            hint = "" if self.settings.is_prod else " (run `make run` to start the dev stack)"
+            raise StartupError(
+                f"{dependency} is unreachable at start-up: {type(exc).__name__}{hint}"
+            ) from exc
+        self.hooks.emit("app.started", app_manager=self)
+        logger.info("app started", extra={"env": self.settings.app_env, "pid": os.getpid()})
+
+    # -- queries ------------------------------------------------------------------------
+
+    @classmethod
+    def current(cls) -> AppManager:
+        """The AppManager of the active app context, else the most recently built one."""
+        if has_app_context():
+            manager: AppManager = current_app.extensions["app_manager"]
+            return manager
+        if cls._current is None:
+            raise RuntimeError("no app has been created in this process")
+        return cls._current
+
+    @classmethod
+    def reset(cls) -> None:
+        with cls._current_lock:
+            cls._current = None
+
+    def readiness_checks(self) -> dict[str, HealthCheck]:
+        checks: dict[str, HealthCheck] = {}
+        for manager in self.managers:
+            checks.update(manager.readiness_checks())
+        return checks
+
+    def dependency_of(self, error: BaseException) -> str | None:
+        """The dependency an exception says is unreachable (``mongodb``, ``redis``...)."""
+        if isinstance(error, self.database.unavailable_errors):
+            return self.database.dependency_of(error)
+        for manager in self.managers:
+            if manager.unavailable_errors and isinstance(error, manager.unavailable_errors):
+                return manager.name
+        return None
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Mark the process as draining (readiness 503) and wait for in-flight requests."""
+        self.lifecycle.draining.set()
+        logger.info("draining", extra={"in_flight": self.lifecycle.in_flight})
+        idle = self.lifecycle.wait_idle(
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        if not idle:
+            logger.warning("drain timed out", extra={"in_flight": self.lifecycle.in_flight})
+        return idle
+
+    def close(self) -> None:
+        """Emit ``app.stopping`` and close every manager in reverse start order. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.lifecycle.draining.set()
+        try:
+            self.hooks.emit("app.stopping", app_manager=self)
+        except Exception:
+            logger.exception("app.stopping hook failed")
+        for manager in reversed(self.managers):
+            try:
+                manager.close()
+            except Exception:
+                logger.exception("manager close failed", extra={"manager": manager.name})
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._current_lock:
+            if AppManager._current is self:
+                AppManager._current = None
+        logger.info("app stopped")

@@ -1,0 +1,1 @@
+"""The HTTP layer: request pipeline, route auth policies, problem responses, health routes."""

@@ -1,0 +1,70 @@
+"""Operational routes: liveness, readiness and module status.
+
+``/health/live`` checks nothing but the process. ``/health/ready`` runs every dependency check
+in parallel, each bounded by ``HEALTH_CHECK_TIMEOUT``, so one hung dependency cannot hang the
+probe; it answers 503 while any check fails or while the process is draining.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from core.http.auth import OPERATOR, PUBLIC, declare_auth
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+bp = Blueprint("health", __name__)
+
+
+def _manager() -> AppManager:
+    manager: AppManager = current_app.extensions["app_manager"]
+    return manager
+
+
+def run_checks(app_manager: AppManager) -> dict[str, dict[str, Any]]:
+    """Every readiness check, concurrently; a check slower than the timeout is ``timeout``."""
+    timeout = app_manager.settings.health_check_timeout
+    futures = {
+        name: app_manager.executor.submit(check)
+        for name, check in app_manager.readiness_checks().items()
+    }
+    deadline = time.monotonic() + timeout
+    results: dict[str, dict[str, Any]] = {}
+    for name, future in futures.items():
+        try:
+            results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()
+            results[name] = {"status": "timeout", "latency_ms": round(timeout * 1000, 2)}
+    return results
+
+
+@bp.get("/health/live")
+@declare_auth(PUBLIC)
+def live() -> ResponseReturnValue:
+    return jsonify(status="ok")
+
+
+@bp.get("/health/ready")
+@declare_auth(PUBLIC)
+def ready() -> ResponseReturnValue:
+    app_manager = _manager()
+    checks = run_checks(app_manager)
+    draining = app_manager.lifecycle.draining.is_set()
+    ok = not draining and all(check["status"] == "ok" for check in checks.values())
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if draining:
+        body["reason"] = "shutting_down"
+    return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/modules/status")
+@declare_auth(OPERATOR)
+def modules_status() -> ResponseReturnValue:
+    return jsonify(items=_manager().modules.status())

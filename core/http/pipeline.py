@@ -1,0 +1,97 @@
+"""The request pipeline (hot path), as Flask request hooks.
+
+before: request id -> gates (maintenance) -> route auth policy -> JSON body check.
+after: ``X-Request-ID``, security headers.
+
+The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
+:func:`core.app_manager.AppManager.wrap_wsgi`): a spoofed ``X-Forwarded-For`` from an
+untrusted peer changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, request
+
+from core.errors import InvalidJson, UnsupportedMediaType, ValidationFailed
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, parsed once by the pipeline; ``{}`` when there was no body."""
+    body: dict[str, Any] | None = g.get("json_body")
+    return {} if body is None else body
+
+
+def _request_id() -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    if _VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _parse_body() -> None:
+    """Reject bodies that are not a JSON object; Flask answers 413 past MAX_CONTENT_LENGTH."""
+    g.json_body = None
+    if request.method not in _BODY_METHODS:
+        return
+    data = request.get_data(cache=True)
+    if not data:
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the body as application/json.")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidJson("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            [{"field": "", "message": "must be a JSON object"}],
+            detail="The body must be a JSON object.",
+        )
+    g.json_body = body
+
+
+def install(app: Flask, app_manager: AppManager) -> None:
+    """Register the pipeline hooks on ``app``."""
+    authenticators = app_manager.authenticators
+    gates = app_manager.request_gates
+
+    @app.before_request
+    def before() -> None:
+        g.request_id = _request_id()
+        endpoint = request.endpoint
+        for gate in gates:
+            gate(endpoint)
+        policy = app_manager.route_policies.get(endpoint or "")
+        if policy is not None:
+            authenticators[policy]()
+        _parse_body()
+
+    @app.after_request
+    def after(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or _request_id()
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Cache-Control", "no-store")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response

@@ -1,0 +1,91 @@
+"""Process lifecycle: in-flight request accounting and the draining flag used on SIGTERM.
+
+On SIGTERM the server marks the process as draining (``/health/ready`` answers 503 at once),
+waits for in-flight HTTP requests to finish (bounded by ``SHUTDOWN_TIMEOUT``), and then closes
+the managers in reverse order. Long-lived Socket.IO connections are not counted as in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self.draining = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def begin(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+
+    def end(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight <= 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False when ``timeout`` ran out first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+
+class InFlightMiddleware:
+    """WSGI middleware counting requests until their response body is fully sent."""
+
+    def __init__(
+        self, app: WSGIApplication, lifecycle: Lifecycle, exclude_prefixes: tuple[str, ...]
+    ) -> None:
+        self.app = app
+        self.lifecycle = lifecycle
+        self.exclude_prefixes = exclude_prefixes
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(self.exclude_prefixes):
+            return self.app(environ, start_response)
+        self.lifecycle.begin()
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self.lifecycle.end()
+            raise
+        return _ClosingIterable(body, self.lifecycle.end)
+
+
+class _ClosingIterable:
+    def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
+        self._body = body
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close: Any = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._on_close()

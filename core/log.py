@@ -1,0 +1,169 @@
+"""Structured logging: JSON lines (prod default) or console lines (dev default), with the
+request id on every line and secrets redacted wherever they appear.
+
+Redaction runs in the formatter, so it covers every logger (ours, Werkzeug's, libraries')
+and every part of a record: the message, structured ``extra`` fields and tracebacks. It
+removes the exact values of secret settings, JWTs, bearer credentials, API keys, URL
+passwords and ``password=...``-style pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from flask import g, has_request_context
+
+REDACTED = "[REDACTED]"
+
+_SENSITIVE_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential|private[_-]?key",
+    re.IGNORECASE,
+)
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # JSON Web Tokens (header.payload.signature, both first parts base64url JSON objects).
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # Authorization header values.
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    # API keys: "<prefix>.<secret>" as issued by the ApiKeyManager.
+    (re.compile(r"\bpbk_[A-Za-z0-9]{8,}\.[A-Za-z0-9_-]{16,}"), REDACTED),
+    # Passwords inside URLs.
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#\s@]*:)[^@/\s]+(@)"), rf"\1{REDACTED}\2"),
+    # key=value and "key": "value" pairs with a sensitive key.
+    (
+        re.compile(
+            r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*)"
+            r"(\"?'?\s*[:=]\s*\"?'?)([^\s\"'&,;}\]]+)"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+]
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+class Redactor:
+    """Removes secrets from strings and structures. Thread-safe; values can be added later."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._values: tuple[str, ...] = ()
+        self.add_values(secret_values)
+
+    def add_values(self, values: Iterable[str]) -> None:
+        # Very short values would redact ordinary words; secrets are never that short.
+        new = {v for v in values if isinstance(v, str) and len(v) >= 6}
+        with self._lock:
+            self._values = tuple(sorted(set(self._values) | new, key=len, reverse=True))
+
+    def text(self, value: str) -> str:
+        for secret in self._values:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        for pattern, replacement in _PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
+
+    def data(self, value: Any, key: str | None = None) -> Any:
+        if key is not None and _SENSITIVE_KEY.search(key) and value not in (None, ""):
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.data(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple | set):
+            return [self.data(v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self.text(str(value))
+
+
+def current_request_id() -> str | None:
+    if has_request_context():
+        request_id: str | None = g.get("request_id")
+        return request_id
+    return None
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
+
+
+class _BaseFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def _exception_text(self, record: logging.LogRecord) -> str | None:
+        if record.exc_info:
+            return self.redactor.text(self.formatException(record.exc_info))
+        if record.stack_info:
+            return self.redactor.text(self.formatStack(record.stack_info))
+        return None
+
+
+class JsonFormatter(_BaseFormatter):
+    """One JSON object per line: ts, level, logger, message, request_id, extras, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redactor.text(record.getMessage()),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in _extras(record).items():
+            entry[key] = self.redactor.data(value, key)
+        exc = self._exception_text(record)
+        if exc:
+            entry["exc"] = exc
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(_BaseFormatter):
+    """``12:00:00 INFO  logger [request-id] message key=value`` for humans."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        parts = [
+            time.strftime("%H:%M:%S", time.localtime(record.created)),
+            f"{record.levelname:<7}",
+            record.name,
+        ]
+        if request_id:
+            parts.append(f"[{request_id}]")
+        parts.append(self.redactor.text(record.getMessage()))
+        extras = self.redactor.data(_extras(record))
+        parts.extend(f"{k}={v}" for k, v in extras.items())
+        line = " ".join(parts)
+        exc = self._exception_text(record)
+        return f"{line}\n{exc}" if exc else line
+
+
+_HANDLER_NAME = "python-base-04"
+
+
+def configure_logging(level: str, fmt: str, redactor: Redactor) -> logging.Handler:
+    """Install (or replace) the framework's handler on the root logger. Idempotent."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else ConsoleFormatter(redactor))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Engine.IO/Socket.IO packet logs are noise and may carry payloads: off unless debugging.
+    for noisy in ("engineio.server", "socketio.server", "urllib3", "pymongo"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    return handler

@@ -1,0 +1,171 @@
+"""Discovers feature modules, orders them by their dependencies and runs their hooks.
+
+Every sub-package of each package in ``MODULES_PACKAGES`` (default ``modules``) is a module;
+its name is the sub-package name. Start-up stops with a :class:`~core.errors.ModuleError`
+naming the module when one fails to import, defines no (or several) ``BaseModule``
+subclasses, depends on a module that does not exist or is disabled, or is part of a cycle.
+Modules listed in ``MODULES_DISABLED`` are not imported at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import pkgutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from core.errors import ModuleError, StartupError
+from core.managers.base import Manager
+from core.module import BaseModule
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiscoveredModule:
+    name: str
+    package: str
+    cls: type[BaseModule]
+
+
+class ModuleManager(Manager):
+    name = "modules"
+
+    def __init__(self, packages: Iterable[str], disabled: Iterable[str] = ()) -> None:
+        self.packages = list(packages)
+        self.disabled = set(disabled)
+        self.loaded: list[BaseModule] = []
+
+    def discover(self) -> list[DiscoveredModule]:
+        """Import every enabled module package and return them in dependency order."""
+        found: dict[str, DiscoveredModule] = {}
+        for package_name in self.packages:
+            for name, dotted in _subpackages(package_name):
+                if name in found:
+                    raise ModuleError(name, f"defined twice ({found[name].package} and {dotted})")
+                if name in self.disabled:
+                    continue
+                found[name] = DiscoveredModule(name, dotted, _module_class(name, dotted))
+        return order_by_dependencies(found, self.disabled)
+
+    def load(self, app: Flask, app_manager: AppManager) -> None:
+        """Instantiate modules in dependency order and register their routes."""
+        for discovered in self.discover():
+            module = discovered.cls(discovered.name, app_manager)
+            module.register_routes(app)
+            self.loaded.append(module)
+            app_manager.hooks.emit("module.loaded", module=module)
+            logger.debug("module loaded", extra={"module": discovered.name})
+
+    def get(self, name: str) -> BaseModule:
+        for module in self.loaded:
+            if module.name == name:
+                return module
+        raise KeyError(name)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Name, state, dependencies and health of every module, disabled ones included."""
+        items: list[dict[str, Any]] = []
+        for module in self.loaded:
+            try:
+                health = dict(module.health())
+            except Exception as exc:
+                logger.exception("module health failed", extra={"module": module.name})
+                health = {"status": "error", "error": type(exc).__name__}
+            items.append(
+                {
+                    "name": module.name,
+                    "enabled": True,
+                    "dependencies": list(module.dependencies),
+                    "health": health,
+                }
+            )
+        for name in sorted(self.disabled):
+            items.append({"name": name, "enabled": False, "dependencies": [], "health": None})
+        return items
+
+    def close(self) -> None:
+        modules, self.loaded = self.loaded, []
+        for module in reversed(modules):
+            try:
+                module.close()
+            except Exception:
+                logger.exception("module close failed", extra={"module": module.name})
+
+
+def _subpackages(package_name: str) -> list[tuple[str, str]]:
+    try:
+        package = importlib.import_module(package_name)
+    except ImportError as exc:
+        raise StartupError(f"modules package {package_name!r} cannot be imported: {exc}") from exc
+    paths = getattr(package, "__path__", None)
+    if paths is None:
+        raise StartupError(f"modules package {package_name!r} is not a package")
+    return sorted(
+        (info.name, f"{package_name}.{info.name}")
+        for info in pkgutil.iter_modules(paths)
+        if info.ispkg and not info.name.startswith("_")
+    )
+
+
+def _module_class(name: str, dotted: str) -> type[BaseModule]:
+    try:
+        package = importlib.import_module(dotted)
+    except Exception as exc:
+        raise ModuleError(name, f"import failed: {type(exc).__name__}: {exc}") from exc
+    classes = _module_classes(package)
+    if len(classes) != 1:
+        found = ", ".join(c.__name__ for c in classes) or "none"
+        raise ModuleError(name, f"must define exactly one BaseModule subclass (found {found})")
+    return classes[0]
+
+
+def _module_classes(package: ModuleType) -> list[type[BaseModule]]:
+    return [
+        obj
+        for _, obj in inspect.getmembers(package, inspect.isclass)
+        if issubclass(obj, BaseModule)
+        and obj is not BaseModule
+        and obj.__module__.startswith(package.__name__)
+    ]
+
+
+def order_by_dependencies(
+    modules: dict[str, DiscoveredModule], disabled: set[str] | None = None
+) -> list[DiscoveredModule]:
+    """Topological order (alphabetical among equals); names the module at fault otherwise."""
+    disabled = disabled or set()
+    for name, module in sorted(modules.items()):
+        for dependency in module.cls.dependencies:
+            if dependency in disabled:
+                raise ModuleError(name, f"depends on {dependency!r}, which is disabled")
+            if dependency not in modules:
+                raise ModuleError(name, f"depends on {dependency!r}, which does not exist")
+
+    ordered: list[DiscoveredModule] = []
+    state: dict[str, str] = {}  # "visiting" while on the DFS stack, "done" once placed
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = [*path[path.index(name) :], name]
+            raise ModuleError(name, "dependency cycle: " + " -> ".join(cycle))
+        state[name] = "visiting"
+        for dependency in sorted(modules[name].cls.dependencies):
+            visit(dependency, [*path, name])
+        state[name] = "done"
+        ordered.append(modules[name])
+
+    for name in sorted(modules):
+        visit(name, [])
+    return ordered

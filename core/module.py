@@ -1,0 +1,51 @@
+"""``BaseModule``: what a feature module subclasses.
+
+A module is a package ``modules/<name>/`` whose ``__init__.py`` defines (or imports) exactly
+one ``BaseModule`` subclass. The framework discovers it, orders it after the modules named in
+``dependencies``, and calls its hooks once per app:
+
+- ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``);
+- ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``;
+- ``register_socket_handlers(socketio)``: add Socket.IO events;
+- ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
+
+Copy ``modules/notes`` to start a new module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flask import Blueprint, Flask
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+
+class BaseModule:
+    """Base class of feature modules; one instance per app."""
+
+    #: Names (package names under ``modules/``) of the modules this one needs first.
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    #: A Blueprint registered by the default ``register_routes``.
+    blueprint: ClassVar[Blueprint | None] = None
+
+    def __init__(self, name: str, app_manager: AppManager) -> None:
+        self.name = name
+        self.app_manager = app_manager
+
+    def register_routes(self, app: Flask) -> None:
+        if self.blueprint is not None:
+            app.register_blueprint(self.blueprint)
+
+    def register_actions(self, actions: Any) -> None:
+        """Declare actions in code; most modules use ``actions.yaml`` instead."""
+
+    def register_socket_handlers(self, socketio: Any) -> None:
+        """Add Socket.IO event handlers."""
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok"}
+
+    def close(self) -> None:
+        """Release resources the module holds."""
