@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (app + embedded dev stack) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: venv run test lint format check clean-devdata
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements-dev.txt
+	@touch $(STAMP)
+
+## Run the app on http://127.0.0.1:5000 with MongoDB, PostgreSQL, Redis and Vault started
+## as child processes (data in .devdata/). Ctrl-C stops everything.
+run: venv
+	$(BIN)/python -m core.devstack run
+
+## The whole test suite against real servers started by the fixtures.
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check: lint test
+
+clean-devdata:
+	rm -rf .devdata

@@ -1,0 +1,180 @@
+"""Module discovery, ordering and start-up failures (no servers: apps built without start)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import create_app
+from core.errors import ModuleError, StartupError
+from tests.support.packages import make_modules_package, module_source
+
+
+def build(package: str, **environ: str) -> Flask:
+    return create_app({"APP_ENV": "test", "MODULES_PACKAGES": package, **environ}, start=False)
+
+
+def loaded_names(app: Flask) -> list[str]:
+    return [module.name for module in app.extensions["app_manager"].modules.loaded]
+
+
+def test_modules_are_discovered_and_ordered_after_their_dependencies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "alpha": module_source(("gamma",)),
+            "beta": module_source(),
+            "gamma": module_source(("beta",)),
+            "_private": "raise RuntimeError('never imported')",
+        },
+    )
+    assert loaded_names(build(package)) == ["beta", "gamma", "alpha"]
+
+
+def test_a_module_registers_its_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = textwrap.dedent(
+        """
+        from flask import Blueprint
+        from core.module import BaseModule
+
+        bp = Blueprint("hello", __name__)
+
+        @bp.get("/public/hello")
+        def hello():
+            return {"hello": "world"}
+
+        class Hello(BaseModule):
+            blueprint = bp
+        """
+    )
+    package = make_modules_package(tmp_path, monkeypatch, {"hello": source})
+    response = build(package).test_client().get("/public/hello")
+    assert response.status_code == 200
+    assert response.get_json() == {"hello": "world"}
+
+
+def test_a_dependency_cycle_stops_start_up_naming_the_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "one": module_source(("two",)),
+            "two": module_source(("three",)),
+            "three": module_source(("one",)),
+        },
+    )
+    with pytest.raises(ModuleError, match=r"dependency cycle: one -> two -> three -> one"):
+        build(package)
+
+
+def test_a_missing_dependency_stops_start_up_naming_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(tmp_path, monkeypatch, {"shop": module_source(("payments",))})
+    with pytest.raises(ModuleError, match="'shop': depends on 'payments', which does not exist"):
+        build(package)
+
+
+def test_an_import_error_stops_start_up_naming_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {"good": module_source(), "broken": "import does_not_exist_anywhere\n"},
+    )
+    with pytest.raises(ModuleError, match="'broken': import failed: ModuleNotFoundError"):
+        build(package)
+
+
+def test_a_package_without_a_module_class_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(tmp_path, monkeypatch, {"empty": "VALUE = 1\n"})
+    with pytest.raises(ModuleError, match="'empty': must define exactly one BaseModule subclass"):
+        build(package)
+
+
+def test_a_disabled_module_is_not_imported_and_is_listed_as_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {"broken": "raise RuntimeError('must not be imported')\n", "fine": module_source()},
+    )
+    app = build(package, MODULES_DISABLED="broken")
+    assert loaded_names(app) == ["fine"]
+    items = app.test_client().get("/modules/status").get_json()["items"]
+    assert items == [
+        {"name": "fine", "enabled": True, "dependencies": [], "health": {"status": "ok"}},
+        {"name": "broken", "enabled": False, "dependencies": [], "health": None},
+    ]
+
+
+def test_depending_on_a_disabled_module_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path, monkeypatch, {"base": module_source(), "user": module_source(("base",))}
+    )
+    with pytest.raises(ModuleError, match="'user': depends on 'base', which is disabled"):
+        build(package, MODULES_DISABLED="base")
+
+
+def test_module_status_reports_a_failing_health_without_internals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = """
+    def health(self):
+        raise RuntimeError("password=hunter2 at db.internal")
+    """
+    package = make_modules_package(tmp_path, monkeypatch, {"sick": module_source(body=body)})
+    response = build(package).test_client().get("/modules/status")
+    assert response.status_code == 200
+    (item,) = response.get_json()["items"]
+    assert item["health"] == {"status": "error", "error": "RuntimeError"}
+    assert b"hunter2" not in response.data
+
+
+def test_module_status_needs_the_operator_token_when_one_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(tmp_path, monkeypatch, {"one": module_source()})
+    client = build(package, METRICS_TOKEN="operator-token-123").test_client()
+    assert client.get("/modules/status").status_code == 401
+    wrong = client.get("/modules/status", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/modules/status", headers={"Authorization": "Bearer operator-token-123"})
+    assert right.status_code == 200
+
+
+def test_a_route_without_an_auth_policy_refuses_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = textwrap.dedent(
+        """
+        from flask import Blueprint
+        from core.module import BaseModule
+
+        bp = Blueprint("leaky", __name__)
+
+        @bp.get("/internal/stats")
+        def stats():
+            return {}
+
+        class Leaky(BaseModule):
+            blueprint = bp
+        """
+    )
+    package = make_modules_package(tmp_path, monkeypatch, {"leaky": source})
+    with pytest.raises(StartupError, match=r"/internal/stats \(endpoint leaky.stats\)"):
+        build(package)

@@ -1,0 +1,111 @@
+"""Every error is an RFC 9457 problem with a stable code and the request id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from app import create_app
+from tests.support.http import problem
+
+
+@pytest.fixture
+def offline_client(tmp_path: Path) -> FlaskClient:
+    """An app whose tested paths touch no store, so it is built without start-up work."""
+    app = create_app(
+        {
+            "APP_ENV": "test",
+            "SECRETS_DIR": str(tmp_path),
+            "MODULES_PACKAGES": "tests.support.modules",
+            "MAX_CONTENT_LENGTH": "2048",
+            "TRUSTED_PROXIES": "1",
+        },
+        start=False,
+    )
+    return app.test_client()
+
+
+def test_malformed_json_is_400_invalid_json(offline_client: FlaskClient) -> None:
+    response = offline_client.post(
+        "/public/probe/echo", data=b'{"a": ', content_type="application/json"
+    )
+    problem(response, 400, "INVALID_JSON")
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"42", b"null"])
+def test_a_body_that_is_not_an_object_is_400_validation_error(
+    offline_client: FlaskClient, body: bytes
+) -> None:
+    response = offline_client.post(
+        "/public/probe/echo", data=body, content_type="application/json"
+    )
+    body_json = problem(response, 400, "VALIDATION_ERROR")
+    assert body_json["errors"] == [{"field": "", "message": "must be a JSON object"}]
+
+
+def test_a_body_over_max_content_length_is_413(offline_client: FlaskClient) -> None:
+    response = offline_client.post("/public/probe/echo", json={"blob": "x" * 4096})
+    problem(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_a_body_that_is_not_json_is_415(offline_client: FlaskClient) -> None:
+    response = offline_client.post(
+        "/public/probe/echo", data="a=1", content_type="application/x-www-form-urlencoded"
+    )
+    problem(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_a_valid_object_reaches_the_view(offline_client: FlaskClient) -> None:
+    response = offline_client.post("/public/probe/echo", json={"a": [1, {"b": None}]})
+    assert response.status_code == 200
+    assert response.get_json() == {"received": {"a": [1, {"b": None}]}}
+
+
+def test_unknown_path_is_404_not_found(offline_client: FlaskClient) -> None:
+    problem(offline_client.get("/no/such/path"), 404, "NOT_FOUND")
+
+
+def test_wrong_method_is_405_with_allow(offline_client: FlaskClient) -> None:
+    response = offline_client.delete("/public/probe/echo")
+    problem(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["Allow"] == "OPTIONS, POST"
+
+
+def test_an_unhandled_exception_is_500_without_internals(offline_client: FlaskClient) -> None:
+    response = offline_client.get("/public/probe/boom?secret=xyz")
+    body = problem(response, 500, "INTERNAL_ERROR")
+    assert body["detail"] == "An unexpected error occurred."
+    assert b"xyz" not in response.data
+    assert b"RuntimeError" not in response.data
+
+
+@pytest.mark.parametrize("path", ["/userauth/probe/private", "/keyauth/probe/private"])
+def test_authenticated_prefixes_deny_by_default(offline_client: FlaskClient, path: str) -> None:
+    response = offline_client.get(path)
+    problem(response, 401, "AUTH_REQUIRED")
+    assert b"only for authenticated" not in response.data
+
+
+def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced(
+    offline_client: FlaskClient,
+) -> None:
+    echoed = offline_client.get("/health/live", headers={"X-Request-ID": "abc-123_.X"})
+    assert echoed.headers["X-Request-ID"] == "abc-123_.X"
+    for bad in ("has space", "x" * 129, "semi;colon"):
+        replaced = offline_client.get("/health/live", headers={"X-Request-ID": bad})
+        assert replaced.headers["X-Request-ID"] != bad
+        assert len(replaced.headers["X-Request-ID"]) == 32
+
+
+def test_security_headers_are_on_every_response_and_hsts_only_over_https(
+    offline_client: FlaskClient,
+) -> None:
+    for response in (offline_client.get("/health/live"), offline_client.get("/missing")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert "Strict-Transport-Security" not in response.headers
+    https = offline_client.get("/health/live", headers={"X-Forwarded-Proto": "https"})
+    assert https.headers["Strict-Transport-Security"].startswith("max-age=")
