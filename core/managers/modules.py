@@ -64,7 +64,7 @@ class ModuleManager(Manager):
             module.register_routes(app)
             self.loaded.append(module)
             app_manager.hooks.emit("module.loaded", module=module)
-            logger.debug("module loaded", extra={"module": discovered.name})
+            logger.debug("module loaded", extra={"feature_module": discovered.name})
 
     def get(self, name: str) -> BaseModule:
         for module in self.loaded:
@@ -79,7 +79,7 @@ class ModuleManager(Manager):
             try:
                 health = dict(module.health())
             except Exception as exc:
-                logger.exception("module health failed", extra={"module": module.name})
+                logger.exception("module health failed", extra={"feature_module": module.name})
                 health = {"status": "error", "error": type(exc).__name__}
             items.append(
                 {
@@ -99,7 +99,7 @@ class ModuleManager(Manager):
             try:
                 module.close()
             except Exception:
-                logger.exception("module close failed", extra={"module": module.name})
+                logger.exception("module close failed", extra={"feature_module": module.name})
 
 
 def _subpackages(package_name: str) -> list[tuple[str, str]]:

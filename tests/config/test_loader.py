@@ -116,17 +116,25 @@ def test_invalid_values_name_setting_and_source_but_never_the_value(tmp_path: Pa
 
 
 def test_lists_are_comma_separated() -> None:
-    settings = SettingsLoader(
-        {"CORS_ORIGINS": "https://a.example, https://b.example", "MODULES_DISABLED": ""}
-    ).load(None).settings
+    settings = (
+        SettingsLoader(
+            {"CORS_ORIGINS": "https://a.example, https://b.example", "MODULES_DISABLED": ""}
+        )
+        .load(None)
+        .settings
+    )
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert settings.modules_disabled == []
 
 
 def test_secret_values_include_url_passwords_but_not_whole_urls() -> None:
-    settings = SettingsLoader(
-        {"REDIS_URL": "redis://:hunter2-redis@r:6379/0", "METRICS_TOKEN": "metrics-token-1"}
-    ).load(None).settings
+    settings = (
+        SettingsLoader(
+            {"REDIS_URL": "redis://:hunter2-redis@r:6379/0", "METRICS_TOKEN": "metrics-token-1"}
+        )
+        .load(None)
+        .settings
+    )
     values = settings.secret_values()
     assert "hunter2-redis" in values
     assert "metrics-token-1" in values

@@ -38,9 +38,7 @@ def test_malformed_json_is_400_invalid_json(offline_client: FlaskClient) -> None
 def test_a_body_that_is_not_an_object_is_400_validation_error(
     offline_client: FlaskClient, body: bytes
 ) -> None:
-    response = offline_client.post(
-        "/public/probe/echo", data=body, content_type="application/json"
-    )
+    response = offline_client.post("/public/probe/echo", data=body, content_type="application/json")
     body_json = problem(response, 400, "VALIDATION_ERROR")
     assert body_json["errors"] == [{"field": "", "message": "must be a JSON object"}]
 

