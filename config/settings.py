@@ -57,6 +57,12 @@ class Settings(BaseModel):
     mongodb_server_selection_timeout_ms: int = Field(2000, ge=100)
     mongodb_connect_timeout_ms: int = Field(2000, ge=100)
     mongodb_socket_timeout_ms: int = Field(5000, ge=100)
+    mongodb_retry_writes: bool = True
+    mongodb_retry_reads: bool = True
+    mongodb_read_only_preference: Literal[
+        "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
+    ] = "secondaryPreferred"
+    mongodb_admin_uri: str | None = Field(None, json_schema_extra={"url_credentials": True})
     postgres_dsn: str = _required_in_prod(
         "postgresql://app:app@127.0.0.1:5433/app", url_credentials=True
     )
@@ -83,6 +89,9 @@ class Settings(BaseModel):
     vault_kv_mount: str = _bootstrap("secret")
     vault_secret_path: str = _bootstrap("app")
     vault_timeout: float = _bootstrap(5.0)
+    vault_kv_cache_ttl: float = Field(300.0, ge=0)
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str | None = None
     secrets_dir: str = _bootstrap("./secrets")
 
     # Auth.
@@ -133,7 +142,9 @@ class Settings(BaseModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "vault_addr", mode="before")
+    @field_validator(
+        "log_format", "vault_addr", "mongodb_admin_uri", "vault_transit_key", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

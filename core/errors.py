@@ -2,6 +2,7 @@
 
     FrameworkError
     ├── ConfigurationError          settings are missing or invalid (start-up)
+    ├── CryptoError                 a value cannot be encrypted or decrypted (tampered, wrong key)
     ├── StartupError                the app cannot start (start-up)
     │   └── ModuleError             discovery, import, dependency or cycle problem of a module
     └── ApiError                    maps to an RFC 9457 problem response (status + stable code)
@@ -13,6 +14,8 @@
         ├── NotFound                404 NOT_FOUND
         ├── MethodNotAllowed        405 METHOD_NOT_ALLOWED
         ├── Conflict                409 CONFLICT / EMAIL_TAKEN / ...
+        │   ├── StateConflict       409 STATE_CONFLICT (compare-and-set lost)
+        │   └── IllegalTransition   409 ILLEGAL_TRANSITION (not allowed by the state machine)
         ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
         ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
         ├── TooManyRequests         429 RATE_LIMITED / BANNED / LOGIN_LOCKED, with Retry-After
@@ -41,6 +44,10 @@ class ConfigurationError(FrameworkError):
     def __init__(self, problems: str | Sequence[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class CryptoError(FrameworkError):
+    """A value cannot be encrypted or decrypted: tampered ciphertext or the wrong key."""
 
 
 class StartupError(FrameworkError):
@@ -119,6 +126,18 @@ class MethodNotAllowed(ApiError):
 
 class Conflict(ApiError):
     status, default_code, title = 409, "CONFLICT", "Conflict"
+
+
+class StateConflict(Conflict):
+    """A state changed since it was read: the compare-and-set on its version failed."""
+
+    default_code, title = "STATE_CONFLICT", "State Conflict"
+
+
+class IllegalTransition(Conflict):
+    """The state machine does not allow this transition from the current state."""
+
+    default_code, title = "ILLEGAL_TRANSITION", "Illegal Transition"
 
 
 class PayloadTooLarge(ApiError):

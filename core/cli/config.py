@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from config.settings import Settings
 
 config_cli = AppGroup("config", help="Inspect the resolved settings.")
+COMMANDS = [config_cli]
 
 
 @config_cli.command("show")
