@@ -161,8 +161,10 @@ class AppManager:
     def start(self) -> None:
         """Start-up work that needs the stores; a failure names the store and what to do."""
         try:
-            self.database.start()
+            self.database.mongo.ping()
+            self.database.postgres.ping()
             self.redis.client.ping()
+            self.database.start()
         except FrameworkError:
             raise
         except Exception as exc:

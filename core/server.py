@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -31,7 +32,7 @@ def main() -> int:
     manager: AppManager = app.extensions["app_manager"]
     settings = manager.settings
     try:
-        server = make_server(settings.host, settings.port, app, threaded=True)
+        listener = _listen(settings.host, settings.port)
     except OSError as exc:
         manager.close()
         if exc.errno == errno.EADDRINUSE:
@@ -42,10 +43,11 @@ def main() -> int:
             )
             return 2
         raise
+    server = make_server(settings.host, settings.port, app, threaded=True, fd=listener.fileno())
     install_signal_handlers(server, manager)
     logger.info(
         "serving",
-        extra={"url": f"http://{settings.host}:{server.server_port}", "env": settings.app_env},
+        extra={"url": f"http://{settings.host}:{server.port}", "env": settings.app_env},
     )
     try:
         server.serve_forever()
@@ -53,6 +55,21 @@ def main() -> int:
         server.server_close()
         manager.close()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves: Werkzeug would print its own error and exit 1."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def install_signal_handlers(server: BaseWSGIServer, manager: AppManager) -> None:

@@ -45,7 +45,13 @@ def test_sigterm_drains_a_request_in_flight_then_exits_zero(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: requests.get(f"{base}/health/ready", timeout=2).status_code == 200)
+        wait_until(
+            lambda: (
+                proc.poll() is not None
+                or requests.get(f"{base}/health/ready", timeout=2).status_code == 200
+            )
+        )
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
 
         result: dict[str, Any] = {}
 

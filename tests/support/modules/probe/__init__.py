@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from core.app_manager import AppManager
 from core.http.pipeline import json_body
 from core.module import BaseModule
 
@@ -52,5 +53,32 @@ def key_private() -> ResponseReturnValue:
     return jsonify(secret="only for authenticated callers")
 
 
+@bp.post("/public/probe/docs")
+def insert_doc() -> ResponseReturnValue:
+    """Writes to MongoDB, for outage tests."""
+    store = AppManager.current().database.mongo
+    result = store.collection("probe_docs").insert_one(dict(json_body()))
+    return jsonify(id=str(result.inserted_id)), 201
+
+
+@bp.get("/public/probe/docs")
+def count_docs() -> ResponseReturnValue:
+    store = AppManager.current().database.mongo
+    return jsonify(count=store.collection("probe_docs").count_documents({}))
+
+
+@bp.get("/public/probe/sql")
+def sql_now() -> ResponseReturnValue:
+    """Reads from PostgreSQL, for outage tests."""
+    rows = AppManager.current().database.postgres.execute("SELECT 1 AS one")
+    return jsonify(rows=rows)
+
+
 class ProbeModule(BaseModule):
     blueprint = bp
+
+    def __init__(self, name: str, app_manager: AppManager) -> None:
+        super().__init__(name, app_manager)
+        self.events: list[str] = []
+        app_manager.hooks.register("app.started", lambda **_: self.events.append("started"))
+        app_manager.hooks.register("app.stopping", lambda **_: self.events.append("stopping"))
