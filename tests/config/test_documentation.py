@@ -1,0 +1,39 @@
+"""The settings documentation cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from config.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def documented_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+
+def test_env_example_lists_every_setting() -> None:
+    missing = set(Settings.env_names()) - documented_names()
+    assert not missing, f"add to .env.example: {sorted(missing)}"
+
+
+def test_env_example_lists_nothing_that_does_not_exist() -> None:
+    dev_stack = {
+        "DEV_MONGODB_PORT",
+        "DEV_POSTGRES_PORT",
+        "DEV_REDIS_PORT",
+        "DEV_VAULT_PORT",
+        "DEVDATA_DIR",
+    }
+    unknown = documented_names() - set(Settings.env_names()) - dev_stack
+    assert not unknown, f"not a setting: {sorted(unknown)}"
+
+
+def test_env_example_holds_no_secret_values() -> None:
+    text = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        if Settings.field_flag(name, "secret"):
+            assert re.search(rf"^{name.upper()}=\s*(#|$)", text, flags=re.MULTILINE), name
