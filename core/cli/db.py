@@ -1,0 +1,61 @@
+"""``flask db upgrade`` and ``flask db status``: the versioned PostgreSQL migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from core.errors import FrameworkError
+from core.managers.database import DatabaseManager
+from core.managers.database.json import to_json_compatible
+
+db_cli = AppGroup("db", help="PostgreSQL schema migrations.")
+COMMANDS = [db_cli]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _database() -> DatabaseManager:
+    manager: DatabaseManager = current_app.extensions["database"]
+    return manager
+
+
+def _clean_errors(command: F) -> F:
+    """Framework errors (unreachable store, changed migration) as one line and exit code 1."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FrameworkError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@db_cli.command("upgrade")
+@_clean_errors
+def upgrade() -> None:
+    """Apply pending migrations and print each one applied."""
+    applied = _database().migrator.upgrade()
+    for migration in applied:
+        click.echo(f"applied {migration.label}")
+    if not applied:
+        click.echo("nothing to apply: the schema is up to date")
+
+
+@db_cli.command("status")
+@_clean_errors
+def status() -> None:
+    """List every migration: applied (with its time), pending, changed or missing."""
+    lines = _database().migrator.status()
+    if not lines:
+        click.echo("no migrations")
+    for line in lines:
+        when = to_json_compatible(line.applied_at) if line.applied_at else ""
+        click.echo(f"{line.version}_{line.name:<32}  {line.state:<8}  {when}".rstrip())

@@ -1,0 +1,235 @@
+"""Versioned SQL migrations on a real PostgreSQL: once only, locked, checked, and the CLI."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg2.errors
+import pytest
+
+from core.app_manager import AppManager
+from core.devstack import free_port
+from core.errors import StartupError
+from core.managers.database.migrations import Migration, Migrator, discover
+from core.managers.database.postgres import PostgresStore
+from tests.conftest import AppFactory
+
+
+def store(make_app: AppFactory, dsn: str, **overrides: str) -> PostgresStore:
+    settings = {"POSTGRES_DSN": dsn, "POSTGRES_MIGRATE_ON_START": "false", **overrides}
+    manager: AppManager = make_app(settings).extensions["app_manager"]
+    return manager.database.postgres
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(exist_ok=True)
+    for name, sql in files.items():
+        (directory / name).write_text(sql)
+    return directory
+
+
+def recorded(pg: PostgresStore) -> list[tuple[str, str]]:
+    rows = pg.execute("SELECT version, checksum FROM schema_migrations ORDER BY version")
+    return [(row["version"], row["checksum"]) for row in rows]
+
+
+def table_exists(pg: PostgresStore, name: str) -> bool:
+    return bool(pg.execute("SELECT to_regclass(%s) IS NOT NULL AS ok", (name,))[0]["ok"])
+
+
+def labels(migrations: list[Migration]) -> list[str]:
+    return [m.label for m in migrations]
+
+
+def test_start_up_applies_the_audit_log_migration(make_app: AppFactory, fresh_dsn: str) -> None:
+    manager: AppManager = make_app({"POSTGRES_DSN": fresh_dsn}).extensions["app_manager"]
+    pg = manager.database.postgres
+    assert recorded(pg) == [(m.version, m.checksum) for m in discover()]
+    columns = {
+        row["column_name"]: row["data_type"]
+        for row in pg.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'audit_log'"
+        )
+    }
+    assert columns["id"] == "bigint"
+    assert columns["occurred_at"] == "timestamp with time zone"
+    assert columns["details"] == "jsonb"
+    assert columns["duration_ms"] == "double precision"
+    assert {"kind", "action", "principal_type", "principal_id", "outcome", "status"} <= set(columns)
+    indexes = {
+        row["indexdef"].split(" USING btree ")[1]
+        for row in pg.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'audit_log'")
+    }
+    assert {"(occurred_at)", "(principal_type, principal_id)"} <= indexes
+    row = pg.execute(
+        "INSERT INTO audit_log (kind, action, outcome) VALUES ('action', 'system.ping', 'ok') "
+        "RETURNING id, occurred_at, details"
+    )[0]
+    assert row["id"] >= 1
+    assert row["occurred_at"] is not None
+    assert row["details"] == {}
+
+
+def test_start_up_leaves_the_schema_alone_when_migrate_on_start_is_off(
+    make_app: AppFactory, fresh_dsn: str
+) -> None:
+    pg = store(make_app, fresh_dsn)
+    assert not table_exists(pg, "audit_log")
+    assert not table_exists(pg, "schema_migrations")
+
+
+def test_a_second_upgrade_applies_nothing(make_app: AppFactory, fresh_dsn: str) -> None:
+    pg = store(make_app, fresh_dsn)
+    migrator = Migrator(pg)
+    assert labels(migrator.upgrade()) == labels(discover())
+    assert migrator.upgrade() == []
+    assert recorded(pg) == [(m.version, m.checksum) for m in discover()]
+
+
+def test_a_migration_changed_after_it_was_applied_is_refused_by_name(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path
+) -> None:
+    directory = write(tmp_path / "m", {"0001_things.sql": "CREATE TABLE things (id int);"})
+    pg = store(make_app, fresh_dsn)
+    migrator = Migrator(pg, directory)
+    migrator.upgrade()
+    (directory / "0001_things.sql").write_text("CREATE TABLE things (id bigint);")
+    with pytest.raises(StartupError, match=r"0001_things\.sql changed after it was applied"):
+        migrator.upgrade()
+    assert [line.state for line in migrator.status()] == ["changed"]
+
+
+def test_a_failing_migration_leaves_neither_changes_nor_a_record(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path
+) -> None:
+    directory = write(
+        tmp_path / "m",
+        {
+            "0001_first.sql": "CREATE TABLE first (id int);",
+            "0002_broken.sql": "CREATE TABLE second (id int); SELECT 1 / 0;",
+        },
+    )
+    pg = store(make_app, fresh_dsn)
+    migrator = Migrator(pg, directory)
+    with pytest.raises(psycopg2.errors.DivisionByZero):
+        migrator.upgrade()
+    assert [version for version, _ in recorded(pg)] == ["0001"]
+    assert table_exists(pg, "first")
+    assert not table_exists(pg, "second")
+
+    (directory / "0002_broken.sql").write_text("CREATE TABLE second (id int);")
+    assert labels(migrator.upgrade()) == ["0002_broken"]
+
+
+def test_two_instances_upgrading_at_once_apply_each_migration_once(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path
+) -> None:
+    # Plain CREATE TABLE: applying a migration twice would fail with DuplicateTable; the
+    # sleep keeps the first instance inside its transaction while the second arrives.
+    directory = write(
+        tmp_path / "m",
+        {
+            "0001_slow.sql": "CREATE TABLE slow (id int); SELECT pg_sleep(0.3);",
+            "0002_more.sql": "CREATE TABLE more (id int);",
+        },
+    )
+    migrators = [Migrator(store(make_app, fresh_dsn), directory) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(5)
+            results[index] = labels(migrators[index].upgrade())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(results[0] + results[1]) == ["0001_slow", "0002_more"]
+    assert [version for version, _ in recorded(migrators[0].store)] == ["0001", "0002"]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"1_short.sql": "SELECT 1;"}, r"1_short\.sql: name it NNNN_lower_snake\.sql"),
+        ({"0001_Upper.sql": "SELECT 1;"}, r"0001_Upper\.sql: name it"),
+        (
+            {"0001_a.sql": "SELECT 1;", "0001_b.sql": "SELECT 1;"},
+            r"0001_b\.sql: version 0001 is also 0001_a\.sql",
+        ),
+    ],
+)
+def test_badly_named_migration_files_are_refused(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    with pytest.raises(StartupError, match=message):
+        discover(write(tmp_path / "m", files))
+
+
+def test_files_other_than_sql_are_ignored(tmp_path: Path) -> None:
+    directory = write(tmp_path / "m", {"README.md": "notes", "0001_a.sql": "SELECT 1;"})
+    assert labels(discover(directory)) == ["0001_a"]
+
+
+def test_status_lists_applied_pending_and_missing_versions(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path
+) -> None:
+    directory = write(tmp_path / "m", {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 2;"})
+    migrator = Migrator(store(make_app, fresh_dsn), directory)
+    assert [(s.version, s.state) for s in migrator.status()] == [
+        ("0001", "pending"),
+        ("0002", "pending"),
+    ]
+    migrator.upgrade()
+    (directory / "0002_b.sql").unlink()
+    write(directory, {"0003_c.sql": "SELECT 3;"})
+    states = [(s.version, s.state, s.applied_at is not None) for s in migrator.status()]
+    assert states == [
+        ("0001", "applied", True),
+        ("0002", "missing", True),
+        ("0003", "pending", False),
+    ]
+    assert labels(migrator.upgrade()) == ["0003_c"]  # a missing file does not block upgrades
+
+
+def test_flask_db_status_and_upgrade_report_what_they_do(
+    make_app: AppFactory, fresh_dsn: str
+) -> None:
+    app = make_app({"POSTGRES_DSN": fresh_dsn, "POSTGRES_MIGRATE_ON_START": "false"})
+    runner = app.test_cli_runner()
+
+    before = runner.invoke(args=["db", "status"])
+    assert before.exit_code == 0, before.output
+    assert "0001_audit_log" in before.output
+    assert "pending" in before.output
+
+    first = runner.invoke(args=["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [f"applied {label}" for label in labels(discover())]
+
+    second = runner.invoke(args=["db", "upgrade"])
+    assert second.exit_code == 0, second.output
+    assert "nothing to apply" in second.output
+
+    after = runner.invoke(args=["db", "status"])
+    assert "applied" in after.output
+    assert "pending" not in after.output
+
+
+def test_flask_db_fails_cleanly_when_postgres_is_unreachable(make_app: AppFactory) -> None:
+    dsn = f"postgresql://app:sekret-pw@127.0.0.1:{free_port()}/nowhere"
+    app = make_app({"POSTGRES_DSN": dsn, "POSTGRES_CONNECT_TIMEOUT": "1"}, start=False)
+    for command in ("status", "upgrade"):
+        result = app.test_cli_runner().invoke(args=["db", command])
+        assert result.exit_code == 1
+        assert "postgres is unavailable" in result.output
+        assert "sekret-pw" not in result.output
