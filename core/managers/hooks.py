@@ -7,7 +7,8 @@ callbacks still run, unless it was registered ``strict=True``: then the error pr
 the emitter, which is how a callback vetoes an operation.
 
 Events the framework emits (see docs/hooks.md for payloads):
-``app.started``, ``app.stopping``, ``module.loaded``.
+``app.started``, ``app.stopping``, ``module.loaded``, ``state.changed`` (``name``, ``old``,
+``new``: StateValue).
 """
 
 from __future__ import annotations

@@ -1,0 +1,48 @@
+"""``flask maintenance on --message ...`` / ``off`` / ``status``: maintenance mode, on every
+instance at once (the change is announced over Redis pub/sub)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from core.errors import ApiError
+from core.http import maintenance
+from core.http.maintenance import MaintenanceStatus
+from core.managers.state import StateManager
+
+maintenance_cli = AppGroup("maintenance", help="Switch maintenance mode on every instance.")
+COMMANDS = [maintenance_cli]
+
+
+@maintenance_cli.command("on")
+@click.option("--message", "-m", default=None, help="The detail of the 503 answers.")
+def on(message: str | None) -> None:
+    """Answer 503 MAINTENANCE to every request except health, metrics and admin routes."""
+    _run(lambda state: maintenance.set_mode(state, True, message))
+
+
+@maintenance_cli.command("off")
+def off() -> None:
+    """Serve requests again."""
+    _run(lambda state: maintenance.set_mode(state, False))
+
+
+@maintenance_cli.command("status")
+def status() -> None:
+    """Print whether maintenance mode is on, with its message."""
+    _run(maintenance.status)
+
+
+def _run(action: Callable[[StateManager], MaintenanceStatus]) -> None:
+    state: StateManager = current_app.extensions["state"]
+    try:
+        result = action(state)
+    except ApiError as exc:  # DependencyUnavailable, StateConflict: say it, exit 1
+        raise click.ClickException(exc.detail) from exc
+    mode = f"on: {result.message}" if result.enabled else "off"
+    since = result.updated_at or "never changed"
+    click.echo(f"maintenance {mode} (version {result.version}, {since})")
