@@ -27,7 +27,9 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="  # 32 bytes, base64url
 
 
-def _secret(default: Any = None, **extra: Any) -> Any:
+def _secret(default: Any = None, *, default_factory: Any = None, **extra: Any) -> Any:
+    if default_factory is not None:
+        return Field(default_factory=default_factory, json_schema_extra={"secret": True, **extra})
     return Field(default, json_schema_extra={"secret": True, **extra})
 
 
@@ -89,9 +91,9 @@ class Settings(BaseModel):
     vault_kv_mount: str = _bootstrap("secret")
     vault_secret_path: str = _bootstrap("app")
     vault_timeout: float = _bootstrap(5.0)
-    vault_kv_cache_ttl: float = Field(300.0, ge=0)
-    vault_transit_mount: str = "transit"
-    vault_transit_key: str | None = None
+    vault_kv_cache_ttl: float = _bootstrap(300.0)
+    vault_transit_mount: str = _bootstrap("transit")
+    vault_transit_key: str | None = _bootstrap(None)
     secrets_dir: str = _bootstrap("./secrets")
 
     # Auth.
@@ -100,7 +102,22 @@ class Settings(BaseModel):
     jwt_refresh_ttl: int = Field(14 * 24 * 3600, ge=60)
     jwt_issuer: str = "python-base-04"
     jwt_audience: str = "python-base-04"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
+    #: Earlier HMAC secrets (comma-separated) still accepted for verification while rotating.
+    jwt_previous_secrets: list[str] = _secret(default_factory=list)
+    #: PEM private key that signs tokens with RS256/ES256/EdDSA.
+    jwt_private_key: str | None = _secret(None)
+    #: PEM public keys of earlier private keys, still accepted for verification.
+    jwt_previous_public_keys: str | None = None
+    jwt_leeway: int = Field(0, ge=0, le=300)
+    #: When Redis cannot be asked whether a token is revoked: refuse (false) or accept (true).
+    jwt_revocation_fail_open: bool = False
     login_max_failures: int = Field(5, ge=1)
+    login_lockout_seconds: int = Field(900, ge=1)
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_cost: int = Field(19456, ge=1024)  # KiB; OWASP's argon2id minimum
+    argon2_parallelism: int = Field(1, ge=1)
+    api_key_cache_ttl: int = Field(60, ge=0)
     encryption_key: str = _secret(DEV_ENCRYPTION_KEY, prod_required=True)
     metrics_token: str | None = _secret(None)
 
@@ -129,7 +146,12 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(25.0, ge=0)
 
     @field_validator(
-        "cors_origins", "modules_packages", "modules_disabled", mode="before", check_fields=True
+        "cors_origins",
+        "modules_packages",
+        "modules_disabled",
+        "jwt_previous_secrets",
+        mode="before",
+        check_fields=True,
     )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -181,14 +203,15 @@ class Settings(BaseModel):
 
     def secret_values(self) -> list[str]:
         """The values of every secret setting and URL password, for log redaction."""
-        values = []
+        values: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                continue
             if self.field_flag(name, "secret"):
-                values.append(value)
-            elif self.field_flag(name, "url_credentials"):
+                if isinstance(value, list):
+                    values.extend(value)
+                elif isinstance(value, str) and value:
+                    values.append(value)
+            elif self.field_flag(name, "url_credentials") and isinstance(value, str):
                 password = urlsplit(value).password
                 if password:
                     values.append(password)
@@ -197,7 +220,7 @@ class Settings(BaseModel):
     def display_value(self, name: str) -> str:
         """The value as ``flask config show`` prints it: secrets masked, URL passwords hidden."""
         value = getattr(self, name)
-        if value is None:
+        if value is None or value == []:
             return ""
         if self.field_flag(name, "secret"):
             return "********"

@@ -1,7 +1,7 @@
 """AppManager: the process singleton that builds the Flask app and owns every manager.
 
-Managers start in dependency order (config -> logging -> vault -> databases/redis -> hooks/
-services -> modules -> routes/middleware) and close in reverse. ``AppManager.create()`` is
+Managers start in dependency order (config -> logging -> vault -> databases/redis -> state ->
+hooks/services -> modules -> routes/middleware) and close in reverse. ``AppManager.create()`` is
 the factory behind ``app.create_app()``; tests call it as often as they like, each call
 builds an independent app, and :meth:`AppManager.current` answers the most recent one (or
 the one of the active app context).
@@ -15,15 +15,17 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from flask import Flask, current_app, has_app_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.loader import LoadedSettings, SettingsLoader
 from config.settings import Settings
-from core.errors import FrameworkError, StartupError
-from core.http import auth, health, pipeline, problems
+from core.crypto import FieldEncryptor
+from core.errors import DependencyUnavailable, FrameworkError, StartupError
+from core.http import auth, health, maintenance, pipeline, problems
+from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
 from core.managers.base import HealthCheck, Manager
@@ -32,6 +34,7 @@ from core.managers.hooks import HooksManager
 from core.managers.modules import ModuleManager
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
+from core.managers.state import StateManager
 from core.managers.vault import VaultManager
 
 logger = logging.getLogger(__name__)
@@ -53,9 +56,11 @@ class AppManager:
         self.lifecycle = Lifecycle()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="app-manager")
         self.vault = vault
+        self.crypto = FieldEncryptor.from_settings(self.settings, vault)
         self.database = DatabaseManager(self.settings)
         self.redis = RedisManager(self.settings)
         self.hooks = HooksManager()
+        self.state = StateManager(self.redis, self.database.mongo, self.hooks)
         self.services = ServicesManager()
         self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
         self.authenticators: dict[str, Callable[[], None]] = {
@@ -108,6 +113,7 @@ class AppManager:
             self.vault,
             self.database,
             self.redis,
+            self.state,
             self.hooks,
             self.services,
             self.modules,
@@ -129,13 +135,14 @@ class AppManager:
             TESTING=settings.app_env == "test",
             PROPAGATE_EXCEPTIONS=False,
         )
-        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.json = JsonProvider(app)
         app.extensions["app_manager"] = self
         for manager in self.managers:
             manager.init_app(app)
 
         problems.register_error_handlers(app, self)
         pipeline.install(app, self)
+        maintenance.install(self)
         app.register_blueprint(health.bp)
         self.modules.load(app, self)
         self.route_policies = auth.resolve_policies(app)
@@ -165,16 +172,21 @@ class AppManager:
             self.database.postgres.ping()
             self.redis.client.ping()
             self.database.start()
+        except DependencyUnavailable as exc:
+            self._unreachable_at_start(exc.dependency, exc.__cause__ or exc)
         except FrameworkError:
             raise
-        except Exception as exc:
-            dependency = self.dependency_of(exc) or "a dependency"
-            hint = "" if self.settings.is_prod else " (run `make run` to start the dev stack)"
-            raise StartupError(
-                f"{dependency} is unreachable at start-up: {type(exc).__name__}{hint}"
-            ) from exc
+        except Exception as exc:  # noqa: BLE001 - any driver error here is "unreachable"
+            self._unreachable_at_start(self.dependency_of(exc) or "a dependency", exc)
+        self.state.start()
         self.hooks.emit("app.started", app_manager=self)
         logger.info("app started", extra={"env": self.settings.app_env, "pid": os.getpid()})
+
+    def _unreachable_at_start(self, dependency: str, cause: BaseException) -> NoReturn:
+        hint = "" if self.settings.is_prod else " (run `make run` to start the dev stack)"
+        raise StartupError(
+            f"{dependency} is unreachable at start-up: {type(cause).__name__}{hint}"
+        ) from cause
 
     # -- queries ------------------------------------------------------------------------
 

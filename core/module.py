@@ -4,7 +4,8 @@ A module is a package ``modules/<name>/`` whose ``__init__.py`` defines (or impo
 one ``BaseModule`` subclass. The framework discovers it, orders it after the modules named in
 ``dependencies``, and calls its hooks once per app:
 
-- ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``);
+- ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``)
+  and the module's CLI ``commands``;
 - ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``;
 - ``register_socket_handlers(socketio)``: add Socket.IO events;
 - ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
@@ -14,8 +15,10 @@ Copy ``modules/notes`` to start a new module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import click
 from flask import Blueprint, Flask
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ class BaseModule:
     dependencies: ClassVar[tuple[str, ...]] = ()
     #: A Blueprint registered by the default ``register_routes``.
     blueprint: ClassVar[Blueprint | None] = None
+    #: Click commands or groups added to ``flask --app app ...``.
+    commands: ClassVar[Sequence[click.Command]] = ()
 
     def __init__(self, name: str, app_manager: AppManager) -> None:
         self.name = name
@@ -37,6 +42,8 @@ class BaseModule:
     def register_routes(self, app: Flask) -> None:
         if self.blueprint is not None:
             app.register_blueprint(self.blueprint)
+        for command in self.commands:
+            app.cli.add_command(command)
 
     def register_actions(self, actions: Any) -> None:
         """Declare actions in code; most modules use ``actions.yaml`` instead."""
