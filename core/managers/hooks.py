@@ -6,7 +6,7 @@ registration order). A failing callback is logged with the event name and the re
 callbacks still run, unless it was registered ``strict=True``: then the error propagates to
 the emitter, which is how a callback vetoes an operation.
 
-Events the framework emits (see docs/hooks.md for payloads):
+Events the framework emits (payloads in docs/modules.md):
 ``app.started``, ``app.stopping``, ``module.loaded``, ``state.changed`` (``name``, ``old``,
 ``new``: StateValue).
 """

@@ -172,6 +172,8 @@ class VaultManager(Manager):
         # Vault caps the TTL at the token's max TTL: below what was granted means "nearly done".
         self._at_max_ttl = ttl < self._granted_ttl
         self._ttl, self._lease_at, self._renewable = ttl, time.monotonic(), bool(auth["renewable"])
+        # A success ends any retry backoff; without this the next delay stays 0 forever.
+        self._failures, self._retry_at = 0, None
         self.renewals += 1
 
     def _refresh_token(self) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -162,3 +165,24 @@ def test_close_stops_the_renewal_thread_and_is_idempotent(
     vault.close()
     assert not thread.is_alive()  # woken by close(), not by the join timeout
     vault.close()
+
+
+def test_a_renewal_after_a_failed_one_returns_to_the_normal_schedule(
+    make_role: MakeRole, make_vault: MakeVault, vault_server: VaultServer
+) -> None:
+    # Regression: a success after a failure left the retry time in place, so the thread
+    # renewed in a tight loop until the next login.
+    role = make_role(token_ttl="3s", token_max_ttl="1h")
+    vault = make_vault(role.settings(vault_kv_cache_ttl=0, vault_timeout=0.3))
+    vault.retry_min, vault.retry_max = 0.1, 0.2
+    assert vault_server.pid is not None
+    os.kill(vault_server.pid, signal.SIGSTOP)  # renewals time out, the token stays valid
+    try:
+        assert wait_until(lambda: vault.renewal_failures >= 1)
+    finally:
+        os.kill(vault_server.pid, signal.SIGCONT)
+    assert wait_until(lambda: vault.renewals >= 1)
+    renewals = vault.renewals
+    time.sleep(1.0)  # a 3 s token is renewed every 2 s: at most one more renewal here
+    assert vault.renewals - renewals <= 1
+    assert vault.logins == 1

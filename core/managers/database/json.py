@@ -4,7 +4,7 @@
 
 - ``ObjectId`` -> its 24-character hex string;
 - ``datetime`` -> ISO 8601 in UTC with a ``Z`` suffix (``2024-05-01T12:00:00.123000Z``);
-  naive datetimes are taken as UTC, which is what pymongo and ``timestamptz`` give; a
+  naive datetimes are taken as UTC (pymongo without ``tz_aware`` gives those); a
   ``date`` -> ``YYYY-MM-DD``;
 - ``Decimal128`` / ``Decimal`` -> their exact decimal string (a float would lose digits);
 - ``UUID`` -> its canonical string.

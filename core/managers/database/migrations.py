@@ -151,8 +151,14 @@ class Migrator:
 
     @staticmethod
     def _lock(cursor: Cursor) -> None:
-        # Serialises migrators across processes; released when the transaction ends.
+        # Serialises migrators across processes; released when the transaction ends. Waiting
+        # for another instance's migration is not a slow statement: lift statement_timeout
+        # for the wait (bounded by lock_timeout instead), then restore the session default.
+        cursor.execute("SET LOCAL statement_timeout = 0")
+        cursor.execute("SET LOCAL lock_timeout = '10min'")
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
+        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
         cursor.execute(_CREATE_TABLE)
 
     @classmethod

@@ -37,13 +37,14 @@ class RedisManager(Manager):
         self.prefix = settings.redis_key_prefix
         # One quick retry on a dropped connection (a restarted server, an idle socket the
         # network closed); more would multiply the time a request waits on a dead server.
+        # Timeouts are not retried: the command may have run, and INCR must not run twice.
         self.client: redis.Redis = redis.Redis.from_url(
             settings.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             max_connections=settings.redis_max_connections,
             health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             client_name="python-base-04",
         )
         self.scripts = ScriptRegistry(self.client, self.key)
