@@ -1,10 +1,10 @@
 """AppManager: the process singleton that builds the Flask app and owns every manager.
 
 Managers start in dependency order (config -> logging -> vault -> databases/redis -> state ->
-hooks/services -> modules -> routes/middleware) and close in reverse. ``AppManager.create()`` is
-the factory behind ``app.create_app()``; tests call it as often as they like, each call
-builds an independent app, and :meth:`AppManager.current` answers the most recent one (or
-the one of the active app context).
+auth (jwt, api keys) -> hooks/services -> modules -> routes/middleware) and close in
+reverse. ``AppManager.create()`` is the factory behind ``app.create_app()``; tests call it
+as often as they like, each call builds an independent app, and :meth:`AppManager.current`
+answers the most recent one (or the one of the active app context).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from flask import Flask, current_app, has_app_context
+from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.loader import LoadedSettings, SettingsLoader
@@ -28,9 +29,11 @@ from core.http import auth, health, maintenance, pipeline, problems
 from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
+from core.managers.api_keys import ApiKeyManager
 from core.managers.base import HealthCheck, Manager
 from core.managers.database import DatabaseManager
 from core.managers.hooks import HooksManager
+from core.managers.jwt import JWTManager
 from core.managers.modules import ModuleManager
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
@@ -41,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 RequestGate = Callable[[str | None], None]
+#: Response headers browsers may read cross-origin.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+]
 
 
 class AppManager:
@@ -61,15 +72,19 @@ class AppManager:
         self.redis = RedisManager(self.settings)
         self.hooks = HooksManager()
         self.state = StateManager(self.redis, self.database.mongo, self.hooks)
+        self.jwt = JWTManager(self.settings, self.redis)
+        self.api_keys = ApiKeyManager(self.settings, self.database.mongo, self.redis)
         self.services = ServicesManager()
         self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
         self.authenticators: dict[str, Callable[[], None]] = {
             auth.PUBLIC: lambda: None,
             auth.OPERATOR: auth.operator_token(self.settings.metrics_token),
-            auth.JWT: auth.deny(auth.JWT),
-            auth.API_KEY: auth.deny(auth.API_KEY),
-            auth.JWT_OR_API_KEY: auth.deny(auth.JWT_OR_API_KEY),
+            auth.JWT: auth.jwt_authenticator(self.jwt),
+            auth.API_KEY: auth.api_key_authenticator(self.api_keys),
         }
+        self.authenticators[auth.JWT_OR_API_KEY] = auth.either_authenticator(
+            self.authenticators[auth.JWT], self.authenticators[auth.API_KEY]
+        )
         self.request_gates: list[RequestGate] = []
         self.route_policies: dict[str, str] = {}
         self._closed = False
@@ -114,6 +129,8 @@ class AppManager:
             self.database,
             self.redis,
             self.state,
+            self.jwt,
+            self.api_keys,
             self.hooks,
             self.services,
             self.modules,
@@ -140,6 +157,14 @@ class AppManager:
         for manager in self.managers:
             manager.init_app(app)
 
+        if settings.cors_origins:
+            CORS(
+                app,
+                origins=settings.cors_origins,
+                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+                expose_headers=EXPOSED_HEADERS,
+                max_age=600,
+            )
         problems.register_error_handlers(app, self)
         pipeline.install(app, self)
         maintenance.install(self)
@@ -176,8 +201,13 @@ class AppManager:
             self._unreachable_at_start(exc.dependency, exc.__cause__ or exc)
         except FrameworkError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any driver error here is "unreachable"
-            self._unreachable_at_start(self.dependency_of(exc) or "a dependency", exc)
+        except Exception as exc:
+            dependency = self.dependency_of(exc)
+            if dependency is not None:
+                self._unreachable_at_start(dependency, exc)
+            # A failing migration or a conflicting index: say what failed, not "unreachable".
+            message = self.redactor.text(str(exc))[:500]
+            raise StartupError(f"start-up failed: {type(exc).__name__}: {message}") from exc
         self.state.start()
         self.hooks.emit("app.started", app_manager=self)
         logger.info("app started", extra={"env": self.settings.app_env, "pid": os.getpid()})

@@ -83,6 +83,13 @@ class ApiError(FrameworkError):
         self.extra = dict(extra or {})
         super().__init__(self.detail)
 
+    def summary(self) -> str:
+        """One line for a terminal: the failing fields, else ``CODE: detail``."""
+        errors = self.extra.get("errors")
+        if errors:
+            return "; ".join(f"{e['field'].lstrip('/') or 'body'}: {e['message']}" for e in errors)
+        return f"{self.code}: {self.detail}"
+
 
 class BadRequest(ApiError):
     status, default_code, title = 400, "BAD_REQUEST", "Bad Request"

@@ -9,6 +9,7 @@ passwords and ``password=...``-style pairs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -152,13 +153,25 @@ class ConsoleFormatter(_BaseFormatter):
 _HANDLER_NAME = "python-base-04"
 
 
+class _SafeStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A failed write must not fall back to logging's default, which prints the raw,
+    unredacted message and arguments to stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[0]
+        name = error.__name__ if error is not None else "error"
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if sys.__stderr__ is not None:
+                sys.__stderr__.write(f"logging error in {record.name}: {name}\n")
+
+
 def configure_logging(level: str, fmt: str, redactor: Redactor) -> logging.Handler:
     """Install (or replace) the framework's handler on the root logger. Idempotent."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _SafeStreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter(redactor) if fmt == "json" else ConsoleFormatter(redactor))
     root.addHandler(handler)

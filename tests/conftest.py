@@ -5,6 +5,8 @@ its own MongoDB database and Redis key prefix; every test module its own Postgre
 
 from __future__ import annotations
 
+import io
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +93,9 @@ def app_env(
         "MODULES_PACKAGES": "modules,tests.support.modules",
         "LOG_FORMAT": "json",
         "HEALTH_CHECK_TIMEOUT": "2",
+        # Cheap hashing keeps the suite fast; production parameters are the defaults.
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "1024",
     }
 
 
@@ -120,3 +125,18 @@ def app(make_app: AppFactory) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def log_output(app: Flask) -> Iterator[io.StringIO]:
+    """What the framework's log handler writes (formatted, redacted) during the test.
+
+    The handler keeps the stream it was built with, so ``capsys`` would miss apps built by
+    fixtures; this swaps the handler's stream instead.
+    """
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "python-base-04")
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)

@@ -6,19 +6,22 @@ start and lists every route that does not. Policies are resolved once at start-u
 ``endpoint -> policy`` table, so the request path does a single dict lookup.
 
 Each policy is enforced by an *authenticator* registered with the AppManager
-(``app_manager.authenticators[policy]``). Until the identity layer registers the JWT and
-API-key authenticators, those policies refuse every request (deny by default).
+(``app_manager.authenticators[policy]``); an authenticator raises 401 or stores the caller as
+``g.principal`` (:func:`current_principal`). Views add role and scope checks with
+:func:`require_roles` and :func:`require_scopes`.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar, cast
 
-from flask import Flask, request
+from flask import Flask, g, request
 
-from core.errors import StartupError, Unauthorized
+from core.errors import Forbidden, StartupError, Unauthorized
 
 PUBLIC = "public"
 JWT = "jwt"
@@ -77,13 +80,6 @@ def resolve_policies(app: Flask) -> dict[str, str]:
     return policies
 
 
-def deny(policy: str) -> Authenticator:
-    def authenticate() -> None:
-        raise Unauthorized(f"{policy} authentication is not available", code="AUTH_REQUIRED")
-
-    return authenticate
-
-
 def operator_token(token: str | None) -> Authenticator:
     """Bearer check against ``METRICS_TOKEN``, in constant time; open when no token is set."""
     expected = token.encode() if token else None
@@ -95,5 +91,125 @@ def operator_token(token: str | None) -> Authenticator:
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
             raise Unauthorized("A valid bearer token is required.", code="AUTH_REQUIRED")
+
+    return authenticate
+
+
+# -- principals ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (JWT) or a service (API key)."""
+
+    type: Literal["user", "api_key"]
+    id: str
+    name: str
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of this request; 401 when there is none."""
+    principal: Principal | None = g.get("principal")
+    if principal is None:
+        raise Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
+    return principal
+
+
+def require_roles(*roles: str) -> Callable[[F], F]:
+    """403 ``FORBIDDEN`` unless the caller is a user with every one of ``roles``."""
+    needed = frozenset(roles)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if principal.type != "user" or not needed <= principal.roles:
+                raise Forbidden("You do not have the role this needs.", code="FORBIDDEN")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def require_scopes(*scopes: str) -> Callable[[F], F]:
+    """403 ``INSUFFICIENT_SCOPE`` unless an API-key caller has every one of ``scopes``.
+
+    Users (JWT) are not limited by scopes; their roles govern them.
+    """
+    needed = frozenset(scopes)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if principal.type == "api_key" and not needed <= principal.scopes:
+                raise Forbidden("The API key lacks a required scope.", code="INSUFFICIENT_SCOPE")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+# -- authenticators -------------------------------------------------------------------------
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str, expected_type: str = ...) -> dict[str, Any]: ...
+
+
+class KeyVerifier(Protocol):
+    def verify(self, presented: str) -> Any: ...
+
+
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def jwt_authenticator(tokens: TokenVerifier) -> Authenticator:
+    def authenticate() -> None:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("A bearer access token is required.", code="AUTH_REQUIRED")
+        claims = tokens.verify(token)
+        g.principal = Principal(
+            "user",
+            claims["sub"],
+            str(claims.get("username", "")),
+            roles=frozenset(claims.get("roles", ())),
+            claims=claims,
+        )
+
+    return authenticate
+
+
+def api_key_authenticator(keys: KeyVerifier) -> Authenticator:
+    def authenticate() -> None:
+        presented = request.headers.get("X-API-Key", "").strip()
+        if not presented:
+            raise Unauthorized("An X-API-Key header is required.", code="API_KEY_REQUIRED")
+        key = keys.verify(presented)
+        g.principal = Principal(
+            "api_key", key.id, key.name, scopes=frozenset(key.scopes), claims={}
+        )
+
+    return authenticate
+
+
+def either_authenticator(user: Authenticator, service: Authenticator) -> Authenticator:
+    """JWT when a Bearer token is sent, else API key, else 401 ``AUTH_REQUIRED``."""
+
+    def authenticate() -> None:
+        if request.headers.get("Authorization", "").lower().startswith("bearer "):
+            user()
+        elif "X-API-Key" in request.headers:
+            service()
+        else:
+            raise Unauthorized("A bearer token or an API key is required.", code="AUTH_REQUIRED")
 
     return authenticate

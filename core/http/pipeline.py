@@ -82,7 +82,8 @@ def install(app: Flask, app_manager: AppManager) -> None:
         for gate in gates:
             gate(endpoint)
         policy = app_manager.route_policies.get(endpoint or "")
-        if policy is not None:
+        # CORS preflights carry no credentials by design; they reach no view.
+        if policy is not None and request.method != "OPTIONS":
             authenticators[policy]()
         _parse_body()
 

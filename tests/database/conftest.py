@@ -7,12 +7,11 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from core.devstack import DevServer, PostgresServer
+from core.devstack import PostgresServer
 from tests.support.packages import make_modules_package
 
 # Routes that need a store, to see what a client gets while it is down.
@@ -63,16 +62,6 @@ def silent_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         yield int(listener.getsockname()[1])
-
-
-@contextmanager
-def stopped(server: DevServer) -> Iterator[None]:
-    """The session server stopped for the block, always started again afterwards."""
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
 
 
 def eventually(check: Callable[[], bool], attempts: int = 50, pause: float = 0.1) -> bool:

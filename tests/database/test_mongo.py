@@ -10,8 +10,9 @@ from core.app_manager import AppManager
 from core.devstack import MongoServer
 from core.managers.database.mongo import MongoStore
 from tests.conftest import AppFactory
-from tests.database.conftest import eventually, stopped
+from tests.database.conftest import eventually
 from tests.support.http import problem
+from tests.support.servers import stopped
 
 
 def manager_of(make_app: AppFactory, overrides: dict[str, str] | None = None) -> AppManager:

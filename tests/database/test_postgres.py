@@ -15,8 +15,8 @@ from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable, FrameworkError
 from core.managers.database.postgres import PostgresStore, is_unavailable
 from tests.conftest import AppFactory
-from tests.database.conftest import stopped
 from tests.support.http import problem
+from tests.support.servers import stopped
 
 
 def store(make_app: AppFactory, overrides: dict[str, str] | None = None) -> PostgresStore:

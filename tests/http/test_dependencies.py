@@ -3,26 +3,16 @@ keep working, readiness names it, and the same app recovers when it is back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 from tests.conftest import AppFactory
 from tests.support.http import problem
+from tests.support.servers import stopped
 
 
 class Server(Protocol):
     def stop(self, timeout: float = 10.0) -> None: ...
     def start(self, timeout: float = 30.0) -> None: ...
-
-
-@contextmanager
-def stopped(server: Server) -> Iterator[None]:
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
 
 
 FAST_TIMEOUTS = {

@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from core.devstack import RedisServer
 from tests.conftest import AppFactory
-
-
-@contextmanager
-def stopped(server: RedisServer) -> Iterator[None]:
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """The server process paused: connections are accepted but never answered."""
-    assert server.pid is not None
-    os.kill(server.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
+from tests.support.servers import frozen, stopped
 
 
 def test_live_checks_nothing_but_the_process(make_app: AppFactory) -> None:

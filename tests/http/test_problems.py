@@ -79,10 +79,15 @@ def test_an_unhandled_exception_is_500_without_internals(offline_client: FlaskCl
     assert b"RuntimeError" not in response.data
 
 
-@pytest.mark.parametrize("path", ["/userauth/probe/private", "/keyauth/probe/private"])
-def test_authenticated_prefixes_deny_by_default(offline_client: FlaskClient, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [("/userauth/probe/private", "AUTH_REQUIRED"), ("/keyauth/probe/private", "API_KEY_REQUIRED")],
+)
+def test_authenticated_prefixes_refuse_callers_without_credentials(
+    offline_client: FlaskClient, path: str, code: str
+) -> None:
     response = offline_client.get(path)
-    problem(response, 401, "AUTH_REQUIRED")
+    problem(response, 401, code)
     assert b"only for authenticated" not in response.data
 
 

@@ -11,7 +11,7 @@ import redis
 from core.devstack import RedisServer
 from core.managers.redis import RedisManager
 from tests.conftest import AppFactory
-from tests.redis.helpers import stopped, wait_until
+from tests.support.servers import stopped, wait_until
 
 NESTED: dict[str, Any] = {
     "int": 1,

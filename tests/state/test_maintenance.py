@@ -13,8 +13,8 @@ from core.devstack import RedisServer
 from core.http import maintenance
 from core.managers.state import StateManager
 from tests.conftest import AppFactory
-from tests.redis.helpers import stopped, wait_until
 from tests.support.http import problem
+from tests.support.servers import stopped, wait_until
 
 MESSAGE = "Upgrading the database, back at 14:00 UTC."
 

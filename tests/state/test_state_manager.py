@@ -15,7 +15,7 @@ from core.errors import DependencyUnavailable, IllegalTransition, StateConflict
 from core.managers.state import StateManager, StateValue
 from core.managers.state.store import StateStore
 from tests.conftest import AppFactory
-from tests.redis.helpers import stopped, wait_until
+from tests.support.servers import stopped, wait_until
 
 DOC = "document"
 STATES = {"draft", "review", "published"}

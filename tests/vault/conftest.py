@@ -6,10 +6,8 @@ everything in memory, so whatever a test needs afterwards must be seeded again.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from config.settings import Settings
 from core.devstack import VaultServer
 from core.managers.vault import VaultManager
 from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.support.servers import stopped
 
 SECRETS = {"API_TOKEN": "kv-secret-value-7f3a9c", "REGION": "eu-west"}
 
@@ -96,15 +95,7 @@ def make_vault() -> Iterator[MakeVault]:
 def outage(vault_server: VaultServer) -> Callable[[], Any]:
     """``with outage(): ...`` runs the block while the session OpenBao is stopped."""
 
-    @contextmanager
-    def stopped() -> Iterator[None]:
-        vault_server.stop()
-        try:
-            yield
-        finally:
-            vault_server.start()
-
-    return stopped
+    return lambda: stopped(vault_server)
 
 
 @pytest.fixture
@@ -120,13 +111,3 @@ def transit_key(vault_server: VaultServer) -> Callable[..., str]:
         return name
 
     return create
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

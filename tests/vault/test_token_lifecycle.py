@@ -13,7 +13,8 @@ import pytest
 
 from core.devstack import VaultServer
 from core.managers.vault import VaultError
-from tests.vault.conftest import SECRETS, MakeRole, MakeVault, VaultRole, wait_until
+from tests.support.servers import wait_until
+from tests.vault.conftest import SECRETS, MakeRole, MakeVault, VaultRole
 
 
 def _expire_time(vault_server: VaultServer, token: str) -> str:

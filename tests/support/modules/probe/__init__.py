@@ -53,6 +53,11 @@ def key_private() -> ResponseReturnValue:
     return jsonify(secret="only for authenticated callers")
 
 
+@bp.get("/public/probe/ip")
+def client_ip() -> ResponseReturnValue:
+    return jsonify(ip=request.remote_addr, scheme=request.scheme)
+
+
 @bp.post("/public/probe/docs")
 def insert_doc() -> ResponseReturnValue:
     """Writes to MongoDB, for outage tests."""

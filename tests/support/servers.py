@@ -1,7 +1,9 @@
-"""Helpers shared by the Redis and state tests: bounded waits and simulated outages."""
+"""Outages of the real test servers, and bounded waits."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,13 +11,14 @@ from contextlib import contextmanager
 from core.devstack._base import DevServer
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> bool:
+    """Poll ``predicate`` until it is truthy (then True); fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.02)
+    return True
 
 
 @contextmanager
@@ -26,3 +29,14 @@ def stopped(server: DevServer) -> Iterator[None]:
         yield
     finally:
         server.start()
+
+
+@contextmanager
+def frozen(server: DevServer) -> Iterator[None]:
+    """The server process paused: connections are accepted but never answered."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)

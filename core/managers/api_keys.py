@@ -1,0 +1,220 @@
+"""ApiKeyManager: service-to-service keys ``pbk_<id>.<secret>``.
+
+The part before the dot is the key's *prefix*: public, indexed, shown in lists and logs. The
+secret is 32 random bytes and is stored only as its SHA-256 digest (right for high-entropy
+secrets; a slow hash would only slow every call) and compared in constant time.
+
+Validated keys are cached in Redis for ``API_KEY_CACHE_TTL`` seconds (the record, never the
+secret); revoking deletes the cache entry, so every instance refuses the key at once.
+``last_used_at`` is written at most once a minute per key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import string
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+
+from config.settings import Settings
+from core.errors import NotFound, Unauthorized, ValidationFailed
+from core.managers.base import Manager
+from core.managers.database import MongoStore
+from core.managers.database.json import to_json_compatible
+from core.managers.redis import RedisManager
+
+COLLECTION = "api_keys"
+KEY_PREFIX = "pbk_"
+_ALPHABET = string.ascii_letters + string.digits
+_TOUCH_EVERY = 60
+CREATE_FIELDS = ("id", "name", "prefix", "scopes", "created_at", "expires_at")
+_SCOPE = frozenset(string.ascii_lowercase + string.digits + ":._-")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A validated key as the auth layer sees it."""
+
+    id: str
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return to_json_compatible(value) if value else None
+
+
+def validate_new_key(
+    name: Any, scopes: Any, expires_in_days: Any
+) -> tuple[str, list[str], int | None]:
+    """The request's values, checked; ValidationFailed lists every problem."""
+
+    errors = []
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+        errors.append({"field": "/name", "message": "must be 1-100 characters"})
+    if (
+        not isinstance(scopes, list)
+        or len(scopes) > 50
+        or not all(isinstance(s, str) and 0 < len(s) <= 64 and set(s) <= _SCOPE for s in scopes)
+    ):
+        errors.append({"field": "/scopes", "message": "must be a list of scopes like 'notes:read'"})
+    if expires_in_days is not None and (
+        not isinstance(expires_in_days, int)
+        or isinstance(expires_in_days, bool)
+        or not 1 <= expires_in_days <= 3650
+    ):
+        errors.append({"field": "/expires_in_days", "message": "must be 1-3650 or null"})
+    if errors:
+        raise ValidationFailed(errors)
+    return name.strip(), sorted(set(scopes)), expires_in_days
+
+
+class ApiKeyManager(Manager):
+    name = "api_keys"
+
+    def __init__(self, settings: Settings, mongo: MongoStore, redis_manager: RedisManager) -> None:
+        self.collection = mongo.collection(COLLECTION)
+        self.redis = redis_manager
+        self.cache_ttl = settings.api_key_cache_ttl
+        self._touched: dict[str, float] = {}
+        mongo.declare_indexes(
+            COLLECTION, [IndexModel([("prefix", ASCENDING)], unique=True, name="prefix_unique")]
+        )
+
+    def create(
+        self,
+        name: str,
+        scopes: Sequence[str],
+        expires_in_days: int | None = None,
+        created_by: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a new key; the returned dict is the only place the full ``key`` appears."""
+        name, scopes, expires_in_days = validate_new_key(name, list(scopes), expires_in_days)
+        prefix = KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+        secret = secrets.token_urlsafe(32)
+        now = datetime.now(UTC).replace(microsecond=0)
+        document = {
+            "prefix": prefix,
+            "secret_hash": _digest(secret),
+            "name": name,
+            "scopes": scopes,
+            "created_at": now,
+            "created_by": created_by,
+            "expires_at": now + timedelta(days=expires_in_days) if expires_in_days else None,
+            "revoked_at": None,
+            "last_used_at": None,
+        }
+        document["_id"] = self.collection.insert_one(document).inserted_id
+        public = self.public(document)
+        created = {field: public[field] for field in CREATE_FIELDS}
+        return {**created, "key": f"{prefix}.{secret}"}
+
+    @staticmethod
+    def public(document: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(document["_id"]),
+            "name": document["name"],
+            "prefix": document["prefix"],
+            "scopes": list(document["scopes"]),
+            "created_at": _iso(document["created_at"]),
+            "expires_at": _iso(document.get("expires_at")),
+            "last_used_at": _iso(document.get("last_used_at")),
+            "created_by": document.get("created_by"),
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        cursor = self.collection.find({"revoked_at": None}).sort("created_at", ASCENDING)
+        return [self.public(document) for document in cursor]
+
+    def revoke(self, key_id: str) -> None:
+        try:
+            oid = ObjectId(key_id)
+        except (InvalidId, TypeError):
+            raise NotFound("No such API key.") from None
+        document = self.collection.find_one_and_update(
+            {"_id": oid, "revoked_at": None},
+            {"$set": {"revoked_at": datetime.now(UTC)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            raise NotFound("No such API key.")
+        # The marker outlives any cache entry another instance may write from a read that
+        # raced this revoke; every validation checks it in the same round trip.
+        with self.redis.client.pipeline(transaction=False) as pipe:
+            pipe.set(self._revoked_key(document["prefix"]), 1, ex=self.cache_ttl + 5)
+            pipe.delete(self._cache_key(document["prefix"]))
+            pipe.execute()
+
+    def _cache_key(self, prefix: str) -> str:
+        return self.redis.key("api_keys", "valid", prefix)
+
+    def _revoked_key(self, prefix: str) -> str:
+        return self.redis.key("api_keys", "revoked", prefix)
+
+    def verify(self, presented: str) -> ApiKey:
+        """The key's identity, or 401 ``API_KEY_INVALID`` (unknown, wrong, revoked, expired)."""
+        prefix, _, secret = presented.partition(".")
+        if not prefix.startswith(KEY_PREFIX) or not secret or len(presented) > 200:
+            raise Unauthorized("The API key is invalid.", code="API_KEY_INVALID")
+        record = self._record(prefix)
+        valid = record is not None and hmac.compare_digest(record["secret_hash"], _digest(secret))
+        now = datetime.now(UTC).timestamp()
+        if not valid or record is None or (record["expires_at"] and record["expires_at"] <= now):
+            raise Unauthorized("The API key is invalid.", code="API_KEY_INVALID")
+        self._touch(record["id"], prefix)
+        return ApiKey(record["id"], record["name"], prefix, tuple(record["scopes"]))
+
+    def _record(self, prefix: str) -> dict[str, Any] | None:
+        """The key's record from the Redis cache, else from MongoDB (then cached)."""
+        cache_key = self._cache_key(prefix)
+        with self.redis.client.pipeline(transaction=False) as pipe:
+            pipe.get(cache_key)
+            pipe.exists(self._revoked_key(prefix))
+            cached, revoked = pipe.execute()
+        if revoked:
+            return None
+        if cached:
+            record: dict[str, Any] = json.loads(cached)
+            return record
+        document = self.collection.find_one({"prefix": prefix, "revoked_at": None})
+        if document is None:
+            return None
+        expires_at = document.get("expires_at")
+        record = {
+            "id": str(document["_id"]),
+            "name": document["name"],
+            "scopes": document["scopes"],
+            "secret_hash": document["secret_hash"],
+            "expires_at": expires_at.timestamp() if expires_at else None,
+        }
+        if self.cache_ttl:
+            self.redis.client.set(cache_key, json.dumps(record), ex=self.cache_ttl)
+        return record
+
+    def _touch(self, key_id: str, prefix: str) -> None:
+        """Record use at most once a minute per key: a local check first, so the hot path
+        usually costs nothing; then one SET NX shared by all instances; rarely a write."""
+        now = time.monotonic()
+        if now - self._touched.get(prefix, -_TOUCH_EVERY) < _TOUCH_EVERY:
+            return
+        self._touched[prefix] = now
+        touch_key = self.redis.key("api_keys", "touched", prefix)
+        if self.redis.client.set(touch_key, 1, nx=True, ex=_TOUCH_EVERY):
+            self.collection.update_one(
+                {"_id": ObjectId(key_id)}, {"$set": {"last_used_at": datetime.now(UTC)}}
+            )

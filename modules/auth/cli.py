@@ -1,0 +1,47 @@
+"""``flask users create-admin`` and ``flask users set-roles``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from core.app_manager import AppManager
+from core.errors import ApiError
+from modules.auth.service import AuthService
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+def _service() -> AuthService:
+    manager = AppManager.current()
+    manager.database.mongo.ensure_indexes()  # the CLI app skips start-up work
+    return manager.services.get("auth", AuthService)
+
+
+@users_cli.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--username", prompt=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, username: str, password: str) -> None:
+    """Create a user with the roles admin and user."""
+    service = _service()
+    try:
+        user = service.register(
+            {"email": email, "username": username, "password": password},
+            roles=("admin", "user"),
+        )
+    except ApiError as exc:
+        raise click.ClickException(exc.summary()) from None
+    click.echo(f"created admin {user['username']} <{user['email']}> id={user['_id']}")
+
+
+@users_cli.command("set-roles")
+@click.argument("email")
+@click.argument("roles", nargs=-1, required=True)
+def set_roles(email: str, roles: tuple[str, ...]) -> None:
+    """Replace the roles of the user with EMAIL (takes effect at the next token refresh)."""
+    try:
+        user = _service().users.set_roles(email, roles)
+    except ApiError as exc:
+        raise click.ClickException(exc.summary()) from None
+    click.echo(f"{user['email']}: {', '.join(user['roles'])}")

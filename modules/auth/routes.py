@@ -1,0 +1,49 @@
+"""HTTP routes of the users module: exactly the "Users and tokens" table of API.md."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
+
+from core.app_manager import AppManager
+from core.errors import Unauthorized
+from core.http.auth import current_principal
+from core.http.pipeline import json_body
+from modules.auth.service import AuthService
+from modules.auth.users import public
+
+bp = Blueprint("auth", __name__)
+
+
+def service() -> AuthService:
+    return AppManager.current().services.get("auth", AuthService)
+
+
+@bp.post("/public/register")
+def register() -> ResponseReturnValue:
+    user = service().register(json_body())
+    return jsonify(user=public(user)), 201
+
+
+@bp.post("/public/login")
+def login() -> ResponseReturnValue:
+    return jsonify(service().login(json_body()))
+
+
+@bp.post("/public/refresh")
+def refresh() -> ResponseReturnValue:
+    return jsonify(service().refresh(json_body()))
+
+
+@bp.post("/userauth/logout")
+def logout() -> ResponseReturnValue:
+    service().logout(dict(current_principal().claims), json_body())
+    return Response(status=204)
+
+
+@bp.get("/userauth/me")
+def me() -> ResponseReturnValue:
+    user = service().users.by_id(current_principal().id)
+    if user is None:  # deleted since the token was issued
+        raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
+    return jsonify(user=public(user))
