@@ -139,6 +139,14 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
 
+    # Actions, API docs, metrics.
+    #: Serve /docs (Swagger UI); default: on outside prod.
+    docs_enabled: bool | None = None
+    #: Audit rows buffered for the background writer before new ones are dropped (and counted).
+    audit_queue_size: int = Field(10000, ge=10)
+    #: Serve /metrics on this separate port instead of the app's port (None: the app's port).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     # Modules, health and lifecycle.
     modules_packages: list[str] = Field(default_factory=lambda: ["modules"])
     modules_disabled: list[str] = Field(default_factory=list)
