@@ -173,7 +173,13 @@ class Settings(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator(
-        "log_format", "vault_addr", "mongodb_admin_uri", "vault_transit_key", mode="before"
+        "log_format",
+        "vault_addr",
+        "mongodb_admin_uri",
+        "vault_transit_key",
+        "docs_enabled",
+        "metrics_port",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
