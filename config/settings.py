@@ -110,8 +110,9 @@ class Settings(BaseModel):
     #: PEM public keys of earlier private keys, still accepted for verification.
     jwt_previous_public_keys: str | None = None
     jwt_leeway: int = Field(0, ge=0, le=300)
-    #: When Redis cannot be asked whether a token is revoked: refuse (false) or accept (true).
-    jwt_revocation_fail_open: bool = False
+    #: When Redis cannot be asked whether a token or API key is revoked: refuse (false, 503)
+    #: or accept it (true).
+    revocation_fail_open: bool = False
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(900, ge=1)
     argon2_time_cost: int = Field(2, ge=1)
@@ -134,6 +135,13 @@ class Settings(BaseModel):
     rate_limit_ban_after: int = Field(20, ge=1)
     rate_limit_ban_window: int = Field(600, ge=1)
     rate_limit_ban_seconds: int = Field(900, ge=1)
+    #: Repeat offenders' bans double up to this factor.
+    rate_limit_ban_max_factor: int = Field(16, ge=1)
+    rate_limit_enabled: bool = True
+    #: Levels that refuse requests (503) instead of allowing them when Redis is unreachable.
+    rate_limit_fail_closed: list[str] = Field(default_factory=list)
+    #: The limiter's own Redis timeout: a slow Redis must not slow every request.
+    rate_limit_redis_timeout_ms: int = Field(100, ge=5)
 
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -158,6 +166,7 @@ class Settings(BaseModel):
         "modules_packages",
         "modules_disabled",
         "jwt_previous_secrets",
+        "rate_limit_fail_closed",
         mode="before",
         check_fields=True,
     )

@@ -1,8 +1,8 @@
 """AppManager: the process singleton that builds the Flask app and owns every manager.
 
 Managers start in dependency order (config -> logging -> vault -> databases/redis -> state ->
-auth (jwt, api keys) -> hooks/services -> modules -> routes/middleware) and close in
-reverse. ``AppManager.create()`` is the factory behind ``app.create_app()``; tests call it
+auth (jwt, api keys) -> rate limiter -> hooks/services -> modules -> routes/middleware) and
+close in reverse. ``AppManager.create()`` is the factory behind ``app.create_app()``; tests call it
 as often as they like, each call builds an independent app, and :meth:`AppManager.current`
 answers the most recent one (or the one of the active app context).
 """
@@ -25,7 +25,7 @@ from config.loader import LoadedSettings, SettingsLoader
 from config.settings import Settings
 from core.crypto import FieldEncryptor
 from core.errors import DependencyUnavailable, FrameworkError, StartupError
-from core.http import auth, health, maintenance, pipeline, problems
+from core.http import auth, health, maintenance, pipeline, problems, ratelimit
 from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
@@ -35,6 +35,7 @@ from core.managers.database import DatabaseManager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.modules import ModuleManager
+from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
 from core.managers.state import StateManager
@@ -74,6 +75,7 @@ class AppManager:
         self.state = StateManager(self.redis, self.database.mongo, self.hooks)
         self.jwt = JWTManager(self.settings, self.redis)
         self.api_keys = ApiKeyManager(self.settings, self.database.mongo, self.redis)
+        self.rate_limiter = RateLimiter(self.settings, self.redis)
         self.services = ServicesManager()
         self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
         self.authenticators: dict[str, Callable[[], None]] = {
@@ -87,6 +89,9 @@ class AppManager:
         )
         self.request_gates: list[RequestGate] = []
         self.route_policies: dict[str, str] = {}
+        self.rate_limit_plans: dict[str, ratelimit.RoutePlan] = {}
+        #: endpoint -> extra rate-limit buckets for a request (actions add theirs).
+        self.bucket_resolvers: dict[str, ratelimit.BucketResolver] = {}
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -131,6 +136,7 @@ class AppManager:
             self.state,
             self.jwt,
             self.api_keys,
+            self.rate_limiter,
             self.hooks,
             self.services,
             self.modules,
@@ -171,6 +177,7 @@ class AppManager:
         app.register_blueprint(health.bp)
         self.modules.load(app, self)
         self.route_policies = auth.resolve_policies(app)
+        self.rate_limit_plans = ratelimit.resolve_routes(app)
         self._register_cli(app)
         app.wsgi_app = self.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign]
         with self._current_lock:

@@ -1,6 +1,7 @@
 """The request pipeline (hot path), as Flask request hooks.
 
-before: request id -> gates (maintenance) -> route auth policy -> JSON body check.
+before: request id -> gates (maintenance) -> authentication (CPU only) -> rate limiter (ONE
+Redis round trip: revocation marks, bans, every limit of every level) -> JSON body check.
 after: ``X-Request-ID``, security headers.
 
 The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
-from core.errors import InvalidJson, UnsupportedMediaType, ValidationFailed
+from core.errors import InvalidJson, Unauthorized, UnsupportedMediaType, ValidationFailed
+from core.http import ratelimit
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
@@ -84,7 +86,12 @@ def install(app: Flask, app_manager: AppManager) -> None:
         policy = app_manager.route_policies.get(endpoint or "")
         # CORS preflights carry no credentials by design; they reach no view.
         if policy is not None and request.method != "OPTIONS":
-            authenticators[policy]()
+            try:
+                authenticators[policy]()
+            except Unauthorized:
+                ratelimit.enforce(app_manager, endpoint)  # bad credentials still count per IP
+                raise
+        ratelimit.enforce(app_manager, endpoint)
         _parse_body()
 
     @app.after_request
@@ -93,6 +100,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("Cache-Control", "no-store")
+        ratelimit.add_headers(response)
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response

@@ -4,8 +4,9 @@ The part before the dot is the key's *prefix*: public, indexed, shown in lists a
 secret is 32 random bytes and is stored only as its SHA-256 digest (right for high-entropy
 secrets; a slow hash would only slow every call) and compared in constant time.
 
-Validated keys are cached in Redis for ``API_KEY_CACHE_TTL`` seconds (the record, never the
-secret); revoking deletes the cache entry, so every instance refuses the key at once.
+Key records (digest, scopes, expiry; never the secret) are cached in each process for
+``API_KEY_CACHE_TTL`` seconds. Revoking sets a marker in Redis that outlives those caches and
+that every request checks, so every instance refuses the key at once.
 ``last_used_at`` is written at most once a minute per key.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import string
 import time
@@ -37,6 +37,7 @@ COLLECTION = "api_keys"
 KEY_PREFIX = "pbk_"
 _ALPHABET = string.ascii_letters + string.digits
 _TOUCH_EVERY = 60
+_CACHE_MAX = 10_000
 CREATE_FIELDS = ("id", "name", "prefix", "scopes", "created_at", "expires_at")
 _SCOPE = frozenset(string.ascii_lowercase + string.digits + ":._-")
 
@@ -91,6 +92,7 @@ class ApiKeyManager(Manager):
         self.collection = mongo.collection(COLLECTION)
         self.redis = redis_manager
         self.cache_ttl = settings.api_key_cache_ttl
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._touched: dict[str, float] = {}
         mongo.declare_indexes(
             COLLECTION, [IndexModel([("prefix", ASCENDING)], unique=True, name="prefix_unique")]
@@ -153,21 +155,21 @@ class ApiKeyManager(Manager):
         )
         if document is None:
             raise NotFound("No such API key.")
-        # The marker outlives any cache entry another instance may write from a read that
-        # raced this revoke; every validation checks it in the same round trip.
-        with self.redis.client.pipeline(transaction=False) as pipe:
-            pipe.set(self._revoked_key(document["prefix"]), 1, ex=self.cache_ttl + 5)
-            pipe.delete(self._cache_key(document["prefix"]))
-            pipe.execute()
+        # Every instance may hold the key in its local cache for up to cache_ttl seconds; the
+        # marker outlives those entries and every request checks it (in the rate limiter's
+        # round trip), so the key stops working everywhere at once.
+        self.redis.client.set(self.revoked_key(document["prefix"]), 1, ex=self.cache_ttl + 5)
+        self._cache.pop(document["prefix"], None)
 
-    def _cache_key(self, prefix: str) -> str:
-        return self.redis.key("api_keys", "valid", prefix)
-
-    def _revoked_key(self, prefix: str) -> str:
+    def revoked_key(self, prefix: str) -> str:
         return self.redis.key("api_keys", "revoked", prefix)
 
-    def verify(self, presented: str) -> ApiKey:
-        """The key's identity, or 401 ``API_KEY_INVALID`` (unknown, wrong, revoked, expired)."""
+    def verify(self, presented: str, *, check_revoked: bool = True) -> ApiKey:
+        """The key's identity, or 401 ``API_KEY_INVALID`` (unknown, wrong, revoked, expired).
+
+        With ``check_revoked=False`` the caller checks :meth:`revoked_key` itself (the request
+        pipeline does, in the rate limiter's single Redis round trip).
+        """
         prefix, _, secret = presented.partition(".")
         if not prefix.startswith(KEY_PREFIX) or not secret or len(presented) > 200:
             raise Unauthorized("The API key is invalid.", code="API_KEY_INVALID")
@@ -176,23 +178,19 @@ class ApiKeyManager(Manager):
         now = datetime.now(UTC).timestamp()
         if not valid or record is None or (record["expires_at"] and record["expires_at"] <= now):
             raise Unauthorized("The API key is invalid.", code="API_KEY_INVALID")
+        if check_revoked and self.redis.client.exists(self.revoked_key(prefix)):
+            raise Unauthorized("The API key is invalid.", code="API_KEY_INVALID")
         self._touch(record["id"], prefix)
         return ApiKey(record["id"], record["name"], prefix, tuple(record["scopes"]))
 
     def _record(self, prefix: str) -> dict[str, Any] | None:
-        """The key's record from the Redis cache, else from MongoDB (then cached)."""
-        cache_key = self._cache_key(prefix)
-        with self.redis.client.pipeline(transaction=False) as pipe:
-            pipe.get(cache_key)
-            pipe.exists(self._revoked_key(prefix))
-            cached, revoked = pipe.execute()
-        if revoked:
-            return None
-        if cached:
-            record: dict[str, Any] = json.loads(cached)
-            return record
+        """The key's record from this process's cache, else from MongoDB (then cached)."""
+        cached = self._cache.get(prefix)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl:
+            return cached[1]
         document = self.collection.find_one({"prefix": prefix, "revoked_at": None})
         if document is None:
+            self._cache.pop(prefix, None)
             return None
         expires_at = document.get("expires_at")
         record = {
@@ -203,7 +201,9 @@ class ApiKeyManager(Manager):
             "expires_at": expires_at.timestamp() if expires_at else None,
         }
         if self.cache_ttl:
-            self.redis.client.set(cache_key, json.dumps(record), ex=self.cache_ttl)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[prefix] = (time.monotonic(), record)
         return record
 
     def _touch(self, key_id: str, prefix: str) -> None:

@@ -161,11 +161,11 @@ class JWTManager(Manager):
         ]
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
-        """One Redis round trip; Redis down follows JWT_REVOCATION_FAIL_OPEN."""
+        """One Redis round trip; Redis down follows REVOCATION_FAIL_OPEN."""
         try:
             return bool(self.redis.client.exists(*self.revocation_keys(claims)))
         except RedisManager.unavailable_errors:
-            if self.settings.jwt_revocation_fail_open:
+            if self.settings.revocation_fail_open:
                 return False
             raise DependencyUnavailable("redis") from None
 

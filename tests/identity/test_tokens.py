@@ -272,7 +272,7 @@ def test_es256_keys_rotate_with_previous_public_keys(make_app: AppFactory) -> No
 def test_redis_down_fails_closed_by_default_or_open_when_configured(
     make_app: AppFactory, redis_server: Any, fail_open: str
 ) -> None:
-    client = make_app({"JWT_REVOCATION_FAIL_OPEN": fail_open}).test_client()
+    client = make_app({"REVOCATION_FAIL_OPEN": fail_open}).test_client()
     user, pair = user_with_tokens(client)
     with stopped(redis_server):
         response = client.get("/userauth/me", headers=bearer(pair["access_token"]))

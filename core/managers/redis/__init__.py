@@ -35,6 +35,8 @@ class RedisManager(Manager):
     def __init__(self, settings: Settings) -> None:
         timeout = settings.redis_socket_timeout_ms / 1000
         self.prefix = settings.redis_key_prefix
+        self.url = settings.redis_url
+        self.max_connections = settings.redis_max_connections
         # One quick retry on a dropped connection (a restarted server, an idle socket the
         # network closed); more would multiply the time a request waits on a dead server.
         # Timeouts are not retried: the command may have run, and INCR must not run twice.
@@ -49,6 +51,19 @@ class RedisManager(Manager):
         )
         self.scripts = ScriptRegistry(self.client, self.key)
         self._listener = Listener(self.client)
+
+    def client_with_timeout(self, timeout_ms: int) -> redis.Redis:
+        """Another client on the same server with its own pool and a short timeout, and no
+        retries: for callers (the rate limiter) that must give up in milliseconds."""
+        timeout = timeout_ms / 1000
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=self.max_connections,
+            retry=Retry(NoBackoff(), 0),
+            client_name="python-base-04-fast",
+        )
 
     def key(self, *parts: str | int) -> str:
         """The namespaced key ``<prefix><part>:<part>...``; the only way keys are built."""

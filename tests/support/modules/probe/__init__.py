@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager
 from core.http.pipeline import json_body
+from core.http.ratelimit import exempt, rate_limit
 from core.module import BaseModule
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,18 @@ def user_private() -> ResponseReturnValue:
 @bp.get("/keyauth/probe/private")
 def key_private() -> ResponseReturnValue:
     return jsonify(secret="only for authenticated callers")
+
+
+@bp.get("/public/probe/limited")
+@rate_limit(ip="2/minute")
+def limited() -> ResponseReturnValue:
+    return jsonify(limited=True)
+
+
+@bp.get("/public/probe/unlimited")
+@exempt
+def unlimited() -> ResponseReturnValue:
+    return jsonify(limited=False)
 
 
 @bp.get("/public/probe/ip")

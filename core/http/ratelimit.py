@@ -1,0 +1,117 @@
+"""Rate limiting in the request pipeline: route overrides, exemptions and the headers.
+
+``@rate_limit(ip="5/minute")`` replaces a level's default limits for one route (counted in a
+bucket of that route); ``@exempt`` takes a route out of rate limiting (health and metrics are
+exempt by path). Limits are parsed once at start-up: a bad limit string stops start-up naming
+the route.
+
+Per request the pipeline builds the caller's buckets: ``ip`` always, plus ``user`` (JWT) or
+``api_key``, plus any extra buckets a resolver adds for the endpoint (actions add their own
+``rate_limit``), and checks them together with the revocation marks of the credential in the
+limiter's single Redis round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flask import Flask, Response, g, request
+
+from core.errors import StartupError
+from core.http.auth import Principal
+from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation
+from core.managers.rate_limiter.limits import Limit, parse_limits
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXEMPT_PATHS = ("/health/", "/metrics")
+#: ``resolver(view_args, principal) -> extra buckets`` registered per endpoint.
+BucketResolver = Callable[[Mapping[str, Any], "Principal | None"], list[Bucket]]
+
+
+def rate_limit(
+    *, ip: str | None = None, user: str | None = None, api_key: str | None = None
+) -> Callable[[F], F]:
+    """Override the default limits of some levels for this route."""
+    overrides = {
+        level: value
+        for level, value in (("ip", ip), ("user", user), ("api_key", api_key))
+        if value is not None
+    }
+
+    def decorator(view: F) -> F:
+        view.rate_limits = overrides  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def exempt(view: F) -> F:
+    """Take this route out of rate limiting (and bans)."""
+    view.rate_limit_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+@dataclass
+class RoutePlan:
+    """What the limiter does for one endpoint, resolved at start-up."""
+
+    exempt: bool = False
+    overrides: dict[str, tuple[Limit, ...]] = field(default_factory=dict)
+
+
+def resolve_routes(app: Flask) -> dict[str, RoutePlan]:
+    plans: dict[str, RoutePlan] = {}
+    problems = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        plan = plans.setdefault(rule.endpoint, RoutePlan())
+        if rule.rule.startswith(EXEMPT_PATHS) or getattr(view, "rate_limit_exempt", False):
+            plan.exempt = True
+        for level, text in getattr(view, "rate_limits", {}).items():
+            try:
+                plan.overrides[level] = parse_limits(text)
+            except ValueError as exc:
+                problems.append(f"{rule.rule}: {level}: {exc}")
+    if problems:
+        raise StartupError("invalid rate limits:\n" + "\n".join(f"  - {p}" for p in problems))
+    return plans
+
+
+def enforce(app_manager: AppManager, endpoint: str | None) -> None:
+    """The limiter step of the pipeline; stores the quota for :func:`add_headers`."""
+    plan = app_manager.rate_limit_plans.get(endpoint or "") or RoutePlan()
+    revocations: list[Revocation] = g.get("revocations", [])
+    if plan.exempt:
+        if revocations:
+            app_manager.rate_limiter.check([], revocations)
+        return
+    limiter = app_manager.rate_limiter
+    scope = (endpoint or "") if plan.overrides else ""
+    principal: Principal | None = g.get("principal")
+    buckets = [_bucket(limiter, plan, "ip", request.remote_addr or "unknown", scope)]
+    if principal is not None:
+        level = "user" if principal.type == "user" else "api_key"
+        buckets.append(_bucket(limiter, plan, level, principal.id, scope))
+    resolver = app_manager.bucket_resolvers.get(endpoint or "")
+    if resolver is not None:
+        buckets.extend(resolver(request.view_args or {}, principal))
+    g.rate_limit_quota = limiter.check(buckets, revocations)
+
+
+def _bucket(
+    limiter: RateLimiter, plan: RoutePlan, level: str, identifier: str, scope: str
+) -> Bucket:
+    overrides = plan.overrides.get(level)
+    return limiter.bucket(level, identifier, overrides, scope if overrides else "")
+
+
+def add_headers(response: Response) -> None:
+    quota: Quota | None = g.get("rate_limit_quota")
+    if quota is not None:
+        for name, value in quota.headers().items():
+            response.headers.setdefault(name, value)
