@@ -1,0 +1,46 @@
+"""``flask actions list`` and ``flask actions check``: the declared actions, for operators."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from core.managers.actions import ActionManager
+
+actions_cli = AppGroup("actions", help="YAML-declared actions.")
+COMMANDS = [actions_cli]
+
+
+def _actions() -> ActionManager:
+    manager: ActionManager = current_app.extensions["actions"]
+    return manager
+
+
+@actions_cli.command("list")
+def list_command() -> None:
+    """Every action: name, auth, roles, scopes, rate limit, audit, handler and source."""
+    for action in _actions().all():
+        needs = [f"auth={action.auth}"]
+        if action.roles:
+            needs.append("roles=" + ",".join(sorted(action.roles)))
+        if action.scopes:
+            needs.append("scopes=" + ",".join(sorted(action.scopes)))
+        if action.rate_limit:
+            needs.append(f"rate_limit={action.rate_limit}")
+        if not action.audit:
+            needs.append("audit=off")
+        click.echo(f"{action.name}  {' '.join(needs)}  {action.handler_ref}  ({action.source})")
+
+
+@actions_cli.command("check")
+def check_command() -> None:
+    """Check the declarations as they are on disk now; exit 1 listing every problem."""
+    manager = _actions()
+    actions, problems = manager.check()
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in the action declarations")
+    files = len(manager.declaration_files())
+    click.echo(f"ok: {len(actions)} actions, {files} declaration files")

@@ -1,0 +1,37 @@
+"""``flask audit tail [-n N]``: the most recent rows of the audit log, oldest first."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from core.errors import FrameworkError
+from core.managers.database import DatabaseManager
+from core.managers.database.json import to_json_compatible
+
+audit_cli = AppGroup("audit", help="The audit log (PostgreSQL audit_log).")
+COMMANDS = [audit_cli]
+
+_TAIL = (
+    "SELECT id, occurred_at, kind, action, principal_type, principal_id, outcome, status,"
+    " duration_ms, request_id FROM audit_log ORDER BY id DESC LIMIT %s"
+)
+
+
+@audit_cli.command("tail")
+@click.option("-n", "--lines", "count", type=click.IntRange(1, 10_000), default=20)
+def tail(count: int) -> None:
+    """Print the last N rows: time, kind, action, principal, outcome, status, duration, request."""
+    database: DatabaseManager = current_app.extensions["database"]
+    try:
+        rows = database.postgres.execute(_TAIL, (count,))
+    except FrameworkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for row in reversed(rows):
+        who = f"{row['principal_type']}:{row['principal_id']}" if row["principal_type"] else "-"
+        took = f"{row['duration_ms']:.1f}ms" if row["duration_ms"] is not None else "-"
+        click.echo(
+            f"{to_json_compatible(row['occurred_at'])}  {row['kind']}  {row['action']}  {who}"
+            f"  {row['outcome']}  {row['status'] or '-'}  {took}  {row['request_id'] or '-'}"
+        )

@@ -1,0 +1,125 @@
+"""``GET /actions`` and ``POST /actions/<name>``: the HTTP surface of the ActionManager.
+
+Both routes are declared ``public`` because their auth depends on the action, not the path.
+A request gate (:func:`authenticate`, run by the pipeline before its auth and rate-limit steps
+and before the body is read) resolves the action and runs the authenticator of its ``auth``
+(``app_manager.authenticators``), so:
+
+- an unknown action is 404 ``ACTION_NOT_FOUND`` and a missing or bad credential 401, without
+  the body being read, exactly as for routes whose prefix decides;
+- the caller (``g.principal``) is known to the rate limiter's step that follows.
+
+``GET /actions`` authenticates a credential when one is sent (bearer token or ``X-API-Key``;
+a bad one is 401) and then lists only what that caller may call; without one it lists every
+action with its auth requirements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from core.errors import StartupError
+from core.http.auth import JWT_OR_API_KEY, PUBLIC, Principal, declare_auth
+from core.http.pipeline import json_body
+from core.http.ratelimit import BucketResolver
+from core.managers.actions import Action, ActionContext
+from core.managers.rate_limiter import Bucket
+from core.managers.rate_limiter.limits import Limit, parse_limits
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+bp = Blueprint("actions", __name__)
+INDEX_ENDPOINT = "actions.index"
+EXECUTE_ENDPOINT = "actions.execute"
+
+
+def install(app: Flask, app_manager: AppManager) -> None:
+    """Register the routes and the auth gate (after the maintenance gate)."""
+    app.register_blueprint(bp)
+    app_manager.request_gates.append(lambda endpoint: authenticate(app_manager, endpoint))
+    app_manager.bucket_resolvers[EXECUTE_ENDPOINT] = action_buckets(app_manager)
+
+
+def action_buckets(app_manager: AppManager) -> BucketResolver:
+    """An action's own ``rate_limit``, counted per caller in a bucket of the action, on top
+    of the defaults and in the same Redis round trip. Limit strings are parsed now, so a bad
+    one stops start-up naming the action."""
+    limits: dict[str, tuple[Limit, ...]] = {}
+    problems = []
+    for action in app_manager.actions.all():
+        if action.rate_limit:
+            try:
+                limits[action.name] = parse_limits(action.rate_limit)
+            except ValueError as exc:
+                problems.append(f"action {action.name!r}: rate_limit: {exc}")
+    if problems:
+        raise StartupError("invalid action rate limits:\n" + "\n".join(problems))
+
+    def resolve(view_args: Mapping[str, Any], principal: Principal | None) -> list[Bucket]:
+        name = str(view_args.get("name", ""))
+        if name not in limits:
+            return []
+        if principal is None:
+            level, identifier = "ip", request.remote_addr or "unknown"
+        else:
+            level = "user" if principal.type == "user" else "api_key"
+            identifier = principal.id
+        return [app_manager.rate_limiter.bucket(level, identifier, limits[name], f"action:{name}")]
+
+    return resolve
+
+
+def authenticate(app_manager: AppManager, endpoint: str | None) -> None:
+    """The request gate: authenticate the caller of an action route as described above."""
+    if endpoint not in (INDEX_ENDPOINT, EXECUTE_ENDPOINT) or request.method == "OPTIONS":
+        return
+    if endpoint == EXECUTE_ENDPOINT:
+        _authenticated_action(app_manager)
+    elif "X-API-Key" in request.headers or "Authorization" in request.headers:
+        app_manager.authenticators[JWT_OR_API_KEY]()
+
+
+def _authenticated_action(app_manager: AppManager) -> Action:
+    action: Action | None = g.get("action")
+    if action is None:
+        action = app_manager.actions.get((request.view_args or {})["name"])
+        if action.auth != PUBLIC:
+            app_manager.authenticators[action.auth]()
+        g.action = action
+    return action
+
+
+def _app_manager() -> AppManager:
+    manager: AppManager = current_app.extensions["app_manager"]
+    return manager
+
+
+@bp.get("/actions")
+@declare_auth(PUBLIC)  # an optional credential narrows the list (see the module docstring)
+def index() -> ResponseReturnValue:
+    """List actions: every one without a credential, the ones the caller may call with one."""
+    principal = g.get("principal")
+    actions = _app_manager().actions.all()
+    if principal is not None:
+        actions = [action for action in actions if action.accepts(principal)]
+    return jsonify(items=[action.describe() for action in actions])
+
+
+@bp.post("/actions/<name>")
+@declare_auth(PUBLIC)  # authenticated per action by the gate (see the module docstring)
+def execute(name: str) -> ResponseReturnValue:
+    """Run an action with the body as its params; answers ``{"result": ...}``."""
+    app_manager = _app_manager()
+    action = _authenticated_action(app_manager)  # done by the gate; here if it is not installed
+    context = ActionContext(
+        principal=g.get("principal"),
+        request_id=g.get("request_id"),
+        app_manager=app_manager,
+        action=action.name,
+    )
+    return jsonify(result=app_manager.actions.execute(action, json_body(), context))

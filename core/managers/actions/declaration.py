@@ -1,0 +1,174 @@
+"""What an action is: the YAML file format (itself a JSON Schema) and the compiled :class:`Action`.
+
+A declaration file is a mapping with one key, ``actions``, holding a list of declarations::
+
+    actions:
+      - name: notes.create              # unique, dotted, [a-z0-9_.-]
+        description: Create a note.
+        handler: .handlers:create       # package.module:function; ".x:f" relative to the module
+        auth: jwt                       # public | jwt | api_key | jwt_or_api_key
+        roles: []                       # users must have every role
+        scopes: [notes:write]           # API keys must have every scope
+        params: {type: object, ...}     # JSON Schema (draft 2020-12) of the body object
+        result: {...}                   # optional JSON Schema of the result
+        rate_limit: "5/second;100/minute"
+        audit: true                     # default true
+        timeout: 5                      # seconds; see docs/actions.md for how it is enforced
+
+Objects in ``params`` refuse unknown fields unless the schema says otherwise
+(:func:`close_objects`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.errors import ApiError, Forbidden, Unauthorized
+from core.http.auth import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+    from core.managers.actions.executor import ActionContext
+
+Handler = Callable[[dict[str, Any], "ActionContext"], Any]
+
+AUTH_KINDS = (PUBLIC, JWT, API_KEY, JWT_OR_API_KEY)
+NAME_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$"
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+HANDLER_PATTERN = rf"^(\.|\.?{_IDENTIFIER}(\.{_IDENTIFIER})*):{_IDENTIFIER}$"
+
+_STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
+
+#: The JSON Schema every declaration file is validated against.
+FILE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["actions"],
+    "additionalProperties": False,
+    "properties": {"actions": {"type": "array", "items": {"$ref": "#/$defs/action"}}},
+    "$defs": {
+        "action": {
+            "type": "object",
+            "required": ["name", "description", "handler", "auth"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 100},
+                "description": {"type": "string", "minLength": 1},
+                "handler": {"type": "string", "pattern": HANDLER_PATTERN},
+                "auth": {"enum": list(AUTH_KINDS)},
+                "roles": _STRINGS,
+                "scopes": _STRINGS,
+                "params": {"type": "object"},
+                "result": {"type": ["object", "boolean"]},
+                "rate_limit": {"type": "string", "minLength": 1},
+                "audit": {"type": "boolean"},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            },
+        }
+    },
+}
+
+#: Keywords that already say what happens to properties not listed.
+_OPEN_OR_EXPLICIT = ("additionalProperties", "unevaluatedProperties", "patternProperties")
+#: Subschemas here combine with others; closing them would refuse their siblings' fields.
+_COMPOSED = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef")
+
+
+def close_objects(schema: Any) -> Any:
+    """A copy of ``schema`` where every object schema refuses unknown fields unless it says
+    otherwise (``additionalProperties``, ``unevaluatedProperties``, ``patternProperties``).
+
+    Schemas that combine others (``allOf``, ``$ref``, ...) and the subschemas inside them are
+    left as written: the author of a composition decides.
+    """
+    schema = copy.deepcopy(schema)
+    _close(schema)
+    return schema
+
+
+def _close(node: Any) -> None:
+    if not isinstance(node, dict):
+        return
+    if any(key in node for key in _COMPOSED):
+        return
+    types = node.get("type")
+    is_object = types == "object" or (isinstance(types, list) and "object" in types)
+    if (is_object or "properties" in node) and not any(k in node for k in _OPEN_OR_EXPLICIT):
+        node["additionalProperties"] = False
+    for key in ("properties", "$defs"):
+        for child in (node.get(key) or {}).values():
+            _close(child)
+    for key in ("items", "additionalProperties", "contains"):
+        _close(node.get(key))
+    for child in node.get("prefixItems") or []:
+        _close(child)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A declared action, checked and compiled at start-up."""
+
+    name: str
+    description: str
+    handler: Handler = field(repr=False)
+    #: ``package.module:function`` as declared: for operators (CLI), never sent to clients.
+    handler_ref: str
+    auth: str
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    #: The enforced schema of the body (unknown fields closed, see :func:`close_objects`).
+    params: dict[str, Any]
+    result: dict[str, Any] | bool | None
+    rate_limit: str | None
+    audit: bool
+    timeout: float | None
+    #: ``file:line`` (or ``module <name>`` for actions declared in code).
+    source: str
+    params_validator: Validator = field(repr=False, compare=False)
+    result_validator: Validator | None = field(repr=False, compare=False)
+    #: Top-level ``default`` values of ``params``, filled in for fields the caller left out.
+    defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def refusal(self, principal: Principal | None) -> ApiError | None:
+        """Why ``principal`` may not call this action (401 / 403), or None when it may.
+
+        Roles govern users and scopes limit API keys, as for routes (docs/auth.md).
+        """
+        if self.auth == PUBLIC:
+            return None
+        if principal is None:
+            return Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
+        if principal.type == "user":
+            if self.auth not in (JWT, JWT_OR_API_KEY):
+                return Forbidden("This action is for API keys only.", code="FORBIDDEN")
+            if not self.roles <= principal.roles:
+                return Forbidden("You do not have the role this needs.", code="FORBIDDEN")
+            return None
+        if self.auth not in (API_KEY, JWT_OR_API_KEY):
+            return Forbidden("This action is for users only.", code="FORBIDDEN")
+        if not self.scopes <= principal.scopes:
+            return Forbidden("The API key lacks a required scope.", code="INSUFFICIENT_SCOPE")
+        return None
+
+    def accepts(self, principal: Principal | None) -> bool:
+        return self.refusal(principal) is None
+
+    def describe(self) -> dict[str, Any]:
+        """The public metadata of ``GET /actions`` (never the handler)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "auth": self.auth,
+            "roles": sorted(self.roles),
+            "scopes": sorted(self.scopes),
+            "params": self.params,
+            "rate_limit": self.rate_limit,
+        }
+
+    def with_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        filled = {k: copy.deepcopy(v) for k, v in self.defaults.items() if k not in params}
+        return {**params, **filled}

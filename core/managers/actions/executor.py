@@ -1,0 +1,187 @@
+"""Running one action: authorise, hooks, validate, call the handler, check the result, audit.
+
+The order is the contract's: roles/scopes (403) -> ``before_execute`` callbacks (the rate
+limiter's hook point, 429) -> params validation (400) -> handler. Authentication (401) happened
+before, in the HTTP layer, with the authenticator of the action's ``auth``; a caller that
+reaches :func:`execute` without a principal for a non-public action still gets 401.
+
+Every execution of an audited action, whatever its outcome, hands one row to the audit writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from core.errors import ApiError, InternalError, ServiceUnavailable, Unauthorized
+from core.http.auth import Principal
+from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest
+from core.managers.actions.declaration import Action
+from core.managers.actions.validation import pointer, validate
+from core.managers.database.json import to_json_compatible
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+logger = logging.getLogger(__name__)
+
+_OUTCOMES = {400: "invalid", 401: "denied", 403: "denied", 429: "rate_limited"}
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a handler gets besides its params: ``handler(params, context)``."""
+
+    #: The caller: a user (JWT) or an API key; None for public actions.
+    principal: Principal | None
+    request_id: str | None
+    #: Every manager: ``context.app_manager.database.mongo``, ``.services``, ``.redis``...
+    app_manager: AppManager
+    #: The action's name.
+    action: str
+
+    def require_principal(self) -> Principal:
+        """The caller; 401 when there is none (a public action called anonymously)."""
+        if self.principal is None:
+            raise Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
+        return self.principal
+
+
+#: ``callback(action, context)``; raise an ApiError (e.g. TooManyRequests) to refuse the call.
+BeforeExecute = Callable[[Action, ActionContext], None]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One finished execution, as ``after_execute`` callbacks (metrics) see it."""
+
+    action: Action
+    context: ActionContext
+    #: The HTTP status it ended with and the problem code (None when it succeeded).
+    status: int
+    code: str | None
+    #: ``ok``, ``denied``, ``invalid``, ``rate_limited``, ``rejected``, ``timeout``, ``error``.
+    outcome: str
+    seconds: float
+
+
+#: ``callback(execution)`` after every execution; a failing callback is logged, never raised.
+AfterExecute = Callable[[Execution], None]
+
+
+def execute(
+    action: Action,
+    params: dict[str, Any],
+    context: ActionContext,
+    *,
+    before: Sequence[BeforeExecute],
+    after: Sequence[AfterExecute],
+    audit: AuditWriter,
+) -> Any:
+    """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures."""
+    occurred_at, started = datetime.now(UTC), time.perf_counter()
+    status, code = 200, None
+    try:
+        refusal = action.refusal(context.principal)
+        if refusal is not None:
+            raise refusal
+        for callback in before:
+            callback(action, context)
+        validate(action.params_validator, params)
+        result = to_json_compatible(call_handler(action, action.with_defaults(params), context))
+        _check_result(action, result)
+        return result
+    except ApiError as exc:
+        status, code = exc.status, exc.code
+        raise
+    except Exception as exc:
+        unavailable = context.app_manager.dependency_of(exc) is not None
+        status, code = (503, "DEPENDENCY_UNAVAILABLE") if unavailable else (500, "INTERNAL_ERROR")
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        done = Execution(action, context, status, code, _outcome(status, code), seconds)
+        if action.audit:
+            audit.write(_record(done, params, occurred_at))
+        for listener in after:
+            try:
+                listener(done)
+            except Exception:
+                logger.exception("after_execute callback failed", extra={"action": action.name})
+
+
+def call_handler(action: Action, params: dict[str, Any], context: ActionContext) -> Any:
+    """Run the handler under its ``timeout``: enforced under gevent, only logged in threads.
+
+    A thread cannot be interrupted safely, so in threading mode (development, tests) a handler
+    that outlives its timeout finishes and is logged. Under gevent a ``gevent.Timeout`` raises
+    503 ``ACTION_TIMEOUT`` inside the handler at its next cooperative yield (any I/O).
+    """
+    if action.timeout is not None and gevent_active():
+        import gevent
+
+        timed_out = ServiceUnavailable("The action did not finish in time.", code="ACTION_TIMEOUT")
+        with gevent.Timeout(action.timeout, timed_out):
+            return action.handler(params, context)
+    started = time.perf_counter()
+    result = action.handler(params, context)
+    elapsed = time.perf_counter() - started
+    if action.timeout is not None and elapsed > action.timeout:
+        logger.warning(
+            "action exceeded its timeout",
+            extra={"action": action.name, "timeout": action.timeout, "elapsed": elapsed},
+        )
+    return result
+
+
+def gevent_active() -> bool:
+    """Whether gevent has monkey-patched this process (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+def _check_result(action: Action, result: Any) -> None:
+    if action.result_validator is None:
+        return
+    # Where and which rule, not the values: results can hold personal data.
+    problems = [
+        f"{pointer(e.absolute_path) or '/'}: {e.validator}"
+        for e in action.result_validator.iter_errors(result)
+    ]
+    if problems:
+        # The handler broke its own contract: a server bug, logged, never shown to the client.
+        logger.error(
+            "action result does not match its schema",
+            extra={"action": action.name, "problems": problems[:10]},
+        )
+        raise InternalError("An unexpected error occurred.")
+
+
+def _outcome(status: int, code: str | None) -> str:
+    if code == "ACTION_TIMEOUT":
+        return "timeout"
+    if status < 400:
+        return "ok"
+    return _OUTCOMES.get(status, "rejected" if status < 500 else "error")
+
+
+def _record(done: Execution, params: dict[str, Any], occurred_at: datetime) -> AuditRecord:
+    principal = done.context.principal
+    return AuditRecord(
+        occurred_at=occurred_at,
+        kind="action",
+        action=done.action.name,
+        principal_type=principal.type if principal else None,
+        principal_id=principal.id if principal else None,
+        outcome=done.outcome,
+        status=done.status,
+        duration_ms=round(done.seconds * 1000, 3),
+        request_id=done.context.request_id,
+        params_digest=params_digest(params),
+        details={"code": done.code} if done.code else {},
+    )

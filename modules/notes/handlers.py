@@ -1,0 +1,28 @@
+"""The handlers of ``actions.yaml``: ``handler(params, context)`` with params already validated
+against the action's schema (top-level defaults filled in) and the caller authenticated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.managers.actions import ActionContext
+from modules.notes.store import NoteStore
+
+
+def _notes(context: ActionContext) -> NoteStore:
+    return context.app_manager.services.get("notes", NoteStore)
+
+
+def create(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
+    owner = context.require_principal().id
+    return _notes(context).create(owner, params["title"], params["body"])
+
+
+def list_notes(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
+    owner = context.require_principal().id
+    return {"items": _notes(context).list_for(owner, params["limit"])}
+
+
+def delete(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
+    _notes(context).delete(context.require_principal().id, params["id"])
+    return {"deleted": True}

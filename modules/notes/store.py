@@ -1,0 +1,48 @@
+"""The ``notes`` collection: ``{_id, owner, title, body, created_at}``, indexed for its one list
+query (a user's notes, newest first)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from core.errors import NotFound
+from core.managers.database import MongoStore
+
+COLLECTION = "notes"
+_NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+
+
+class NoteStore:
+    def __init__(self, mongo: MongoStore) -> None:
+        self.notes = mongo.collection(COLLECTION)
+        mongo.declare_indexes(
+            COLLECTION, [IndexModel([("owner", ASCENDING), *_NEWEST_FIRST], name="owner_newest")]
+        )
+
+    def create(self, owner: str, title: str, body: str) -> dict[str, Any]:
+        note = {"owner": owner, "title": title, "body": body, "created_at": datetime.now(UTC)}
+        note["_id"] = self.notes.insert_one(note).inserted_id
+        return public(note)
+
+    def list_for(self, owner: str, limit: int) -> list[dict[str, Any]]:
+        found = self.notes.find({"owner": owner}).sort(_NEWEST_FIRST).limit(limit)
+        return [public(note) for note in found]
+
+    def delete(self, owner: str, note_id: str) -> None:
+        """Delete one of ``owner``'s notes; someone else's note is as missing as no note."""
+        if self.notes.delete_one({"_id": ObjectId(note_id), "owner": owner}).deleted_count == 0:
+            raise NotFound("There is no such note.")
+
+
+def public(note: dict[str, Any]) -> dict[str, Any]:
+    """What clients see of a note (the owner is the caller: not repeated)."""
+    return {
+        "id": note["_id"],
+        "title": note["title"],
+        "body": note["body"],
+        "created_at": note["created_at"],
+    }
