@@ -11,6 +11,7 @@
         │   └── ValidationFailed    400 VALIDATION_ERROR, with per-field ``errors``
         ├── Unauthorized            401 AUTH_REQUIRED (and the other 401 codes)
         ├── Forbidden               403 FORBIDDEN / INSUFFICIENT_SCOPE
+        │   └── NotInRoom           403 NOT_IN_ROOM (Socket.IO acks)
         ├── NotFound                404 NOT_FOUND
         ├── MethodNotAllowed        405 METHOD_NOT_ALLOWED
         ├── Conflict                409 CONFLICT / EMAIL_TAKEN / ...
@@ -129,6 +130,12 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     status, default_code, title = 405, "METHOD_NOT_ALLOWED", "Method Not Allowed"
+
+
+class NotInRoom(Forbidden):
+    """A Socket.IO event about a room the socket has not joined."""
+
+    default_code, title = "NOT_IN_ROOM", "Not In Room"
 
 
 class Conflict(ApiError):

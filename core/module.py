@@ -7,7 +7,7 @@ one ``BaseModule`` subclass. The framework discovers it, orders it after the mod
 - ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``)
   and the module's CLI ``commands``;
 - ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``;
-- ``register_socket_handlers(socketio)``: add Socket.IO events;
+- ``register_socket_handlers(websocket)``: add Socket.IO events with ``@websocket.event(name)``;
 - ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
 
 Copy ``modules/notes`` to start a new module.
@@ -48,8 +48,9 @@ class BaseModule:
     def register_actions(self, actions: Any) -> None:
         """Declare actions in code; most modules use ``actions.yaml`` instead."""
 
-    def register_socket_handlers(self, socketio: Any) -> None:
-        """Add Socket.IO event handlers."""
+    def register_socket_handlers(self, websocket: Any) -> None:
+        """Add Socket.IO events with ``@websocket.event(name)`` (auth, limits and acks
+        handled by the WebSocketManager)."""
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}

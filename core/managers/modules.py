@@ -62,6 +62,7 @@ class ModuleManager(Manager):
         for discovered in self.discover():
             module = discovered.cls(discovered.name, app_manager)
             module.register_routes(app)
+            module.register_socket_handlers(app_manager.websocket)
             self.loaded.append(module)
             app_manager.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})

@@ -1,0 +1,135 @@
+"""The room events of API.md ("WebSockets"), each answered through the ack."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flask_socketio import join_room, leave_room
+
+from core.errors import Forbidden, NotFound, NotInRoom, ValidationFailed
+from core.managers.database.json import to_json_compatible
+
+if TYPE_CHECKING:
+    from core.managers.websocket import SocketSession, WebSocketManager
+
+NAME_MAX = 64
+BODY_MAX_BYTES = 4096
+MEMBERS_MAX = 100
+
+
+def _room_id(data: dict[str, Any]) -> str:
+    room_id = data.get("room_id")
+    if not isinstance(room_id, str) or not 0 < len(room_id) <= 64:
+        raise ValidationFailed([{"field": "/room_id", "message": "must be a room id"}])
+    return room_id
+
+
+def register(ws: WebSocketManager) -> None:
+    rooms = ws.rooms
+    hooks = ws.app_manager.hooks
+
+    def get_room(room_id: str) -> Any:
+        room = rooms.get(room_id)
+        if room is None:
+            raise NotFound("No such room.")
+        return room
+
+    @ws.event("create_room")
+    def create_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        name, private, members = (
+            data.get("name"),
+            data.get("private", False),
+            data.get("members", []),
+        )
+        errors = []
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= NAME_MAX:
+            errors.append({"field": "/name", "message": f"must be 1-{NAME_MAX} characters"})
+        if not isinstance(private, bool):
+            errors.append({"field": "/private", "message": "must be true or false"})
+        if (
+            not isinstance(members, list)
+            or len(members) > MEMBERS_MAX
+            or not all(isinstance(m, str) and 0 < len(m) <= 64 for m in members)
+        ):
+            errors.append({"field": "/members", "message": "must be a list of user ids"})
+        if errors:
+            raise ValidationFailed(errors)
+        room = rooms.create(str(name).strip(), bool(private), session.user_id, members)
+        join_room(room.id)
+        rooms.enter(room, session.sid, session.user_id)
+        hooks.emit("room.created", room=room.public(), user=session.user)
+        hooks.emit("room.joined", room=room.public(), user=session.user)
+        return {"room": room.public()}
+
+    @ws.event("join_room")
+    def join(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        room = get_room(_room_id(data))
+        if not rooms.may_join(room, session.user_id):
+            raise Forbidden("This room is private.", code="FORBIDDEN")
+        already = rooms.user_present(room.id, session.user_id)
+        join_room(room.id)
+        rooms.enter(room, session.sid, session.user_id)
+        if not already:
+            ws.emit(
+                "user_joined",
+                {"room_id": room.id, "user": session.user},
+                room=room.id,
+                skip_sid=session.sid,
+            )
+        hooks.emit("room.joined", room=room.public(), user=session.user)
+        return {"room": room.public(), "members": rooms.members(room.id)}
+
+    @ws.event("leave_room")
+    def leave(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        room_id = _room_id(data)
+        if not rooms.is_in(room_id, session.sid):
+            raise NotInRoom("You are not in this room.")
+        leave_room(room_id)
+        rooms.leave(room_id, session.sid)
+        if not rooms.user_present(room_id, session.user_id):
+            ws.emit("user_left", {"room_id": room_id, "user": session.user}, room=room_id)
+        hooks.emit("room.left", room_id=room_id, user=session.user)
+        return {}
+
+    @ws.event("send_message")
+    def send_message(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        room_id = _room_id(data)
+        body = data.get("body")
+        if not isinstance(body, str) or not body or len(body.encode()) > BODY_MAX_BYTES:
+            raise ValidationFailed(
+                [{"field": "/body", "message": f"must be 1-{BODY_MAX_BYTES} bytes of text"}]
+            )
+        if not rooms.is_in(room_id, session.sid):
+            raise NotInRoom("Join the room before sending to it.")
+        message = {
+            "id": secrets.token_urlsafe(12),
+            "room_id": room_id,
+            "from": session.user,
+            "body": body,
+            "ts": to_json_compatible(datetime.now(UTC)),
+        }
+        ws.emit("message", message, room=room_id)
+        return {"message": message}
+
+    @ws.event("list_rooms")
+    def list_rooms(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        return {"rooms": [room.public() for room in rooms.list_for(session.user_id)]}
+
+    @ws.event("room_members")
+    def room_members(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        room = get_room(_room_id(data))
+        if not rooms.may_join(room, session.user_id):
+            raise Forbidden("This room is private.", code="FORBIDDEN")
+        return {"members": rooms.members(room.id)}
+
+    @ws.event("close_room")
+    def close_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        room = get_room(_room_id(data))
+        if room.owner != session.user_id:
+            raise Forbidden("Only the owner can close a room.", code="FORBIDDEN")
+        ws.emit("room_closed", {"room_id": room.id}, room=room.id)
+        rooms.delete(room)
+        ws.socketio.close_room(room.id)
+        return {}

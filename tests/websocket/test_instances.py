@@ -1,0 +1,104 @@
+"""Two app instances sharing Redis: messages, presence, logout and crashes across instances."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.support.identity import bearer
+from tests.support.servers import wait_until
+from tests.support.sockets import Client
+from tests.websocket.conftest import Person
+
+Serve = Callable[..., tuple[Any, str]]
+MakePerson = Callable[[Any, str], Person]
+
+
+def test_a_message_sent_on_one_instance_reaches_a_member_on_another(
+    serve: Serve, person: MakePerson
+) -> None:
+    app_a, url_a = serve()
+    app_b, url_b = serve()
+    ada, bob = person(app_a, url_a), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "across"})["room"]
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    assert ada.socket.wait_for("user_joined")[0]["user"]["user_id"] == bob.id
+
+    sent = ada.call("send_message", {"room_id": room["id"], "body": "over the queue"})["message"]
+    assert bob.socket.wait_for("message") == [sent]
+
+    # room_members on A lists the member connected to B, and the other way round.
+    members_a = {m["user_id"] for m in ada.call("room_members", {"room_id": room["id"]})["members"]}
+    members_b = {m["user_id"] for m in bob.call("room_members", {"room_id": room["id"]})["members"]}
+    assert members_a == members_b == {ada.id, bob.id}
+
+
+def test_logout_over_http_disconnects_the_users_sockets_on_every_instance(
+    serve: Serve, person: MakePerson
+) -> None:
+    app_a, url_a = serve()
+    _app_b, url_b = serve()
+    ada = person(app_a, url_a)
+    other_login = Client()
+    try:
+        other_login.connect(url_b, ada.tokens["access_token"])  # same login, instance B
+        response = app_a.test_client().post(
+            "/userauth/logout", headers=bearer(ada.tokens["access_token"])
+        )
+        assert response.status_code == 204
+        assert ada.socket.disconnected.wait(3)
+        assert other_login.disconnected.wait(3)
+    finally:
+        other_login.close()
+
+
+def test_a_socket_is_disconnected_when_its_token_expires(serve: Serve, person: MakePerson) -> None:
+    app, url = serve({"JWT_ACCESS_TTL": "2"})
+    ada = person(app, url)
+    websocket = app.extensions["app_manager"].websocket
+    session = websocket.sessions[next(iter(websocket.sessions))]
+    assert session.claims["exp"] - time.time() <= 2
+    assert ada.call("list_rooms", {})["ok"] is True  # alive while the token is
+    assert ada.socket.disconnected.wait(4)
+
+
+def test_presence_is_cleaned_when_a_client_drops_without_disconnecting(
+    serve: Serve, person: MakePerson
+) -> None:
+    app, url = serve()
+    ada, bob = person(app, url), person(app, url)
+    room = ada.call("create_room", {"name": "drop"})["room"]
+    bob.call("join_room", {"room_id": room["id"]})
+
+    # Kill bob's transport without a Socket.IO or Engine.IO goodbye, like a lost network.
+    bob.socket.sio.eio.ws.sock.close()
+    left = ada.socket.wait_for("user_left", timeout=6)
+    assert left[0]["user"]["user_id"] == bob.id
+    members = ada.call("room_members", {"room_id": room["id"]})["members"]
+    assert [m["user_id"] for m in members] == [ada.id]
+
+
+def test_presence_of_a_crashed_instance_is_cleaned_by_a_live_one(
+    serve: Serve, person: MakePerson
+) -> None:
+    app_a, url_a = serve({"SOCKETIO_INSTANCE_TTL": "1"})
+    app_b, url_b = serve({"SOCKETIO_INSTANCE_TTL": "1"})
+    ada, bob = person(app_a, url_a), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "crash"})["room"]
+    bob.call("join_room", {"room_id": room["id"]})
+
+    # Instance B "crashes": its heartbeat stops and nothing of it runs any more.
+    manager_b = app_b.extensions["app_manager"].websocket
+    manager_b._stop.set()
+    manager_b.sessions.clear()
+    reaper = app_a.extensions["app_manager"].websocket
+
+    def bob_present() -> bool:
+        reaper.reap_dead_instances()
+        return any(m["user_id"] == bob.id for m in reaper.rooms.members(room["id"]))
+
+    wait_until(lambda: not bob_present(), 5)
+    assert ada.socket.wait_for("user_left")[0]["user"]["user_id"] == bob.id
+    members = ada.call("room_members", {"room_id": room["id"]})["members"]
+    assert [m["user_id"] for m in members] == [ada.id]
