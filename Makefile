@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv run test lint format check clean-devdata
+.PHONY: venv run serve test lint deploy-check format check clean-devdata
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: venv
 	$(BIN)/python -m core.devstack run
 
+## The production server (gunicorn, one gevent worker, gunicorn.conf.py) on
+## http://127.0.0.1:5000 against the same dev stack. Ctrl-C stops everything.
+serve: venv
+	$(BIN)/python -m core.devstack run -- $(BIN)/gunicorn -c gunicorn.conf.py app:app
+
 ## The whole test suite against real servers started by the fixtures.
 test: venv
 	$(BIN)/python -m pytest
@@ -28,6 +33,17 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## Dockerfile lint and the Kubernetes overlays rendered and schema-checked (tests/production
+## checks these and their cross-references as part of `make test`).
+deploy-check: venv
+	$(BIN)/hadolint Dockerfile
+	@rendered=$$(mktemp); trap 'rm -f "$$rendered"' EXIT; \
+	for overlay in dev prod; do \
+		echo "k8s/overlays/$$overlay"; \
+		kubectl kustomize k8s/overlays/$$overlay >"$$rendered" || exit 1; \
+		$(BIN)/kubernetes-validate --strict --quiet -k 1.30.0 "$$rendered" || exit 1; \
+	done
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,114 @@
+"""``GET /metrics`` and the request instrumentation feeding the MetricsManager.
+
+Timing starts on Flask's ``request_started`` signal rather than in a ``before_request`` hook:
+before-request hooks stop at the first one that raises (a 401 from the auth policy), and those
+requests must be counted too. ``after_request`` records method, route template and status;
+``teardown_request`` ends the in-flight count whatever happened. Unexpected exceptions are
+counted by wrapping the app's catch-all error handler, so whatever renders the problem
+response, the exception type is known.
+
+``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set). With
+``METRICS_PORT`` set the route is not registered: the MetricsManager serves the metrics on
+that port instead, so the app's port (the one behind the Ingress) never exposes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from flask import Blueprint, Flask, Response, current_app, g, request, request_started
+from flask.typing import ResponseReturnValue
+
+from core.http import health
+from core.http.auth import OPERATOR, declare_auth
+from core.http.problems import PROBLEM_JSON
+from core.managers.metrics import UNMATCHED, MetricsManager
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+bp = Blueprint("metrics", __name__)
+
+#: The endpoint of ``/metrics``, for rate-limit and other exemptions.
+ENDPOINT = "metrics.scrape"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_AUTH_STATUSES = frozenset({401, 403})
+
+
+@bp.get("/metrics")
+@declare_auth(OPERATOR)
+def scrape() -> ResponseReturnValue:
+    metrics: MetricsManager = current_app.extensions[MetricsManager.name]
+    data, content_type = metrics.exposition(request.headers.get("Accept"))
+    return Response(data, content_type=content_type)
+
+
+def route_label() -> str:
+    """The matched URL rule (``/things/<thing_id>``), never the raw path."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+def install(app: Flask, app_manager: AppManager) -> None:
+    """Register ``/metrics`` (unless METRICS_PORT) and the instrumentation hooks on ``app``.
+
+    Call after the problem handlers are registered: the catch-all handler gets wrapped.
+    """
+    metrics = app_manager.metrics
+    if metrics.port is None:
+        app.register_blueprint(bp)
+    metrics.track_dependencies(lambda: health.run_checks(app_manager))
+    app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
+
+    def started(sender: Flask, **extra: Any) -> None:
+        g._metrics_start = time.perf_counter()
+        metrics.http_in_flight.inc()
+
+    # Blinker holds receivers weakly: the app holds this one, so it lives as long as the app.
+    request_started.connect(started, app)
+    app.extensions["metrics.request_started"] = started
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        start = g.get("_metrics_start")
+        if start is None:
+            return response
+        method = request.method if request.method in _METHODS else "OTHER"
+        status = response.status_code
+        metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
+        if status in _AUTH_STATUSES:
+            policy = app_manager.route_policies.get(request.endpoint or "", "none")
+            metrics.auth_failure(policy, _problem_code(response))
+        return response
+
+    @app.teardown_request
+    def finished(error: BaseException | None) -> None:
+        if g.pop("_metrics_start", None) is not None:
+            metrics.http_in_flight.dec()
+
+    _count_exceptions(app, metrics)
+
+
+def _count_exceptions(app: Flask, metrics: MetricsManager) -> None:
+    handler = app.error_handler_spec.get(None, {}).get(None, {}).get(Exception)
+    if handler is None:
+        raise RuntimeError("core.http.metrics.install() needs the problem handlers registered")
+
+    def counting_handler(error: Exception) -> ResponseReturnValue:
+        metrics.http_exception(route_label(), error)
+        return cast(ResponseReturnValue, app.ensure_sync(handler)(error))
+
+    app.register_error_handler(Exception, counting_handler)
+
+
+def _problem_code(response: Response) -> str:
+    """The ``code`` of a problem response (small, already rendered); ``UNKNOWN`` otherwise."""
+    if response.mimetype != PROBLEM_JSON or response.is_streamed:
+        return "UNKNOWN"
+    try:
+        code = json.loads(response.get_data())["code"]
+    except (ValueError, KeyError, TypeError):
+        return "UNKNOWN"
+    return str(code)

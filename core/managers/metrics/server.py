@@ -1,0 +1,117 @@
+"""The metrics on their own port (``METRICS_PORT``): a small threaded WSGI server.
+
+It serves ``/metrics`` of one registry and nothing else, behind the same bearer check as the
+app's operator endpoints when ``METRICS_TOKEN`` is set. Under gunicorn's gevent worker its
+threads are greenlets, like everything else in the worker.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from core.errors import StartupError
+from core.http.problems import PROBLEM_JSON, problem_type
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsServer:
+    """Serves ``registry`` on ``host:port`` from a daemon thread between start() and stop()."""
+
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, token: str | None
+    ) -> None:
+        self.host = host
+        self.app = metrics_only(make_wsgi_app(registry), token)
+        self._port = port
+        self._server: ThreadingWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on (the kernel's choice for port 0); None when not running."""
+        return self._server.server_port if self._server is not None else None
+
+    def start(self) -> None:
+        """Bind and serve; a port that cannot be bound is a StartupError naming the setting."""
+        server_class = _IPv6Server if ":" in self.host else ThreadingWSGIServer
+        try:
+            server = make_server(
+                self.host, self._port, self.app, server_class, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve metrics on {self.host}:{self._port} (METRICS_PORT): {exc.strerror}"
+            ) from exc
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="metrics-server", daemon=True
+        )
+        self._thread.start()
+        logger.info("serving metrics", extra={"port": server.server_port})
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+class _IPv6Server(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Scrapes are not worth a log line each."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def metrics_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
+    """Serve ``app`` on ``/metrics`` only, behind the METRICS_TOKEN bearer check when set."""
+    expected = token.encode() if token else None
+
+    def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
+        if expected is not None:
+            scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
+                detail = "A valid bearer token is required."
+                return _problem(start_response, 401, "AUTH_REQUIRED", "Unauthorized", detail)
+        return app(environ, start_response)
+
+    return metrics_app
+
+
+def _problem(
+    start_response: StartResponse, status: int, code: str, title: str, detail: str
+) -> list[bytes]:
+    """The app's problem document shape; there is no request id outside the app."""
+    body = {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": None,
+    }
+    start_response(f"{status} {title}", [("Content-Type", PROBLEM_JSON)])
+    return [json.dumps(body).encode()]

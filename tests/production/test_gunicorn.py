@@ -1,0 +1,239 @@
+"""The production server in real processes: ``gunicorn -c gunicorn.conf.py app:app`` with the
+gevent worker, against the real test servers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from config.settings import Settings
+from core.devstack import free_port
+from tests.production.helpers import ROOT, gunicorn_config, sample, wait_for
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+class Gunicorn:
+    """A gunicorn master (and its worker) started with the project's gunicorn.conf.py."""
+
+    def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", *args],
+            cwd=ROOT,
+            env={**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the worker is killed with the master at teardown
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_ready(self) -> None:
+        wait_for(
+            lambda: (
+                self.proc.poll() is not None
+                or requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+            ),
+            what="gunicorn to serve /health/ready",
+        )
+        assert self.proc.poll() is None, self.output()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log_file.close()
+
+
+GunicornFactory = Callable[..., Gunicorn]
+
+
+@pytest.fixture
+def gunicorn(app_env: dict[str, str], tmp_path: Path) -> Iterator[GunicornFactory]:
+    started: list[Gunicorn] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Gunicorn:
+        server = Gunicorn(
+            {**app_env, **(env or {})}, tmp_path / f"gunicorn-{len(started)}.log", args
+        )
+        started.append(server)
+        if ready:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def concurrently(url: str, count: int) -> tuple[list[int], float]:
+    """GET ``url`` ``count`` times at once; the statuses and the seconds it all took."""
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        responses = list(pool.map(lambda _: requests.get(url, timeout=15), range(count)))
+    return [r.status_code for r in responses], time.monotonic() - began
+
+
+def test_one_gevent_worker_serves_concurrent_requests_metrics_and_json_access_logs(
+    gunicorn: GunicornFactory,
+) -> None:
+    metrics_port = free_port()
+    server = gunicorn(env={"METRICS_PORT": str(metrics_port)})
+    # Five 1-second waits on one worker finish together only when the worker is cooperative:
+    # time.sleep (monkey-patched) and psycopg2 (psycogreen) yield to the other requests.
+    for path in ("/public/probe/slow?seconds=1", "/public/metered/pg-sleep?seconds=1"):
+        statuses, took = concurrently(server.url + path, 5)
+        assert statuses == [200] * 5
+        assert took < 2.5, path
+
+    item = requests.get(
+        f"{server.url}/public/metered/items/i-42?secret=hunter2",
+        headers={"X-Request-ID": "req-gunicorn-1"},
+        timeout=5,
+    )
+    assert item.status_code == 200
+    assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 404
+    metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    route = "/public/metered/items/<item_id>"
+    assert sample(metrics, "http_requests_total", method="GET", route=route, status="200") == 1
+    slow = {"method": "GET", "route": "/public/probe/slow", "status": "200"}
+    assert sample(metrics, "http_requests_total", **slow) == 5
+    assert sample(metrics, "dependency_up", dependency="postgres") == 1
+
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    lines = json_lines(server.output())  # every line, the master's included, is JSON
+    access = [line for line in lines if line["logger"] == "gunicorn.access"]
+    [entry] = [line for line in access if line.get("request_id") == "req-gunicorn-1"]
+    assert entry["method"] == "GET"
+    assert entry["path"] == "/public/metered/items/i-42"
+    assert entry["status"] == 200
+    assert entry["duration_ms"] >= 0
+    assert "hunter2" not in server.output()
+    assert sum(1 for line in access if line["path"] == "/public/probe/slow") == 5
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)
+
+
+def test_sigterm_drains_in_flight_requests_with_readiness_503_then_exits_zero(
+    gunicorn: GunicornFactory,
+) -> None:
+    server = gunicorn(env={"SHUTDOWN_TIMEOUT": "10"})
+    result: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        response = requests.get(f"{server.url}/public/probe/slow?seconds=2", timeout=15)
+        result["status"], result["body"] = response.status_code, response.json()
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.3)  # the slow request is being served
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+
+    ready = requests.get(f"{server.url}/health/ready", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json()["reason"] == "shutting_down"
+    # Still listening while draining: a request arriving now is served.
+    assert requests.get(f"{server.url}/health/live", timeout=5).status_code == 200
+
+    worker.join(timeout=15)
+    assert result == {"status": 200, "body": {"slept": 2.0}}
+    assert server.proc.wait(timeout=30) == 0
+    graceful_timeout = 10 + 10  # SHUTDOWN_TIMEOUT + SHUTDOWN_MARGIN
+    assert time.monotonic() - signalled < graceful_timeout
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/health/live", timeout=2)
+    messages = [line["message"] for line in json_lines(server.output())]
+    order = [messages.index(m) for m in ("shutdown requested", "draining", "app stopped")]
+    assert order == sorted(order)
+
+
+def test_gunicorn_refuses_more_than_one_worker(gunicorn: GunicornFactory) -> None:
+    server = gunicorn("--workers", "2", ready=False)
+    assert server.proc.wait(timeout=20) == 1
+    assert "workers must be 1" in server.output()
+
+
+def test_gunicorn_refuses_to_start_with_gevent_websocket_installed(
+    gunicorn: GunicornFactory, tmp_path: Path
+) -> None:
+    fake = tmp_path / "site" / "geventwebsocket"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    server = gunicorn(env={"PYTHONPATH": str(fake.parent)}, ready=False)
+    assert server.proc.wait(timeout=20) == 1
+    assert "gevent-websocket is installed" in server.output()
+
+
+def test_socketio_polling_and_websocket_under_the_gevent_worker(gunicorn: GunicornFactory) -> None:
+    server = gunicorn()
+
+    handshake = requests.get(f"{server.url}/socket.io/?EIO=4&transport=polling", timeout=5)
+    assert handshake.status_code == 200
+    assert handshake.text.startswith("0")  # Engine.IO "open" packet
+    assert "sid" in json.loads(handshake.text[1:])
+
+    uid = uuid.uuid4().hex[:8]
+    user = {"email": f"g{uid}@example.com", "username": f"g_{uid}", "password": "long-password-1"}
+    assert requests.post(f"{server.url}/public/register", json=user, timeout=10).status_code == 201
+    login = requests.post(f"{server.url}/public/login", json=user, timeout=10)
+    token = login.json()["access_token"]
+
+    for transports in (["websocket"], ["polling"]):
+        client = socketio.Client(reconnection=False)
+        client.connect(server.url, auth={"token": token}, transports=transports, wait_timeout=10)
+        try:
+            assert client.transport() == transports[0]
+            answer = client.call("list_rooms", {}, timeout=5)
+            assert answer["ok"] is True
+            assert isinstance(answer["rooms"], list)
+        finally:
+            client.disconnect()
+
+    refused = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(server.url, transports=["websocket"], wait_timeout=10)
+
+
+def test_gunicorn_settings_follow_the_app_settings_and_the_one_worker_model() -> None:
+    fields = Settings.model_fields
+    config = gunicorn_config()
+    assert config["bind"] == [f"{fields['host'].default}:{fields['port'].default}"]
+    shutdown = fields["shutdown_timeout"].default
+    assert config["graceful_timeout"] == math.ceil(shutdown) + config["SHUTDOWN_MARGIN"]
+    assert config["LINGER"] < config["SHUTDOWN_MARGIN"]
+    assert (config["workers"], config["worker_class"], config["preload_app"]) == (
+        1,
+        "gevent",
+        False,
+    )
+    assert config["control_socket_disable"] is True
+    assert config["keepalive"] > 60  # longer than the ingress' upstream keep-alive
+    assert gunicorn_config({"HOST": "::", "PORT": "8000"})["bind"] == ["[::]:8000"]
+    assert gunicorn_config({"SHUTDOWN_TIMEOUT": "2.5"})["graceful_timeout"] == 3 + 10

@@ -1,0 +1,268 @@
+"""Metrics after real requests: route templates, statuses, latency, exceptions, auth failures,
+dependencies, the API features use, and /metrics protection (on the app's port and on
+METRICS_PORT)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Callable
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.devstack import RedisServer, free_port
+from core.errors import StartupError
+from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
+from tests.production.helpers import ROOT, sample, samples
+from tests.support.http import problem
+from tests.support.servers import stopped
+
+AppFactory = Callable[..., Flask]
+TOKEN = "metrics-token-0123456789"
+
+
+def scrape(client: FlaskClient, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.content_type.startswith("text/plain")
+    return response.get_data(as_text=True)
+
+
+def test_requests_are_counted_by_route_template_never_by_raw_path(client: FlaskClient) -> None:
+    for item_id in ("a1", "b2", "c3"):
+        assert client.get(f"/public/metered/items/{item_id}").status_code == 200
+    assert client.get("/no/such/page-7f3a").status_code == 404
+
+    text = scrape(client)
+    route = "/public/metered/items/<item_id>"
+    ok = {"method": "GET", "route": route, "status": "200"}
+    assert sample(text, "http_requests_total", **ok) == 3
+    assert sample(text, "http_request_duration_seconds_count", **ok) == 3
+    unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
+    assert sample(text, "http_requests_total", **unmatched) == 1
+    for raw in ("a1", "b2", "c3", "page-7f3a"):
+        assert raw not in text
+
+
+def test_latency_lands_in_the_right_histogram_buckets(client: FlaskClient) -> None:
+    assert client.get("/public/probe/slow?seconds=0.3").status_code == 200
+
+    text = scrape(client)
+    labels = {"method": "GET", "route": "/public/probe/slow", "status": "200"}
+    bucket = "http_request_duration_seconds_bucket"
+    assert sample(text, bucket, **labels, le="0.25") == 0
+    assert sample(text, bucket, **labels, le="0.5") == 1
+    total = sample(text, "http_request_duration_seconds_sum", **labels)
+    assert total is not None
+    assert 0.3 <= total < 0.5
+
+
+def test_in_flight_gauge_counts_the_scrape_itself_and_nothing_left_over(
+    client: FlaskClient,
+) -> None:
+    for _ in range(3):
+        client.get("/public/metered/items/x")
+    client.get("/public/probe/boom")
+    client.get("/userauth/probe/private")  # 401 raised before any view runs
+
+    assert sample(scrape(client), "http_requests_in_flight") == 1
+
+
+def test_unexpected_exceptions_are_counted_by_route_and_type(client: FlaskClient) -> None:
+    problem(client.get("/public/metered/broken/42"), 500, "INTERNAL_ERROR")
+    problem(client.get("/public/probe/boom"), 500, "INTERNAL_ERROR")
+
+    text = scrape(client)
+    exceptions = "http_exceptions_total"
+    assert (
+        sample(text, exceptions, route="/public/metered/broken/<item_id>", exception="LookupError")
+        == 1
+    )
+    assert sample(text, exceptions, route="/public/probe/boom", exception="RuntimeError") == 1
+    assert (
+        sample(text, "http_requests_total", method="GET", route="/public/probe/boom", status="500")
+        == 1
+    )
+
+
+def test_auth_failures_are_counted_by_policy_and_problem_code(client: FlaskClient) -> None:
+    client.get("/userauth/probe/private")
+    client.get("/userauth/probe/private", headers={"Authorization": "Bearer not-a-jwt"})
+    client.get("/keyauth/probe/private")
+    client.delete("/userauth/api-keys/abc123")
+
+    text = scrape(client)
+    assert sample(text, "auth_failures_total", policy="jwt", code="AUTH_REQUIRED") == 2
+    assert sample(text, "auth_failures_total", policy="jwt", code="TOKEN_INVALID") == 1
+    assert sample(text, "auth_failures_total", policy="api_key", code="API_KEY_REQUIRED") == 1
+    route = "/userauth/api-keys/<key_id>"
+    assert sample(text, "http_requests_total", method="DELETE", route=route, status="401") == 1
+
+
+def test_unknown_methods_are_one_label_value(client: FlaskClient) -> None:
+    client.open("/public/metered/items/x", method="BREW")
+    client.open("/public/metered/items/x", method="PROPFIND")
+
+    methods = {labels["method"] for labels in samples(scrape(client), "http_requests_total")}
+    assert "OTHER" in methods
+    assert not methods & {"BREW", "PROPFIND"}
+
+
+def test_dependency_gauges_come_from_the_readiness_checks(
+    make_app: AppFactory, redis_server: RedisServer
+) -> None:
+    text = scrape(make_app().test_client())
+    for name in ("mongodb", "postgres", "redis"):
+        assert sample(text, "dependency_up", dependency=name) == 1
+        latency = sample(text, "dependency_latency_seconds", dependency=name)
+        assert latency is not None
+        assert 0 < latency < 2
+
+    client = make_app().test_client()
+    with stopped(redis_server):
+        text = scrape(client)
+    assert sample(text, "dependency_up", dependency="redis") == 0
+    assert sample(text, "dependency_up", dependency="mongodb") == 1
+
+
+def test_metrics_is_open_without_a_token_and_protected_with_one(make_app: AppFactory) -> None:
+    assert make_app().test_client().get("/metrics").status_code == 200
+
+    client = make_app({"METRICS_TOKEN": TOKEN}).test_client()
+    problem(client.get("/metrics"), 401, "AUTH_REQUIRED")
+    problem(client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401, "AUTH_REQUIRED")
+    problem(client.get("/metrics", headers={"Authorization": TOKEN}), 401, "AUTH_REQUIRED")
+    assert "http_requests_total" in scrape(client, TOKEN)
+
+
+def test_metrics_port_serves_the_registry_instead_of_the_app_route(make_app: AppFactory) -> None:
+    port = free_port()
+    app = make_app({"METRICS_PORT": str(port), "METRICS_TOKEN": TOKEN})
+    client = app.test_client()
+    assert client.get("/public/metered/items/q").status_code == 200
+    problem(client.get("/metrics"), 404, "NOT_FOUND")
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    assert requests.get(url, timeout=5).status_code == 401
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401
+    assert wrong.json()["code"] == "AUTH_REQUIRED"
+    assert requests.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
+    response = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert response.status_code == 200
+    route = "/public/metered/items/<item_id>"
+    assert (
+        sample(response.text, "http_requests_total", method="GET", route=route, status="200") == 1
+    )
+
+    app.extensions["app_manager"].close()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, timeout=2)
+
+
+def test_a_busy_metrics_port_stops_start_up_naming_the_setting(make_app: AppFactory) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(StartupError, match="METRICS_PORT"):
+            make_app({"METRICS_PORT": str(port)})
+
+
+def test_apps_in_one_process_have_separate_registries(make_app: AppFactory) -> None:
+    first, second = make_app(), make_app()
+    first.extensions["metrics"].counter("jobs_total", "Jobs", ("kind",)).labels("a").inc(5)
+    second.extensions["metrics"].counter("jobs_total", "Jobs", ("kind",)).labels("a").inc()
+
+    assert sample(scrape(first.test_client()), "jobs_total", kind="a") == 5
+    assert sample(scrape(second.test_client()), "jobs_total", kind="a") == 1
+
+
+def test_defining_a_metric_twice_returns_it_and_a_conflict_is_refused(app: Flask) -> None:
+    metrics: MetricsManager = app.extensions["metrics"]
+    jobs = metrics.counter("jobs_total", "Jobs", ("kind",))
+    assert metrics.counter("jobs_total", "Jobs", ("kind",)) is jobs
+    assert metrics.histogram("job_seconds", "Job time") is metrics.histogram("job_seconds", "x")
+    with pytest.raises(ValueError, match="jobs_total"):
+        metrics.counter("jobs_total", "Jobs", ("queue",))
+    with pytest.raises(ValueError, match="job_seconds"):
+        metrics.gauge("job_seconds", "Job time")
+
+
+def test_feature_hooks_record_limits_sockets_and_actions(app: Flask) -> None:
+    metrics: MetricsManager = app.extensions["metrics"]
+    metrics.rate_limit_rejected("ip")
+    metrics.rate_limit_rejected("ip", "ban")
+    metrics.ban_issued("user")
+    metrics.socket_connected()
+    metrics.socket_connected()
+    metrics.socket_disconnected()
+    metrics.socket_refused("TOKEN_EXPIRED")
+    metrics.socket_event("send_message", "ok", 0.002)
+    metrics.socket_event("join_room", "FORBIDDEN")
+    metrics.action_finished("system.ping", "ok", 0.001)
+    metrics.audit_dropped(3)
+
+    text = scrape(app.test_client())
+    assert sample(text, "rate_limit_rejections_total", level="ip", reason="limit") == 1
+    assert sample(text, "rate_limit_rejections_total", level="ip", reason="ban") == 1
+    assert sample(text, "rate_limit_bans_total", level="user") == 1
+    assert sample(text, "socketio_connections") == 1
+    assert sample(text, "socketio_connects_total", outcome="accepted") == 2
+    assert sample(text, "socketio_connects_total", outcome="TOKEN_EXPIRED") == 1
+    assert sample(text, "socketio_events_total", event="send_message", outcome="ok") == 1
+    assert sample(text, "socketio_events_total", event="join_room", outcome="FORBIDDEN") == 1
+    assert sample(text, "socketio_event_duration_seconds_count", event="send_message") == 1
+    assert sample(text, "actions_total", action="system.ping", outcome="ok") == 1
+    assert sample(text, "action_duration_seconds_count", action="system.ping") == 1
+    assert sample(text, "audit_rows_dropped_total") == 3
+
+
+def test_free_form_label_values_are_capped(app: Flask) -> None:
+    metrics: MetricsManager = app.extensions["metrics"]
+    for n in range(MAX_LABEL_VALUES + 25):
+        metrics.socket_event(f"event_{n}")
+
+    events = {
+        labels["event"] for labels in samples(scrape(app.test_client()), "socketio_events_total")
+    }
+    assert len(events) == MAX_LABEL_VALUES + 1
+    assert OTHER in events
+    assert "event_0" in events
+    assert f"event_{MAX_LABEL_VALUES}" not in events
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_app_exports(app: Flask) -> None:
+    suffixes = {
+        "counter": ("_total",),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_count", "_sum"),
+    }
+    exported = {
+        family.name + suffix
+        for family in app.extensions["metrics"].registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    queried = {
+        name
+        for panel in panels
+        for target in panel["targets"]
+        for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", target["expr"])
+    }
+    assert queried
+    assert queried <= exported, queried - exported
+    assert {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "dependency_up",
+    } <= queried
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "job", "namespace"} <= variables
