@@ -98,7 +98,7 @@ class Settings(BaseModel):
 
     # Auth.
     jwt_secret: str = _secret(DEV_JWT_SECRET, prod_required=True)
-    jwt_access_ttl: int = Field(900, ge=10)
+    jwt_access_ttl: int = Field(900, ge=2)
     jwt_refresh_ttl: int = Field(14 * 24 * 3600, ge=60)
     jwt_issuer: str = "python-base-04"
     jwt_audience: str = "python-base-04"
@@ -154,6 +154,16 @@ class Settings(BaseModel):
     audit_queue_size: int = Field(10000, ge=10)
     #: Serve /metrics on this separate port instead of the app's port (None: the app's port).
     metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    # Socket.IO.
+    socketio_ping_interval: float = Field(25.0, gt=0)
+    socketio_ping_timeout: float = Field(20.0, gt=0)
+    #: Largest Socket.IO packet accepted, in bytes.
+    socketio_max_buffer: int = Field(64 * 1024, ge=4096)
+    #: How often each instance checks its sockets' tokens (revoked or expired: disconnect).
+    socketio_sweep_interval: float = Field(1.0, gt=0)
+    #: An instance missing heartbeats this long is presumed dead; its presence is cleaned.
+    socketio_instance_ttl: float = Field(15.0, ge=1)
 
     # Modules, health and lifecycle.
     modules_packages: list[str] = Field(default_factory=lambda: ["modules"])

@@ -25,21 +25,25 @@ from config.loader import LoadedSettings, SettingsLoader
 from config.settings import Settings
 from core.crypto import FieldEncryptor
 from core.errors import DependencyUnavailable, FrameworkError, StartupError
-from core.http import auth, health, maintenance, pipeline, problems, ratelimit
+from core.http import actions, auth, health, maintenance, openapi, pipeline, problems, ratelimit
+from core.http import metrics as http_metrics
 from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
+from core.managers.actions import ActionManager
 from core.managers.api_keys import ApiKeyManager
 from core.managers.base import HealthCheck, Manager
 from core.managers.database import DatabaseManager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
+from core.managers.metrics import MetricsManager
 from core.managers.modules import ModuleManager
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
 from core.managers.state import StateManager
 from core.managers.vault import VaultManager
+from core.managers.websocket import WebSocketManager
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class AppManager:
         self.redactor = Redactor(self.settings.secret_values())
         self.lifecycle = Lifecycle()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="app-manager")
+        # Built first so every manager can report to it; it starts last and closes first.
+        self.metrics = MetricsManager(self.settings)
         self.vault = vault
         self.crypto = FieldEncryptor.from_settings(self.settings, vault)
         self.database = DatabaseManager(self.settings)
@@ -75,9 +81,15 @@ class AppManager:
         self.state = StateManager(self.redis, self.database.mongo, self.hooks)
         self.jwt = JWTManager(self.settings, self.redis)
         self.api_keys = ApiKeyManager(self.settings, self.database.mongo, self.redis)
-        self.rate_limiter = RateLimiter(self.settings, self.redis)
+        self.rate_limiter = RateLimiter(self.settings, self.redis, self.metrics)
         self.services = ServicesManager()
+        self.websocket = WebSocketManager(self.settings, self)
         self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
+        self.actions = ActionManager(self.settings, self.database.postgres)
+        self.actions.after_execute.append(
+            lambda run: self.metrics.action_finished(run.action.name, run.code or "ok", run.seconds)
+        )
+        self.actions.audit.drop_listeners.append(self.metrics.audit_dropped)
         self.authenticators: dict[str, Callable[[], None]] = {
             auth.PUBLIC: lambda: None,
             auth.OPERATOR: auth.operator_token(self.settings.metrics_token),
@@ -140,6 +152,9 @@ class AppManager:
             self.hooks,
             self.services,
             self.modules,
+            self.actions,
+            self.websocket,
+            self.metrics,
         ]
         return [m for m in ordered if m is not None]
 
@@ -175,7 +190,11 @@ class AppManager:
         pipeline.install(app, self)
         maintenance.install(self)
         app.register_blueprint(health.bp)
+        http_metrics.install(app, self)
         self.modules.load(app, self)
+        self.actions.load(self.modules.loaded)
+        actions.install(app, self)
+        openapi.install(app, self)
         self.route_policies = auth.resolve_policies(app)
         self.rate_limit_plans = ratelimit.resolve_routes(app)
         self._register_cli(app)
@@ -216,6 +235,7 @@ class AppManager:
             message = self.redactor.text(str(exc))[:500]
             raise StartupError(f"start-up failed: {type(exc).__name__}: {message}") from exc
         self.state.start()
+        self.websocket.start()
         self.hooks.emit("app.started", app_manager=self)
         logger.info("app started", extra={"env": self.settings.app_env, "pid": os.getpid()})
 
@@ -263,6 +283,7 @@ class AppManager:
         """Mark the process as draining (readiness 503) and wait for in-flight requests."""
         self.lifecycle.draining.set()
         logger.info("draining", extra={"in_flight": self.lifecycle.in_flight})
+        self.hooks.emit("app.draining", app_manager=self)
         idle = self.lifecycle.wait_idle(
             self.settings.shutdown_timeout if timeout is None else timeout
         )

@@ -81,16 +81,16 @@ def install(app: Flask, app_manager: AppManager) -> None:
     def before() -> None:
         g.request_id = _request_id()
         endpoint = request.endpoint
-        for gate in gates:
-            gate(endpoint)
         policy = app_manager.route_policies.get(endpoint or "")
-        # CORS preflights carry no credentials by design; they reach no view.
-        if policy is not None and request.method != "OPTIONS":
-            try:
+        try:
+            for gate in gates:  # maintenance, then per-action auth
+                gate(endpoint)
+            # CORS preflights carry no credentials by design; they reach no view.
+            if policy is not None and request.method != "OPTIONS":
                 authenticators[policy]()
-            except Unauthorized:
-                ratelimit.enforce(app_manager, endpoint)  # bad credentials still count per IP
-                raise
+        except Unauthorized:
+            ratelimit.enforce(app_manager, endpoint)  # bad credentials still count per IP
+            raise
         ratelimit.enforce(app_manager, endpoint)
         _parse_body()
 

@@ -90,3 +90,12 @@ def test_escalation_is_capped(make_app: AppFactory) -> None:
         lengths.append(next(after for _, code, after in results if code == "BANNED"))
         runner.invoke(args=["ratelimit", "unban", "ip", "127.0.0.1"])
     assert lengths == ["30", "60", "60"]
+
+
+def test_limits_and_bans_are_counted_in_metrics(make_app: AppFactory) -> None:
+    client = make_app(BAN_SETTINGS).test_client()
+    provoke_ban(client)  # 1 allowed, 2 limited, 1 ban issued, 1 refused while banned
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert 'rate_limit_rejections_total{level="ip",reason="limit"} 2.0' in scrape
+    assert 'rate_limit_rejections_total{level="ip",reason="ban"} 2.0' in scrape
+    assert 'rate_limit_bans_total{level="ip"} 1.0' in scrape

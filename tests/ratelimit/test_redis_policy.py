@@ -102,6 +102,8 @@ def test_redis_down_fails_open_for_limits(make_app: AppFactory, redis_server: Re
     assert [r.status_code for r in served] == [200, 200, 200]
     assert "X-RateLimit-Limit" not in served[0].headers
     assert app.extensions["app_manager"].rate_limiter.redis_errors == 3
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert "rate_limiter_redis_errors_total 3.0" in scrape
 
 
 def test_redis_down_fails_closed_for_configured_levels(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from core.errors import (
     TooManyRequests,
 )
 from core.managers.base import Manager
+from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter.limits import Limit, parse_limits
 from core.managers.redis import RedisManager
 from core.managers.redis.scripts import Script
@@ -95,7 +95,9 @@ def _parse_setting(name: str, value: str) -> tuple[Limit, ...]:
 class RateLimiter(Manager):
     name = "rate_limiter"
 
-    def __init__(self, settings: Settings, redis_manager: RedisManager) -> None:
+    def __init__(
+        self, settings: Settings, redis_manager: RedisManager, metrics: MetricsManager
+    ) -> None:
         self.defaults = {
             "ip": _parse_setting("RATE_LIMIT_IP", settings.rate_limit_ip),
             "user": _parse_setting("RATE_LIMIT_USER", settings.rate_limit_user),
@@ -117,8 +119,7 @@ class RateLimiter(Manager):
         self.redis = redis_manager
         self.client = redis_manager.client_with_timeout(settings.rate_limit_redis_timeout_ms)
         self.script = Script("rate_limiter", _LUA, self.client, namespace=lambda key: key)
-        self.limited: Counter[str] = Counter()
-        self.banned: Counter[str] = Counter()
+        self.metrics = metrics
         self.redis_errors = 0
         self._last_error_log = 0.0
 
@@ -173,10 +174,10 @@ class RateLimiter(Manager):
         if status == 3:
             raise revocations[index - 1].error()
         if status == 2:
-            return self._ban(buckets[index - 1], first)
+            return self._ban(buckets[index - 1], first, new=bool(second))
         if status == 1:
             level = buckets[index - 1].level
-            self.limited[level] += 1
+            self.metrics.rate_limit_rejected(level, "limit")
             quota = Quota(second, 0, math.ceil(third / 1000))
             raise TooManyRequests(
                 "Too many requests; slow down.",
@@ -189,8 +190,10 @@ class RateLimiter(Manager):
             return None
         return Quota(first, second, math.ceil(third / 1000))
 
-    def _ban(self, bucket: Bucket, ms_left: int) -> Quota:
-        self.banned[bucket.level] += 1
+    def _ban(self, bucket: Bucket, ms_left: int, new: bool) -> Quota:
+        self.metrics.rate_limit_rejected(bucket.level, "ban")
+        if new:
+            self.metrics.ban_issued(bucket.level)
         raise TooManyRequests(
             "Too many requests: this client is temporarily banned.",
             code="BANNED",
@@ -200,6 +203,7 @@ class RateLimiter(Manager):
 
     def _redis_failed(self, buckets: Sequence[Bucket], revocations: Sequence[Revocation]) -> None:
         self.redis_errors += 1
+        self.metrics.rate_limiter_redis_error()
         now = time.monotonic()
         if now - self._last_error_log > _LOG_EVERY:
             self._last_error_log = now

@@ -7,7 +7,7 @@
 -- Reply: {status, level, a, b, c}
 --   status 0 allowed: a = limit, b = remaining, c = reset_ms of the tightest limit
 --   status 1 limited: level = index, a = retry_ms, then limit/remaining/reset_ms fields
---   status 2 banned:  level = index, a = ban ms left
+--   status 2 banned:  level = index, a = ban ms left, b = 1 when this request started it
 --   status 3 revoked: level = index of the revocation key
 -- Limits use GCRA: a TAT (theoretical arrival time) per limit, no window boundaries.
 
@@ -75,7 +75,7 @@ if limited_level ~= nil then
     local length = math.floor(ban_ms * factor)
     redis.call('SET', KEYS[lv.k], offenses, 'PX', length)
     redis.call('DEL', KEYS[lv.k + 1])
-    return {2, limited_level, length, 0, 0}
+    return {2, limited_level, length, 1, 0}
   end
   return {1, limited_level, math.ceil(retry), best_limit, math.floor(best_reset)}
 end
