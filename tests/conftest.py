@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -23,6 +24,7 @@ from core.devstack import (
     VaultServer,
     free_port,
 )
+from tests.support.identity import admin_tokens, user_with_tokens
 
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 TEST_ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
@@ -125,6 +127,20 @@ def app(make_app: AppFactory) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def admin(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    """An admin's token pair (roles admin and user) on the test's ``app``."""
+    pair: dict[str, Any] = admin_tokens(app, client)
+    return pair
+
+
+@pytest.fixture
+def user(client: FlaskClient) -> dict[str, Any]:
+    """A plain user's token pair (role ``user`` only)."""
+    _, pair = user_with_tokens(client)
+    return pair
 
 
 @pytest.fixture

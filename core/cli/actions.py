@@ -21,13 +21,7 @@ def _actions() -> ActionManager:
 def list_command() -> None:
     """Every action: name, auth, roles, scopes, rate limit, audit, handler and source."""
     for action in _actions().all():
-        needs = [f"auth={action.auth}"]
-        if action.roles:
-            needs.append("roles=" + ",".join(sorted(action.roles)))
-        if action.scopes:
-            needs.append("scopes=" + ",".join(sorted(action.scopes)))
-        if action.rate_limit:
-            needs.append(f"rate_limit={action.rate_limit}")
+        needs = [f"{name}={value}" for name, value in action.requirements()]
         if not action.audit:
             needs.append("audit=off")
         click.echo(f"{action.name}  {' '.join(needs)}  {action.handler_ref}  ({action.source})")

@@ -199,13 +199,7 @@ def action_operation(action: Action) -> dict[str, Any]:
         responses["403"] = _PROBLEM
     if action.rate_limit:
         responses["429"] = _PROBLEM
-    requirements = [f"auth: {action.auth}"]
-    if action.roles:
-        requirements.append("roles: " + ", ".join(sorted(action.roles)))
-    if action.scopes:
-        requirements.append("scopes: " + ", ".join(sorted(action.scopes)))
-    if action.rate_limit:
-        requirements.append(f"rate limit: {action.rate_limit}")
+    requirements = [f"{name}: {value}" for name, value in action.requirements()]
     return {
         "operationId": f"action.{action.name}",
         "summary": action.description.strip().splitlines()[0],

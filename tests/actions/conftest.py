@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
-from tests.support.identity import admin_tokens, create_api_key, user_with_tokens
+from tests.support.identity import create_api_key
 from tests.support.packages import make_modules_package
 
 ACTS_MODULE = textwrap.dedent(
@@ -182,19 +182,6 @@ def acts_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def app(make_app: AppFactory, acts_package: str) -> Flask:
     return make_app({"MODULES_PACKAGES": f"modules,{acts_package}"})
-
-
-@pytest.fixture
-def admin(app: Flask, client: FlaskClient) -> dict[str, Any]:
-    pair: dict[str, Any] = admin_tokens(app, client)
-    return pair
-
-
-@pytest.fixture
-def user(client: FlaskClient) -> dict[str, Any]:
-    """A plain user's token pair (role ``user`` only)."""
-    _, pair = user_with_tokens(client)
-    return pair
 
 
 def key_header(client: FlaskClient, admin: dict[str, Any], scopes: list[str]) -> dict[str, str]:

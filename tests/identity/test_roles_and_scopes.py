@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
 from tests.support.http import problem
-from tests.support.identity import admin_tokens, bearer, create_api_key, user_with_tokens
+from tests.support.identity import bearer, create_api_key
 from tests.support.packages import make_modules_package
 
 GUARDED = textwrap.dedent(
@@ -89,19 +89,6 @@ GUARDED = textwrap.dedent(
 def app(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flask:
     package = make_modules_package(tmp_path, monkeypatch, {"guarded": GUARDED})
     return make_app({"MODULES_PACKAGES": f"modules,tests.support.modules,{package}"})
-
-
-@pytest.fixture
-def admin(app: Flask, client: FlaskClient) -> dict[str, Any]:
-    pair: dict[str, Any] = admin_tokens(app, client)
-    return pair
-
-
-@pytest.fixture
-def user(client: FlaskClient) -> dict[str, Any]:
-    """A plain user's token pair (role ``user`` only)."""
-    _, pair = user_with_tokens(client)
-    return pair
 
 
 def key_with(client: FlaskClient, admin: dict[str, Any], scopes: list[str]) -> dict[str, Any]:

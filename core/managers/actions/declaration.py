@@ -157,6 +157,17 @@ class Action:
     def accepts(self, principal: Principal | None) -> bool:
         return self.refusal(principal) is None
 
+    def requirements(self) -> list[tuple[str, str]]:
+        """What calling it takes, as ``(name, value)`` pairs, for listings and docs."""
+        needs = [("auth", self.auth)]
+        if self.roles:
+            needs.append(("roles", ",".join(sorted(self.roles))))
+        if self.scopes:
+            needs.append(("scopes", ",".join(sorted(self.scopes))))
+        if self.rate_limit:
+            needs.append(("rate_limit", self.rate_limit))
+        return needs
+
     def describe(self) -> dict[str, Any]:
         """The public metadata of ``GET /actions`` (never the handler)."""
         return {
