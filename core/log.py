@@ -45,6 +45,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         rf"\1\2{REDACTED}",
     ),
 ]
+#: Every _PATTERNS match contains one of these; lines without any skip the substitutions.
+_MARKERS = re.compile(r"eyJ|bearer|basic|pbk_|://|pass|secret|token|api[_-]?key", re.IGNORECASE)
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
@@ -66,8 +68,11 @@ class Redactor:
         for secret in self._values:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        for pattern, replacement in _PATTERNS:
-            value = pattern.sub(replacement, value)
+        # Most lines (access logs, plain messages) contain none of the patterns' markers:
+        # one cheap search saves five substitutions on every line.
+        if _MARKERS.search(value):
+            for pattern, replacement in _PATTERNS:
+                value = pattern.sub(replacement, value)
         return value
 
     def data(self, value: Any, key: str | None = None) -> Any:

@@ -32,6 +32,7 @@ from core.managers.redis import RedisManager
 ACCESS = "access"
 REFRESH = "refresh"
 _REQUIRED = ["exp", "iat", "nbf", "sub", "jti", "type", "iss", "aud", "fam"]
+_VERIFIED_MAX = 4096  # tokens remembered as verified, per process
 _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.DOTALL)
 
 
@@ -93,6 +94,7 @@ class JWTManager(Manager):
         current, self._signing_key, keys = _load_keys(settings)
         self.kid = current.kid
         self._keys = {key.kid: key.key for key in keys}
+        self._verified: dict[str, dict[str, Any]] = {}
         self.access_ttl = settings.jwt_access_ttl
         self.refresh_ttl = settings.jwt_refresh_ttl
 
@@ -130,7 +132,33 @@ class JWTManager(Manager):
     # -- verifying ------------------------------------------------------------------------
 
     def decode(self, token: str, expected_type: str = ACCESS) -> dict[str, Any]:
-        """Verify signature and claims (not revocation); raises Unauthorized with its code."""
+        """Verify signature and claims (not revocation); raises Unauthorized with its code.
+
+        A token whose signature was verified is remembered (bounded, per process), so a
+        client's next requests with it skip the signature and parsing; the time claims and
+        the type are checked again every time. The returned claims are shared: read only.
+        """
+        claims = self._verified.get(token)
+        if claims is not None:
+            self._check_times(claims)
+            if claims["type"] != expected_type:
+                raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
+            return claims
+        claims = self._decode(token, expected_type)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = time.time()
+        leeway = self.settings.jwt_leeway
+        if claims["exp"] <= now - leeway:
+            raise Unauthorized("The token has expired.", code="TOKEN_EXPIRED")
+        if claims["nbf"] > now + leeway:
+            raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
+
+    def _decode(self, token: str, expected_type: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(str(header.get("kid", "")))

@@ -325,3 +325,19 @@ def test_flask_jwt_rotate_for_ed25519_prints_a_new_key_and_the_current_public_ke
     assert result.exit_code == 0, result.output
     assert result.output.count("-----BEGIN PRIVATE KEY-----") == 1
     assert result.output.count("-----BEGIN PUBLIC KEY-----") == 1
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_type(make_app: AppFactory) -> None:
+    client = make_app({"JWT_ACCESS_TTL": "2"}).test_client()
+    _, pair = user_with_tokens(client)
+    assert client.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
+    assert client.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
+    time.sleep(2.1)
+    problem(client.get("/userauth/me", headers=bearer(pair["access_token"])), 401, "TOKEN_EXPIRED")
+
+    # A refresh token remembered by /public/refresh is still no access token.
+    _, other = user_with_tokens(client)
+    client.post("/public/refresh", json={"refresh_token": other["refresh_token"]})
+    problem(
+        client.get("/userauth/me", headers=bearer(other["refresh_token"])), 401, "TOKEN_INVALID"
+    )
