@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv run serve test lint deploy-check format check clean-devdata
+.PHONY: venv run serve test lint deploy-check format check clean-devdata bench soak
 
 venv: $(STAMP)
 
@@ -44,6 +44,24 @@ deploy-check: venv
 		kubectl kustomize k8s/overlays/$$overlay >"$$rendered" || exit 1; \
 		$(BIN)/kubernetes-validate --strict --quiet -k 1.30.0 "$$rendered" || exit 1; \
 	done
+
+## Benchmarks (docs/performance.md): HTTP overhead next to bare Flask under production
+## gunicorn (load from wrk, apt-installed when missing), Socket.IO fan-out, auth primitives.
+## Starts and stops its own servers on loopback; results in bench/results/. Not in CI.
+bench: venv
+	$(PIP) install -r bench/requirements.txt
+	$(BIN)/python -m bench.http_overhead
+	$(BIN)/python -m bench.socket_fanout
+	$(BIN)/python -m bench.auth_primitives
+	@echo; tail -q -n 1 bench/results/http_overhead.txt bench/results/socket_fanout.txt \
+		bench/results/auth_primitives.txt
+
+## Load and soak (not in CI): concurrent users for SOAK_MINUTES minutes against production
+## gunicorn; fails on any error or on worker memory growth beyond the bound.
+SOAK_MINUTES ?= 3
+soak: venv
+	$(PIP) install -r bench/requirements.txt
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 format: venv
 	$(BIN)/ruff check --fix .

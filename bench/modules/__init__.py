@@ -1,0 +1,1 @@
+"""Bench-only feature modules, loaded with ``MODULES_PACKAGES=modules,bench.modules``."""
