@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 from types import FrameType
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -44,6 +46,9 @@ def main() -> int:
             return 2
         raise
     server = make_server(settings.host, settings.port, app, threaded=True, fd=listener.fileno())
+    # Request threads must finish their response before the process exits; server_close()
+    # joins them once the managers (and with them the Socket.IO connections) are closed.
+    server.daemon_threads = False  # type: ignore[attr-defined]
     install_signal_handlers(server, manager)
     logger.info(
         "serving",
@@ -52,9 +57,27 @@ def main() -> int:
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        _serve_backlog(server)
+        server.socket.close()
+        manager.lifecycle.wait_idle(settings.shutdown_timeout)
         manager.close()
+        server.server_close()
     return 0
+
+
+def _serve_backlog(server: BaseWSGIServer, quiet: float = 0.05, limit: float = 2.0) -> None:
+    """Serve connections the kernel already accepted before the listener closes: closing it
+    would reset them although their clients sent a request. Ends after ``quiet`` seconds
+    without a new connection, or after ``limit``."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            ready, _, _ = select.select([server.socket], [], [], quiet)
+        except (OSError, ValueError):
+            return
+        if not ready:
+            return
+        server._handle_request_noblock()  # type: ignore[attr-defined]
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -35,6 +35,7 @@ from flask_socketio import SocketIO
 
 from config.settings import Settings
 from core.errors import ApiError, DependencyUnavailable, Unauthorized
+from core.http.pipeline import check_json_value
 from core.managers.base import Manager
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
@@ -156,6 +157,7 @@ class WebSocketManager(Manager):
             self.app_manager.rate_limiter.check_socket(session.user_id)
             if not isinstance(data, dict):
                 return error_ack("VALIDATION_ERROR", "The event data must be an object.")
+            check_json_value(data)
             self.messages_in += 1
             return {"ok": True, **handler(session, data)}
         except ApiError as exc:
