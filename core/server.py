@@ -12,6 +12,7 @@ import logging
 import select
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ def main() -> int:
             return 2
         raise
     server = make_server(settings.host, settings.port, app, threaded=True, fd=listener.fileno())
+    listener.close()  # the server works on a duplicate of it
     # Request threads must finish their response before the process exits; server_close()
     # joins them once the managers (and with them the Socket.IO connections) are closed.
     server.daemon_threads = False  # type: ignore[attr-defined]
@@ -55,7 +57,9 @@ def main() -> int:
         extra={"url": f"http://{settings.host}:{server.port}", "env": settings.app_env},
     )
     try:
-        server.serve_forever()
+        # Not Werkzeug's serve_forever: it calls server_close() as it returns, which would
+        # join the Socket.IO handler threads before the managers could disconnect them.
+        socketserver.BaseServer.serve_forever(server)
     finally:
         _serve_backlog(server)
         server.socket.close()

@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Protocol
 
 import pytest
 import requests
+import socketio
 
 from core.devstack import free_port
 from tests.production.helpers import ROOT, wait_for
@@ -38,7 +40,13 @@ from tests.production.test_gunicorn import Gunicorn
 from tests.support.load import Hammer, RawOutcome, register_user
 
 THREADS = 6
+#: The load never pauses, so the drain never sees zero requests in flight: it ends after this
+#: many seconds, and the listener closes while connections are still arriving.
 SHUTDOWN_TIMEOUT = "3"
+#: Seconds after SIGTERM until clients stop opening new connections (endpoint removal). In
+#: Kubernetes the preStop pause comes first; without it a connection can still land in the
+#: listen queue between the last accept() and close() and be reset (docs/deploy.md).
+LB_REACTION = 1.0
 SETTINGS = {
     "SHUTDOWN_TIMEOUT": SHUTDOWN_TIMEOUT,
     "RATE_LIMIT_IP": "100000/second",
@@ -89,23 +97,21 @@ class DevelopmentServer:
         self._log_file.close()
 
 
-# The development server (``python app.py``) is not held to this: under continuous load a
-# connection can reach Werkzeug's listen backlog between the last accept() and close(), and
-# closing the listener resets it. It serves its backlog and finishes every request it read
-# (tests/test_shutdown.py); gunicorn, the production server, meets the full contract.
-@pytest.fixture(params=["gunicorn"])
+@pytest.fixture(params=["gunicorn", "app.py"])
 def server(
     request: pytest.FixtureRequest, app_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Server]:
-    env = {**app_env, **SETTINGS}
-    started: Server
-    if request.param == "gunicorn":
-        started = Gunicorn(env, tmp_path / "gunicorn.log", ())
-        started.wait_ready()
-    else:
-        started = DevelopmentServer(env, tmp_path / "app.log")
+    started = start_server(request.param, {**app_env, **SETTINGS}, tmp_path)
     yield started
     started.stop()
+
+
+def start_server(kind: str, env: dict[str, str], log_dir: Path) -> Server:
+    if kind == "gunicorn":
+        started = Gunicorn(env, log_dir / "gunicorn.log", ())
+        started.wait_ready()
+        return started
+    return DevelopmentServer(env, log_dir / "app.log")
 
 
 def test_sigterm_under_load_fails_no_accepted_request(server: Server) -> None:
@@ -124,15 +130,11 @@ def test_sigterm_under_load_fails_no_accepted_request(server: Server) -> None:
         )
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
+        # Traffic goes on while readiness answers 503, then stops, as a load balancer stops
+        # routing to an endpoint that left the Service; the server is still draining then.
+        time.sleep(LB_REACTION)
+        hammer.stop()
         code = server.proc.wait(timeout=float(SHUTDOWN_TIMEOUT) + 20)
-        exited = time.monotonic()
-        wait_for(
-            lambda: (
-                sum(o.started > exited and o.result == "refused" for o in hammer.snapshot())
-                >= THREADS
-            ),
-            what="every client to be refused after the exit",
-        )
     outcomes = hammer.snapshot()
 
     assert code == 0, server.output()[-3000:]
@@ -150,3 +152,37 @@ def describe(outcomes: list[RawOutcome], signalled: float) -> str:
         f" ({o.ended - o.started:.3f}s) {o.detail}"
         for o in outcomes[:20]
     )
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "app.py"])
+def test_sigterm_with_a_socket_connected_exits_in_time(
+    kind: str, app_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Socket.IO connections are not waited for (docs/operations.md, "Graceful shutdown"):
+    with a client connected and idle, SIGTERM tells it ``server_shutdown`` and the process
+    exits 0 within SHUTDOWN_TIMEOUT plus gunicorn's margin (10 s)."""
+    server = start_server(kind, {**app_env, **SETTINGS}, tmp_path)
+    client = socketio.Client(reconnection=False)
+    told = threading.Event()
+    client.on("server_shutdown", lambda *_: told.set())
+    try:
+        token = register_user(server.url).access_token
+        client.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        bound = float(SHUTDOWN_TIMEOUT) + 10
+        try:
+            code = server.proc.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, (
+            f"{kind} still running {time.monotonic() - signalled:.1f}s after SIGTERM"
+            f" (exit code {code}); log tail: {server.output()[-1500:]}"
+        )
+        assert told.wait(5)
+    finally:
+        if client.connected:
+            closer = threading.Thread(target=client.disconnect, daemon=True)
+            closer.start()
+            closer.join(1)
+        server.stop()

@@ -29,8 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from contextlib import ExitStack, contextmanager, suppress
 
 import pytest
 import requests
@@ -243,18 +242,13 @@ def served_users(app: Flask, url: str) -> list[LoadUser]:
 @pytest.fixture
 def served(make_app: AppFactory) -> Iterator[Callable[..., tuple[Flask, str]]]:
     """``served(overrides) -> (app, url)``: an app on the threaded Werkzeug server."""
-    servers: list[Any] = []
+    with ExitStack() as stack:
 
-    def start(overrides: dict[str, str] | None = None) -> tuple[Flask, str]:
-        app = make_app({**SETTINGS, **(overrides or {})})
-        context = serving(app)
-        url = context.__enter__()
-        servers.append(context)
-        return app, url
+        def start(overrides: dict[str, str] | None = None) -> tuple[Flask, str]:
+            app = make_app({**SETTINGS, **(overrides or {})})
+            return app, stack.enter_context(serving(app))
 
-    yield start
-    for context in servers:
-        context.__exit__(None, None, None)
+        yield start
 
 
 Served = Callable[..., tuple[Flask, str]]
@@ -346,9 +340,7 @@ def test_postgres_outage_during_traffic(served: Served, postgres_server: DevServ
     assert app_manager.actions.audit.stats()["failed"] == 0
 
 
-def test_vault_outage_during_traffic(
-    served: Served, vault_server: VaultServer, app_env: dict[str, str]
-) -> None:
+def test_vault_outage_during_traffic(served: Served, vault_server: VaultServer) -> None:
     uid = uuid.uuid4().hex[:10]
     secrets = {"JWT_SECRET": f"jwt-secret-from-vault-{uid}-0123456789abcdef"}
 

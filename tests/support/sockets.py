@@ -9,13 +9,21 @@ from typing import Any
 
 import socketio
 from flask import Flask
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No request log: Werkzeug reads a closing websocket's last frame as a bad request and
+    would log it, even after the test session ended."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        return
 
 
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
     """Serve ``app`` on a free port in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
