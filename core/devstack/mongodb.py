@@ -5,6 +5,7 @@ SecantusDB is GPL: it is only ever run as a separate program, never imported.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -97,11 +98,18 @@ class MongoServer(DevServer):
     def _after_stop_signal(self, proc: subprocess.Popen[bytes]) -> None:
         # The daemon's accept thread sits in accept() after SIGTERM and its shutdown waits 2 s
         # for it; one connection after the stop flag is set wakes it (stop: 2 s -> ~0.2 s).
+        # SecantusDB 0.7.0b3 also misses SIGTERM now and then (the signal lands on a thread
+        # while the main thread waits without a timeout): send it again until it exits.
         deadline = time.monotonic() + 3.0
+        listening = True
         while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    pass
-            except OSError:
-                return  # listener gone: nothing left to wake
-            time.sleep(0.05)
+            if listening:
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=0.2):
+                        pass
+                except OSError:
+                    listening = False  # listener gone: nothing left to wake
+            time.sleep(0.2)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(self.stop_signal)
