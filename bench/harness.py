@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -400,37 +399,6 @@ def create_api_key(env: dict[str, str], name: str = "bench") -> str:
 
 
 # -- Redis commands per request (MONITOR) ------------------------------------------------------
-
-
-def redis_commands(redis_url: str, action: Callable[[], Any]) -> list[str]:
-    """The commands clients sent to Redis while ``action`` ran (script internals excluded)."""
-    import redis
-
-    marker = uuid.uuid4().hex
-    seen: list[dict[str, Any]] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with redis.Redis.from_url(redis_url).monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                seen.append(command)
-                if command["command"] == f"ECHO end-{marker}":
-                    return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    ready.wait(5)
-    probe = redis.Redis.from_url(redis_url)
-    time.sleep(0.05)
-    probe.echo(f"start-{marker}")
-    action()
-    probe.echo(f"end-{marker}")
-    watcher.join(15)
-    probe.close()
-    commands = [c["command"] for c in seen if c.get("client_type") != "lua"]
-    start = commands.index(f"ECHO start-{marker}")
-    return commands[start + 1 : -1]
 
 
 # -- wrk ---------------------------------------------------------------------------------------

