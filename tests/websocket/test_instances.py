@@ -49,6 +49,10 @@ def test_logout_over_http_disconnects_the_users_sockets_on_every_instance(
         assert response.status_code == 204
         assert ada.socket.disconnected.wait(3)
         assert other_login.disconnected.wait(3)
+        # Each socket was told why before it was dropped: log in again.
+        ended = {"code": "TOKEN_REVOKED", "message": "The token has been revoked."}
+        assert ada.socket.wait_for("session_ended") == [ended]
+        assert other_login.wait_for("session_ended") == [ended]
     finally:
         other_login.close()
 
@@ -61,6 +65,9 @@ def test_a_socket_is_disconnected_when_its_token_expires(serve: Serve, person: M
     assert session.claims["exp"] - time.time() <= 2
     assert ada.call("list_rooms", {})["ok"] is True  # alive while the token is
     assert ada.socket.disconnected.wait(4)
+    # Told why first: refresh and reconnect.
+    [ended] = ada.socket.wait_for("session_ended")
+    assert ended == {"code": "TOKEN_EXPIRED", "message": "The token has expired."}
 
 
 def test_presence_is_cleaned_when_a_client_drops_without_disconnecting(

@@ -58,11 +58,14 @@ def test_connect_is_refused_without_a_valid_token(
         error = refused(client_factory(), url, token)
         assert error["code"] == code, (token, error)
         assert error["message"]
+        # The same error under "data", where socket.io-client (JS) exposes it as err.data.
+        assert error["data"] == {"code": code, "message": error["message"]}
 
     logged_out = person(app, url)
     app.test_client().post("/userauth/logout", headers=bearer(logged_out.tokens["access_token"]))
     error = refused(client_factory(), url, logged_out.tokens["access_token"])
-    assert error == {"code": "TOKEN_REVOKED", "message": "The token has been revoked."}
+    revoked = {"code": "TOKEN_REVOKED", "message": "The token has been revoked."}
+    assert error == {**revoked, "data": revoked}
 
 
 def test_create_join_send_leave_with_acks(serve: Serve, person: MakePerson) -> None:

@@ -6,11 +6,13 @@
   (never ``*`` in prod: the settings refuse it); packets are bounded by
   ``SOCKETIO_MAX_BUFFER``; Engine.IO packet logging is off.
 - Connect: the ``auth`` payload's access token is verified by the JWTManager (signature,
-  claims, revocation). A refused connection gets ``connect_error`` with ``{code, message}``.
-  The socket's identity is the token's subject, never a client-sent id.
+  claims, revocation). A refused connection gets ``connect_error`` with ``{code, message}``
+  where every official client reads it (:class:`Refused`). The socket's identity is the
+  token's subject, never a client-sent id.
 - Every instance checks its own sockets' tokens every ``SOCKETIO_SWEEP_INTERVAL`` seconds
-  (one Redis round trip for all of them) and disconnects those revoked or expired: logging
-  out disconnects the user's sockets on every instance within about a second.
+  (one Redis round trip for all of them) and disconnects those revoked or expired, telling
+  each why first (``session_ended {code, message}``): logging out disconnects the user's
+  sockets on every instance within about a second.
 - Events are wrapped by :meth:`WebSocketManager.event`: the caller must be connected with a
   valid identity, the event counts against ``RATE_LIMIT_SOCKET``, and errors are answered in
   the ack as ``{"ok": false, "error": {"code", "message"}}``. Modules add events the same way
@@ -63,11 +65,18 @@ class SocketSession:
 
 
 class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
-    """Refuses a connection; the client's ``connect_error`` data is ``{code, message}``."""
+    """Refuses a connection with ``{code, message}`` where every official client reads it.
+
+    socket.io-client (JS) builds its ``connect_error`` from the packet as
+    ``err.message = data.message`` and ``err.data = data.data``; python-socketio hands the
+    whole packet data to the ``connect_error`` handler. So the error goes both at the top
+    level (Python: ``data["code"]``) and under ``data`` (JS: ``err.data.code``).
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.error_args = {"code": code, "message": message}
+        error = {"code": code, "message": message}
+        self.error_args = {**error, "data": error}
 
 
 def error_ack(code: str, message: str) -> dict[str, Any]:
@@ -260,8 +269,20 @@ class WebSocketManager(Manager):
                     pipe.exists(*self.app_manager.jwt.revocation_keys(session.claims))
                 answers = pipe.execute()
             revoked = [s for s, hit in zip(live, answers, strict=True) if hit]
+        ended = [
+            *((s, "TOKEN_EXPIRED", "The token has expired.") for s in expired),
+            *((s, "TOKEN_REVOKED", "The token has been revoked.") for s in revoked),
+        ]
         dropped = []
-        for session in [*expired, *revoked]:
+        for session, code, message in ended:
+            # Straight to the socket, ahead of the disconnect: the client learns whether to
+            # refresh and reconnect (expired) or to log in again (revoked).
+            self.socketio.server.emit(
+                "session_ended",
+                {"code": code, "message": message},
+                to=session.sid,
+                ignore_queue=True,
+            )
             self.socketio.server.disconnect(session.sid, ignore_queue=True)
             if self.sessions.pop(session.sid, None) is not None:
                 self.app_manager.metrics.socket_disconnected()
