@@ -60,9 +60,10 @@ class ModuleManager(Manager):
     def load(self, app: Flask, app_manager: AppManager) -> None:
         """Instantiate modules in dependency order and register their routes."""
         for discovered in self.discover():
-            module = discovered.cls(discovered.name, app_manager)
-            module.register_routes(app)
-            module.register_socket_handlers(app_manager.websocket)
+            with app_manager.services.owned_by(discovered.name):
+                module = discovered.cls(discovered.name, app_manager)
+                module.register_routes(app)
+                module.register_socket_handlers(app_manager.websocket)
             self.loaded.append(module)
             app_manager.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})

@@ -1,8 +1,9 @@
 """A named registry modules use to share objects (clients, repositories, domain services).
 
 ``services.register("mailer", Mailer(...))`` in one module, ``services.get("mailer")`` in
-another. Names are unique: registering a taken name is an error, so two modules cannot
-silently replace each other's service. Services with a ``close()`` method are closed, in
+another. Names are unique: registering a taken name is an error naming both modules, so two
+modules cannot silently replace each other's service (name a module's services after the
+module: ``self.name``). Services with a ``close()`` method are closed, in
 reverse registration order, when the app stops.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
 from core.errors import FrameworkError
@@ -29,12 +32,32 @@ class ServicesManager(Manager):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._services: dict[str, object] = {}
+        self._owners: dict[str, str] = {}
+        self._owner: str | None = None
+
+    @contextmanager
+    def owned_by(self, module: str) -> Iterator[None]:
+        """Services registered inside the block belong to ``module`` (errors name it)."""
+        previous, self._owner = self._owner, module
+        try:
+            yield
+        finally:
+            self._owner = previous
 
     def register(self, name: str, service: object) -> None:
         with self._lock:
             if name in self._services:
-                raise ServiceError(f"service {name!r} is already registered")
+                first, second = self._owners.get(name), self._owner
+                if first is None or second is None:
+                    raise ServiceError(f"service {name!r} is already registered")
+                raise ServiceError(
+                    f"service {name!r} is already registered by module {first!r}; "
+                    f"module {second!r} registers it too (name a module's services after "
+                    "the module)"
+                )
             self._services[name] = service
+            if self._owner is not None:
+                self._owners[name] = self._owner
 
     @overload
     def get(self, name: str) -> Any: ...
@@ -59,6 +82,7 @@ class ServicesManager(Manager):
     def close(self) -> None:
         with self._lock:
             services, self._services = list(self._services.items()), {}
+            self._owners = {}
         for name, service in reversed(services):
             close = getattr(service, "close", None)
             if callable(close):

@@ -1,4 +1,4 @@
-"""API keys for service-to-service calls (API.md "API keys"): admin routes, whoami and CLI.
+"""API keys for service-to-service calls (docs/auth.md, "API keys"): admin routes, whoami and CLI.
 
 Keys are managed by the ApiKeyManager (``app_manager.api_keys``); this module is its HTTP and
 CLI surface.

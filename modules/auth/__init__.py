@@ -1,4 +1,4 @@
-"""Users and tokens: register, login, refresh, logout, me (API.md "Users and tokens").
+"""Users and tokens: register, login, refresh, logout, me (docs/auth.md, "Users").
 
 Owns the ``users`` MongoDB collection and the login-failure counters in Redis; issues tokens
 through the JWTManager. Emits ``user.registered``, ``user.logged_in`` and ``user.logged_out``.

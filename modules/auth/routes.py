@@ -1,4 +1,4 @@
-"""HTTP routes of the users module: exactly the "Users and tokens" table of API.md."""
+"""HTTP routes of the users module: the "Users" table of docs/auth.md."""
 
 from __future__ import annotations
 

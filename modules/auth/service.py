@@ -1,4 +1,4 @@
-"""Register, login (with lockout), refresh and logout: the rules of API.md, in one place.
+"""Register, login (with lockout), refresh and logout: the rules of docs/auth.md, in one place.
 
 Redis or MongoDB errors are not caught here: the HTTP layer answers them with 503
 ``DEPENDENCY_UNAVAILABLE``, so a login never half-succeeds.

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from core.managers.actions import ActionContext
-from modules.notes.store import NoteStore
+
+from .store import NAME, NoteStore
 
 
 def _notes(context: ActionContext) -> NoteStore:
-    return context.app_manager.services.get("notes", NoteStore)
+    return context.app_manager.services.get(NAME, NoteStore)
 
 
 def create(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:

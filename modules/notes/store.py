@@ -1,4 +1,4 @@
-"""The ``notes`` collection: ``{_id, owner, title, body, created_at}``, indexed for its one list
+"""The module's collection: ``{_id, owner, title, body, created_at}``, indexed for its one list
 query (a user's notes, newest first)."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from core.errors import NotFound
 from core.managers.database import MongoStore
 
-COLLECTION = "notes"
+#: This module's name (its package's). The collection and the service are named after it, so a
+#: copy of the module under another name never shares them.
+NAME = __name__.rsplit(".", 2)[-2]
+COLLECTION = NAME
 _NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
-from core.errors import ModuleError, StartupError
+from core.errors import FrameworkError, ModuleError, StartupError
 from tests.support.packages import make_modules_package, module_source
 
 
@@ -178,3 +178,24 @@ def test_a_route_without_an_auth_policy_refuses_start_up(
     package = make_modules_package(tmp_path, monkeypatch, {"leaky": source})
     with pytest.raises(StartupError, match=r"/internal/stats \(endpoint leaky.stats\)"):
         build(package)
+
+
+def test_two_modules_registering_one_service_name_are_both_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = """
+    def __init__(self, name, app_manager):
+        super().__init__(name, app_manager)
+        app_manager.services.register("shared", object())
+    """
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {"first": module_source(body=body), "second": module_source(body=body)},
+    )
+    with pytest.raises(FrameworkError) as raised:
+        build(package)
+    assert str(raised.value) == (
+        "service 'shared' is already registered by module 'first'; module 'second' registers "
+        "it too (name a module's services after the module)"
+    )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support.http import problem
 from tests.support.identity import bearer, user_with_tokens
+from tests.support.packages import make_modules_package
+
+NOTES = Path(__file__).resolve().parents[2] / "modules" / "notes"
 
 
 def act(client: FlaskClient, token: str, name: str, body: dict[str, Any] | None = None) -> Any:
@@ -99,3 +106,23 @@ def test_the_list_query_is_indexed(app: Flask) -> None:
     assert list(indexes["owner_newest"]) == ["owner", "created_at", "_id"]
     plan = notes.find({"owner": "someone"}).sort([("created_at", -1), ("_id", -1)]).explain()
     assert "owner_newest" in str(plan)
+
+
+def test_a_copy_under_another_name_owns_its_actions_collection_and_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_app: Callable[..., Flask]
+) -> None:
+    package = make_modules_package(tmp_path, monkeypatch, {})
+    shutil.copytree(NOTES, tmp_path / package / "memos", ignore=shutil.ignore_patterns("__py*"))
+    app = make_app({"MODULES_PACKAGES": f"modules,{package}"})
+    client = app.test_client()
+    _, pair = user_with_tokens(client)
+    headers = bearer(pair["access_token"])
+    memo = client.post("/actions/memos.create", json={"title": "copied"}, headers=headers)
+    assert memo.status_code == 200, memo.get_json()
+    assert titles(client, pair["access_token"]) == []  # notes.list does not see it
+    listed = client.post("/actions/memos.list", json={}, headers=headers).get_json()
+    assert [item["title"] for item in listed["result"]["items"]] == ["copied"]
+    manager = app.extensions["app_manager"]
+    assert manager.database.mongo.collection("memos").count_documents({}) == 1
+    assert manager.database.mongo.collection("notes").count_documents({}) == 0
+    assert {"notes", "memos"} <= set(manager.services.names())

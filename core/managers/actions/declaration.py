@@ -3,7 +3,8 @@
 A declaration file is a mapping with one key, ``actions``, holding a list of declarations::
 
     actions:
-      - name: notes.create              # unique, dotted, [a-z0-9_.-]
+      - name: notes.create              # unique, dotted, [a-z0-9_.-]; in a module's
+                                        # actions.yaml ".create" means "<module>.create"
         description: Create a note.
         handler: .handlers:create       # package.module:function; ".x:f" relative to the module
         auth: jwt                       # public | jwt | api_key | jwt_or_api_key

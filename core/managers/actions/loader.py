@@ -85,6 +85,10 @@ class Catalog:
             return
         for line, key in _duplicate_keys(root):
             self.problems.append(Problem(source, line, None, f"duplicate key {key!r}"))
+        actions = data.get("actions") if isinstance(data, dict) else None
+        for declaration in actions if isinstance(actions, list) else []:
+            if isinstance(declaration, dict) and "name" in declaration:
+                declaration["name"] = absolute_name(declaration["name"], package)
 
         def locate(path: Sequence[str | int]) -> int | None:
             return _line_of(root, path)
@@ -102,7 +106,6 @@ class Catalog:
                 name = _name_of(data["actions"][index])
             message = _schema_message(where[2:], error.message)
             self.problems.append(Problem(source, locate(where), name, message))
-        actions = data.get("actions") if isinstance(data, dict) else None
         if not isinstance(actions, list):
             return
         for index, declaration in enumerate(actions):
@@ -113,6 +116,8 @@ class Catalog:
         """A declaration made in code; its ``handler`` may be a callable."""
         handler = declaration.get("handler")
         checked = dict(declaration)
+        if "name" in checked:
+            checked["name"] = absolute_name(checked["name"], package)
         if callable(handler):
             checked["handler"] = "code:handler"
         errors = sorted(_ACTION_VALIDATOR.iter_errors(checked), key=lambda e: e.message)
@@ -120,7 +125,7 @@ class Catalog:
             message = _schema_message(list(error.absolute_path), error.message)
             self.problems.append(Problem(source, None, _name_of(declaration), message))
         if not errors:
-            self._compile(dict(declaration), source, package, lambda path: None)
+            self._compile(checked | {"handler": handler}, source, package, lambda path: None)
 
     # -- one declaration ------------------------------------------------------------------
 
@@ -202,7 +207,15 @@ class Catalog:
         )
 
 
-# -- handlers -----------------------------------------------------------------------------
+# -- names and handlers -------------------------------------------------------------------
+
+
+def absolute_name(name: Any, package: str | None) -> Any:
+    """``.create`` in package ``modules.notes`` -> ``notes.create``: a module's actions are
+    named after its package, so a copy under another name declares its own."""
+    if isinstance(name, str) and name.startswith(".") and package:
+        return package.rpartition(".")[2] + name
+    return name
 
 
 def absolute_handler(ref: str, package: str | None) -> str:

@@ -1,4 +1,4 @@
-"""The room events of API.md ("WebSockets"), each answered through the ack."""
+"""The room events of docs/websockets.md ("Events"), each answered through the ack."""
 
 from __future__ import annotations
 
