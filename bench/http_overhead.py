@@ -1,13 +1,20 @@
 """HTTP overhead of the framework next to a bare Flask app, both under production gunicorn.
 
-    .venv/bin/python -m bench.http_overhead [--seconds 10] [--warmup 3] [--connections 4]
+    .venv/bin/python -m bench.http_overhead [--seconds 10] [--rounds 2] [--connections 4]
 
 Servers: gunicorn with ``gunicorn.conf.py`` (one gevent worker, JSON access log) serving
-(a) ``bench/bare_app.py`` and then the framework (``app:app``, ``APP_ENV=prod``) against real
-MongoDB, PostgreSQL and Redis from ``core.devstack``. Load: ``wrk`` (one thread, a few
-keep-alive connections; installed with apt-get when missing). Cases:
+(a) ``bench/bare_app.py``, (p) ``bench/peer_app.py`` and the framework (``app:app``,
+``APP_ENV=prod``) against real MongoDB, PostgreSQL and Redis from ``core.devstack``, all
+three up at once. Load: ``wrk`` (one thread, a few keep-alive connections; installed with
+apt-get when missing). The cases run **interleaved**: round 1 runs every case once, round 2
+again, and so on, so a change in the machine's load (it is shared) hits bare, peer and
+framework alike and the ratios stay meaningful; the load average is recorded per round.
+Cases:
 
 (a) bare Flask ``GET /ping``                         -> {"status": "ok"}
+(p) the peer ``GET /ping``: flask-jwt-extended + Redis blocklist, Flask-Limiter on Redis
+    (ip and per-token limits), prometheus-flask-exporter: the stack a Flask user would
+    assemble instead of the framework for (c)
 (b0) ``GET /public/bench/exempt`` public and rate-limit exempt: the pipeline without Redis
 (b) ``GET /public/bench/ping``   public: ip limit
 (c) ``GET /userauth/bench/ping`` JWT + ip and user limits + revocation marks + metrics
@@ -16,11 +23,13 @@ keep-alive connections; installed with apt-get when missing). Cases:
 (e) ``POST /actions/system.echo`` with a JSON body: action auth, schema, audit row
 
 Rate limits are set far above the load (every level still counted) so nothing is refused.
-Per case, two loads: ``--connections`` (4) keep-alive connections for ``--seconds``, which
-keeps the worker CPU-bound (requests/s, latency under load, worker CPU), and one connection
-for ``--single-seconds`` (latency without queueing). Reported: requests/s and p50/p99 with
-their ratio to (a); CPU of the gunicorn worker (utime + stime from /proc) per request, and
-the same minus bare Flask's = the framework's overhead per request; Redis commands per
+Per case and round, ``--connections`` (4) keep-alive connections for ``--seconds``, which
+keeps the worker CPU-bound (requests/s, latency under load, worker CPU; the rounds add up),
+after a warm-up in the first round; then one connection for ``--single-seconds`` (latency
+without queueing). Reported: requests/s with its ratio to (a) and
+to (p), p50/p99; CPU of the gunicorn worker (utime + stime from /proc) per request, and
+the same minus bare Flask's = the overhead per request, also as a multiple of a
+bare request's CPU; Redis commands per
 request counted with MONITOR over a small sample of sequential requests (separately from the
 load: MONITOR slows Redis down). (b0) and (c2) are extra rows that split the cost: (b0) ->
 (b) is the Redis round trip, (b) -> (c) the JWT. On two or more cores the worker gets the
@@ -35,9 +44,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import secrets
+import statistics
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +56,12 @@ from bench import harness
 from bench.harness import HOST, Gunicorn, Stack, WrkResult, say
 from core.devstack.redis import client_commands
 
-CPU_BUDGET_US = 150.0
 BACKGROUND = ":ws:instance"  # keys of the Socket.IO instance heartbeat
-RPS_TARGET = 0.5
+#: Goals of issue 14 for case (c): requests/s as a multiple of bare Flask's and of the peer's;
+#: the framework's CPU over bare Flask's as a multiple of a bare request's CPU, for (c) and (b0).
+RPS_GOAL_BARE = 0.6
+RPS_GOAL_PEER = 3.0
+CPU_GOAL = {"c": 0.7, "b0": 0.25}
 
 
 @dataclass
@@ -59,74 +73,102 @@ class Case:
     headers: dict[str, str]
     body: Any = None
     count_redis: bool = True
+    server: Gunicorn | None = None
 
 
 @dataclass
 class Measured:
     case: Case
-    wrk: WrkResult  # the saturating run: req/s, latency under load, CPU
-    single: WrkResult  # one connection: latency without queueing
-    cpu_s: float
+    rounds: list[WrkResult] = field(default_factory=list)  # the saturating runs
+    cpu_s: float = 0.0  # worker CPU over all rounds
+    single: WrkResult | None = None  # one connection: latency without queueing
     redis_per_request: float | None = None
     redis_breakdown: str = ""
 
     @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.rounds)
+
+    @property
+    def rps(self) -> float:
+        seconds = sum(r.seconds for r in self.rounds)
+        return self.requests / seconds if seconds else 0.0
+
+    def latency(self, name: str) -> float:
+        """The median over the rounds of one latency figure (``p50_ms``, ``p99_ms``)."""
+        return float(statistics.median(getattr(r, name) for r in self.rounds))
+
+    @property
     def cpu_us(self) -> float:
-        return self.cpu_s / self.wrk.requests * 1e6 if self.wrk.requests else float("nan")
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
     @property
     def errors(self) -> int:
-        return self.wrk.error_count + self.single.error_count
+        single = self.single.error_count if self.single else 0
+        return sum(r.error_count for r in self.rounds) + single
 
 
-def measure(server: Gunicorn, case: Case, args: argparse.Namespace) -> Measured:
-    url = server.url + case.path
-    status, answer = harness.request(case.method, url, case.body, case.headers)
+def _server(case: Case) -> Gunicorn:
+    if case.server is None:
+        raise RuntimeError(f"case {case.key} has no server")
+    return case.server
+
+
+def _load(case: Case, args: argparse.Namespace, seconds: float, connections: int) -> WrkResult:
+    return harness.run_wrk(
+        _server(case).url + case.path,
+        seconds,
+        connections,
+        args.threads,
+        case.method,
+        case.body,
+        case.headers,
+        args.load_cpus,
+    )
+
+
+def check(case: Case) -> None:
+    status, answer = harness.request(
+        case.method, _server(case).url + case.path, case.body, case.headers
+    )
     if status != 200:
         raise RuntimeError(f"{case.key}: {case.method} {case.path} answered {status}: {answer}")
-    say(
-        f"({case.key}) {case.title}: warm-up {args.warmup:g}s, {args.seconds:g}s with "
-        f"{args.connections} connections, {args.single_seconds:g}s with one"
-    )
-    request = {"method": case.method, "body": case.body, "headers": case.headers}
-    load = {"threads": args.threads, "cpus": args.load_cpus, **request}
-    harness.run_wrk(url, args.warmup, args.connections, **load)  # type: ignore[arg-type]
-    before = harness.cpu_seconds(server.worker)
-    result = harness.run_wrk(url, args.seconds, args.connections, **load)  # type: ignore[arg-type]
-    cpu = harness.cpu_seconds(server.worker) - before
-    single = harness.run_wrk(url, args.single_seconds, 1, **load)  # type: ignore[arg-type]
-    return Measured(case, result, single, cpu)
 
 
-def profile(server: Gunicorn, measured: Measured, args: argparse.Namespace) -> None:
+def measure_round(measured: Measured, args: argparse.Namespace, warm_up: bool) -> None:
+    """One saturating run of the case (after a warm-up in the first round)."""
+    case = measured.case
+    say(f"round {len(measured.rounds) + 1}: ({case.key}) {case.title}")
+    if warm_up:
+        _load(case, args, args.warmup, args.connections)
+    worker = _server(case).worker
+    before = harness.cpu_seconds(worker)
+    measured.rounds.append(_load(case, args, args.seconds, args.connections))
+    measured.cpu_s += harness.cpu_seconds(worker) - before
+
+
+def profile(measured: Measured, args: argparse.Namespace) -> None:
     """An extra run of the case under py-spy; the summary goes to bench/results/."""
     case = measured.case
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     raw = harness.RESULTS / f"http_overhead-profile-{case.key}.raw"
-
-    def load() -> None:
-        harness.run_wrk(
-            server.url + case.path,
-            args.profile_seconds,
-            args.connections,
-            args.threads,
-            case.method,
-            case.body,
-            case.headers,
-            args.load_cpus,
-        )
-
     say(f"({case.key}) profiling with py-spy for {args.profile_seconds:g}s")
-    if harness.profile_while(server.worker, args.profile_seconds, raw, load):
+    if harness.profile_while(
+        _server(case).worker,
+        args.profile_seconds,
+        raw,
+        lambda: _load(case, args, args.profile_seconds, args.connections),
+    ):
         summary = harness.profile_summary(raw, 60, measured.cpu_us)
         out = Path(str(raw).removesuffix(".raw") + ".txt")
         out.write_text(f"({case.key}) {case.title}\n{summary}\n")
         say(f"profile in {out}")
 
 
-def count_redis(server: Gunicorn, redis_url: str, measured: Measured, sample: int) -> None:
+def count_redis(redis_url: str, measured: Measured, sample: int) -> None:
     """Redis commands per request over ``sample`` sequential keep-alive requests."""
     case = measured.case
+    server = _server(case)
     url = server.url + case.path
     conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
     statuses: Counter[int] = Counter()
@@ -158,81 +200,111 @@ def _ratio(value: float, base: float) -> float:
     return value / base if base else float("nan")
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict[str, Any], bool]:
-    base = results[0]
+    by_key = {m.case.key: m for m in results}
+    base = by_key["a"]
+    peer = by_key.get("p")
+
+    def over(m: Measured) -> float:
+        return m.cpu_us - base.cpu_us if m is not base else float("nan")
+
     load_rows = []
     single_rows = []
     for m in results:
-        w, one = m.wrk, m.single
         name = f"({m.case.key}) {m.case.title}"
         load_rows.append(
             [
                 name,
-                w.rps,
-                _ratio(w.rps, base.wrk.rps),
-                w.p50_ms,
-                _ratio(w.p50_ms, base.wrk.p50_ms),
-                w.p99_ms,
-                _ratio(w.p99_ms, base.wrk.p99_ms),
+                m.rps,
+                _ratio(m.rps, base.rps),
+                _ratio(m.rps, peer.rps) if peer else float("nan"),
+                m.latency("p50_ms"),
+                m.latency("p99_ms"),
                 m.cpu_us,
-                m.cpu_us - base.cpu_us if m is not base else float("nan"),
+                over(m),
+                _ratio(over(m), base.cpu_us),
                 f"{m.redis_per_request:.2f}" if m.redis_per_request is not None else "-",
                 m.errors,
             ]
         )
-        single_rows.append(
-            [
-                name,
-                one.rps,
-                one.p50_ms,
-                _ratio(one.p50_ms, base.single.p50_ms),
-                one.p99_ms,
-                _ratio(one.p99_ms, base.single.p99_ms),
-            ]
-        )
+        if m.single is not None and base.single is not None:
+            one, base_one = m.single, base.single
+            single_rows.append(
+                [
+                    name,
+                    one.rps,
+                    one.p50_ms,
+                    _ratio(one.p50_ms, base_one.p50_ms),
+                    one.p99_ms,
+                    _ratio(one.p99_ms, base_one.p99_ms),
+                ]
+            )
     load_headers = [
-        "case", "req/s", "x (a)", "p50 ms", "x (a)", "p99 ms", "x (a)",
-        "CPU us/req", "over (a) us/req", "Redis cmds/req", "errors",
+        "case", "req/s", "x (a)", "x (p)", "p50 ms", "p99 ms", "CPU us/req",
+        "over (a) us/req", "over (a) x (a)", "Redis cmds/req", "errors",
     ]  # fmt: skip
     single_headers = ["case", "req/s", "p50 ms", "x (a)", "p99 ms", "x (a)"]
     pinned = (
-        f"worker pinned to CPU {sorted(args.server_cpus)}, wrk and the stores to "
+        f"workers pinned to CPU {sorted(args.server_cpus)}, wrk and the stores to "
         f"{sorted(args.load_cpus)}"
         if args.load_cpus
         else "no CPU pinning"
     )
+    loads = ", ".join(f"{x:.2f}" for x in args.loads)
     lines = [
         harness.machine_line(),
-        f"gunicorn -c gunicorn.conf.py (1 gevent worker) for both apps; {pinned}; "
-        f"load average before: {args.load_before}",
+        f"gunicorn -c gunicorn.conf.py (1 gevent worker) for every app; {pinned}",
+        f"load average (1 min) before the run and after each round: {loads}",
         "",
-        f"Under load: wrk -t{args.threads} -c{args.connections} --latency, {args.warmup:g}s "
-        f"warm-up + {args.seconds:g}s per case (the worker is CPU-bound); CPU = worker "
-        f"utime+stime per request; Redis = client commands seen by MONITOR over "
-        f"{args.sample} sequential requests",
+        f"Under load: wrk -t{args.threads} -c{args.connections} --latency, "
+        f"{args.rounds} interleaved rounds of {args.seconds:g}s per case after a "
+        f"{args.warmup:g}s warm-up (the worker is CPU-bound); req/s over all rounds, "
+        f"latency = median of the rounds; CPU = worker utime+stime per request; Redis = "
+        f"client commands seen by MONITOR over {args.sample} sequential requests",
         "",
         harness.table(load_headers, load_rows),
         "",
-        f"One connection: wrk -t1 -c1 --latency, {args.single_seconds:g}s per case "
-        f"(latency without queueing)",
-        "",
-        harness.table(single_headers, single_rows),
-        "",
     ]
+    if single_rows:
+        lines += [
+            f"One connection: wrk -t1 -c1 --latency, {args.single_seconds:g}s per case "
+            f"(latency without queueing)",
+            "",
+            harness.table(single_headers, single_rows),
+            "",
+        ]
     lines += [f"Redis ({m.case.key}): {m.redis_breakdown}" for m in results if m.redis_breakdown]
     summary_parts = []
     met = True
-    c = next((m for m in results if m.case.key == "c"), None)
+    c = by_key.get("c")
     if c is not None:
-        ratio = _ratio(c.wrk.rps, base.wrk.rps)
-        overhead = c.cpu_us - base.cpu_us
-        ok_ratio, ok_cpu = ratio >= RPS_TARGET, overhead <= CPU_BUDGET_US
-        met = ok_ratio and ok_cpu
+        to_bare = _ratio(c.rps, base.rps)
+        part = f"(c) = {to_bare:.2f} x bare Flask req/s (goal >= {RPS_GOAL_BARE}: "
+        part += _met(to_bare >= RPS_GOAL_BARE) + ")"
+        met = to_bare >= RPS_GOAL_BARE
+        if peer is not None:
+            to_peer = _ratio(c.rps, peer.rps)
+            part += f", {to_peer:.2f} x the peer's (goal >= {RPS_GOAL_PEER}: "
+            part += _met(to_peer >= RPS_GOAL_PEER) + ")"
+            met = met and to_peer >= RPS_GOAL_PEER
+        summary_parts.append(part)
+    cpu_parts = []
+    for key, goal in CPU_GOAL.items():
+        if key not in by_key:
+            continue
+        overhead = over(by_key[key])
+        share = _ratio(overhead, base.cpu_us)
+        met = met and share <= goal
+        cpu_parts.append(
+            f"({key}) {overhead:.0f} us = {share:.2f} x (goal <= {goal}: {_met(share <= goal)})"
+        )
+    if cpu_parts:
         summary_parts.append(
-            f"(c) JWT+limits+metrics = {ratio:.2f} x bare Flask req/s "
-            f"(target >= {RPS_TARGET}: {'met' if ok_ratio else 'NOT met'}), "
-            f"framework CPU {overhead:.0f} us/request over bare Flask "
-            f"(target <= {CPU_BUDGET_US:.0f}: {'met' if ok_cpu else 'NOT met'})"
+            f"CPU over bare ({base.cpu_us:.0f} us/request): " + ", ".join(cpu_parts)
         )
     trips = [
         f"({m.case.key}) {m.redis_per_request:.2f}"
@@ -240,7 +312,8 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
         if m.redis_per_request is not None
     ]
     if trips:
-        summary_parts.append("Redis round trips/request " + ", ".join(trips))
+        summary_parts.append("Redis commands/request " + ", ".join(trips))
+    summary_parts.append(f"load average {loads}")
     summary = "http_overhead: " + "; ".join(summary_parts)
     lines += ["", summary]
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
@@ -252,70 +325,94 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
                 "title": m.case.title,
                 "method": m.case.method,
                 "path": m.case.path,
-                "load": vars(m.wrk),
-                "rps": m.wrk.rps,
-                "single_connection": vars(m.single),
+                "rounds": [vars(r) for r in m.rounds],
+                "rps": m.rps,
+                "single_connection": vars(m.single) if m.single else None,
                 "worker_cpu_s": m.cpu_s,
                 "cpu_us_per_request": m.cpu_us,
-                "overhead_us_per_request": m.cpu_us - base.cpu_us,
+                "overhead_us_per_request": over(m),
                 "redis_commands_per_request": m.redis_per_request,
                 "redis_breakdown": m.redis_breakdown,
             }
             for m in results
         ],
         "summary": summary,
-        "targets_met": met,
+        "goals_met": met,
     }
     return "\n".join(lines), data, met
 
 
+def peer_token(peer: Gunicorn) -> str:
+    status, answer = harness.request("POST", peer.url + "/login")
+    if status != 200:
+        raise RuntimeError(f"peer login failed: {status} {answer}")
+    return str(answer["access_token"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured run per case")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured run per round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all cases")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up run per case")
     parser.add_argument("--connections", type=int, default=4, help="wrk keep-alive connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--single-seconds", type=float, default=5.0, help="one-connection run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--sample", type=int, default=200, help="requests under MONITOR")
-    parser.add_argument("--cases", default="a,b0,b,c,c2,d,e", help="cases (a is required)")
-    parser.add_argument("--profile", default="", help="cases to profile with py-spy, e.g. c,d")
+    parser.add_argument("--cases", default="a,p,b0,b,c,c2,d,e", help="cases (a is required)")
+    parser.add_argument("--profile", default="", help="cases to profile with py-spy, e.g. c,b0")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--keep-logs", action="store_true", help="keep the gunicorn logs")
+    parser.add_argument(
+        "--framework-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for the framework (repeatable)",
+    )
     args = parser.parse_args(argv)
     wanted = [key.strip() for key in args.cases.split(",") if key.strip()]
     if "a" not in wanted:
         parser.error("case a (bare Flask) is the baseline and cannot be left out")
     profiled = {key.strip() for key in args.profile.split(",") if key.strip()}
     harness.ensure_wrk()
-    args.load_before = harness.load_average()
+    args.loads = [harness.load_average()]
     layout = None if args.no_pin else harness.cpu_layout()
     args.server_cpus, args.load_cpus = layout or (None, None)
-    if args.load_before > 0.5:
-        say(f"load average is {args.load_before}: other work on the machine skews the figures")
+    if args.loads[0] > 0.5:
+        say(f"load average is {args.loads[0]}: other work on the machine skews the figures")
 
-    results: list[Measured] = []
     with harness.log_dir(args.keep_logs) as logs, Stack() as stack:
         if args.load_cpus:
             stack.pin(args.load_cpus)
-        bare_case = Case("a", "bare Flask GET /ping", "GET", "/ping", {}, count_redis=False)
-        with Gunicorn("bench.bare_app:app", harness.base_env({}), logs, "bare") as bare:
-            bare.start("/ping")
-            if args.server_cpus:
-                harness.pin(bare.worker, args.server_cpus)
-            results.append(measure(bare, bare_case, args))
-            if "a" in profiled:
-                profile(bare, results[-1], args)
-
-        env = stack.app_env()
-        with Gunicorn("app:app", env, logs, "framework") as framework:
-            framework.start("/health/ready")
-            if args.server_cpus:
-                harness.pin(framework.worker, args.server_cpus)
+        env = stack.app_env(**dict(item.split("=", 1) for item in args.framework_env))
+        peer_env = {
+            "PEER_REDIS_URL": stack.redis.url,
+            "PEER_JWT_SECRET": secrets.token_urlsafe(48),
+            "PEER_LIMITS": harness.NO_LIMITS,
+        }
+        with (
+            Gunicorn("bench.bare_app:app", harness.base_env({}), logs, "bare") as bare,
+            Gunicorn("bench.peer_app:app", harness.base_env(peer_env), logs, "peer") as peer,
+            Gunicorn("app:app", env, logs, "framework") as framework,
+        ):
+            for server, ready in (
+                (bare, "/ping"),
+                (peer, "/metrics"),
+                (framework, "/health/ready"),
+            ):
+                server.start(ready)
+                if args.server_cpus:
+                    harness.pin(server.worker, args.server_cpus)
             tokens = harness.register_and_login(framework.url)
             bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
             api_key = {"X-API-Key": harness.create_api_key(env)}
+            peer_bearer = {"Authorization": f"Bearer {peer_token(peer)}"}
             cases = [
+                Case(
+                    "a", "bare Flask GET /ping", "GET", "/ping", {}, count_redis=False, server=bare
+                ),
+                Case("p", "peer GET /ping", "GET", "/ping", peer_bearer, server=peer),
                 Case("b0", "exempt GET /public/bench/exempt", "GET", "/public/bench/exempt", {}),
                 Case("b", "public GET /public/bench/ping", "GET", "/public/bench/ping", {}),
                 Case("c", "JWT GET /userauth/bench/ping", "GET", "/userauth/bench/ping", bearer),
@@ -330,15 +427,24 @@ def main(argv: list[str] | None = None) -> int:
                     body={"message": "hello", "n": 42, "tags": ["a", "b"]},
                 ),
             ]
+            results = []
             for case in cases:
-                if case.key not in wanted:
-                    continue
-                measured = measure(framework, case, args)
-                if case.count_redis:
-                    count_redis(framework, stack.redis.url, measured, args.sample)
-                results.append(measured)
-                if case.key in profiled:
-                    profile(framework, measured, args)
+                if case.key in wanted:
+                    case.server = case.server or framework
+                    check(case)
+                    results.append(Measured(case))
+            for round_index in range(args.rounds):
+                for measured in results:
+                    measure_round(measured, args, warm_up=round_index == 0)
+                args.loads.append(harness.load_average())
+            for measured in results:
+                say(f"({measured.case.key}) one connection for {args.single_seconds:g}s")
+                measured.single = _load(measured.case, args, args.single_seconds, 1)
+                if measured.case.count_redis:
+                    count_redis(stack.redis.url, measured, args.sample)
+            for measured in results:
+                if measured.case.key in profiled:
+                    profile(measured, args)
 
     text, data, _ = report(results, args)
     print(text, flush=True)
