@@ -131,6 +131,7 @@ def require_roles(*roles: str) -> Callable[[F], F]:
                 raise Forbidden("You do not have the role this needs.", code="FORBIDDEN")
             return view(*args, **kwargs)
 
+        wrapper.required_roles = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)
         return cast(F, wrapper)
 
     return decorator
@@ -151,6 +152,7 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
                 raise Forbidden("The API key lacks a required scope.", code="INSUFFICIENT_SCOPE")
             return view(*args, **kwargs)
 
+        wrapper.required_scopes = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)
         return cast(F, wrapper)
 
     return decorator

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from werkzeug.routing import Rule
 
 from core.errors import NotFound, StartupError
 from core.http.auth import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC, declare_auth
+from core.http.typed import ModelSchemas, route_spec, typed_operation
 from core.managers.actions import Action
 
 if TYPE_CHECKING:
@@ -102,12 +104,21 @@ class OpenApi:
 
     def build(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
-        for rule in sorted(self.app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
+        rules = sorted(self.app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
+        views = {rule.endpoint: self.app.view_functions.get(rule.endpoint) for rule in rules}
+        models = ModelSchemas(
+            spec for view in views.values() if (spec := route_spec(view)) is not None
+        )
+        for rule in rules:
             path, parameters = openapi_path(rule)
             policy = self.app_manager.route_policies.get(rule.endpoint, PUBLIC)
-            view = self.app.view_functions.get(rule.endpoint)
+            view = views[rule.endpoint]
             for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
                 operation = self._route_operation(rule, method.lower(), view, policy)
+                spec = route_spec(view)
+                if spec is not None:
+                    operation.update(typed_operation(spec, models, operation["responses"]))
+                parameters = parameters + operation.pop("parameters", [])
                 if parameters:
                     operation["parameters"] = parameters
                 paths.setdefault(path, {})[method.lower()] = operation
@@ -122,7 +133,7 @@ class OpenApi:
             },
             "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
             "paths": paths,
-            "components": _components(),
+            "components": _components(models.definitions),
         }
 
     def _route_operation(self, rule: Rule, method: str, view: Any, policy: str) -> dict[str, Any]:
@@ -136,6 +147,8 @@ class OpenApi:
         }
         if policy != PUBLIC:
             operation["responses"]["401"] = _PROBLEM
+        if getattr(view, "required_roles", None) or getattr(view, "required_scopes", None):
+            operation["responses"]["403"] = _PROBLEM
         if method in ("post", "put", "patch"):
             operation["requestBody"] = {
                 "required": False,
@@ -227,7 +240,7 @@ def _standalone(schema: dict[str, Any], name: str) -> dict[str, Any]:
     return schema
 
 
-def _components() -> dict[str, Any]:
+def _components(schemas: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "securitySchemes": {
             "bearerAuth": {
@@ -244,6 +257,7 @@ def _components() -> dict[str, Any]:
             },
         },
         "schemas": {
+            **schemas,
             "Problem": {
                 "type": "object",
                 "required": ["type", "title", "status", "detail", "code", "request_id"],
@@ -266,7 +280,7 @@ def _components() -> dict[str, Any]:
                         },
                     },
                 },
-            }
+            },
         },
         "responses": {
             "Problem": {

@@ -50,7 +50,7 @@ def _describe(error: ValidationError) -> list[tuple[str, str]]:
         schema = error.schema if isinstance(error.schema, Mapping) else {}
         extra = _unlisted(error.instance, schema)
         return [(pointer([*path, name]), "is not allowed") for name in extra]
-    return [(pointer(path), _message(str(keyword), expected, error.message))]
+    return [(pointer(path), rule_message(str(keyword), expected, error.message))]
 
 
 def _missing(instance: Any, name: str, message: str) -> bool:
@@ -98,7 +98,10 @@ _MESSAGES: dict[str, Callable[[Any], str]] = {
 }
 
 
-def _message(keyword: str, expected: Any, fallback: str) -> str:
+def rule_message(keyword: str, expected: Any, fallback: str) -> str:
+    """The message for a broken JSON Schema rule (``minLength`` 8 -> "must be at least 8
+    characters long"); ``fallback`` (cut short) for a rule without one. Typed routes use the
+    same words (:mod:`core.http.typed`)."""
     describe = _MESSAGES.get(keyword)
     return describe(expected) if describe is not None else fallback[:_MESSAGE_MAX]
 

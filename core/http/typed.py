@@ -1,0 +1,337 @@
+"""Typed routes: a view's body, query and answer declared with pydantic models.
+
+::
+
+    class NewThing(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str = Field(min_length=1, max_length=100)
+
+    @bp.post("/userauth/things")
+    @typed(body=NewThing, response=Thing, status=201, errors={409: ["THING_EXISTS"]})
+    def create_thing(body: NewThing) -> Thing:
+        ...
+
+:func:`typed` validates at the edge, before the view runs: the JSON body strictly (JSON types:
+``"5"`` is not an integer, ``"true"`` not a boolean), the query string leniently (its values
+are text, so ``?limit=5`` is the integer 5). A failure is the same 400 ``VALIDATION_ERROR``
+problem as an action's, every error at once, each ``{"field": <JSON pointer>, "message"}``
+worded like the actions' (:func:`core.managers.actions.validation.rule_message`). The view
+gets the models as the keyword arguments ``body`` and ``query`` (next to the path's).
+
+The view returns its answer: a model instance, or anything the ``response`` model validates
+(a dict); it is serialised through the model, so a field the model lacks never leaks. Return
+``(answer, status)`` for another documented status (``responses``), ``None`` when ``response``
+is ``None`` (an empty answer, 204 by default), or a ``Response`` for a non-JSON answer
+(``media_type``). Returning a status that is not documented is a bug: 500, logged.
+
+:mod:`core.http.openapi` reads the same declaration (:class:`RouteSpec`, on the view as
+``route_spec``): request body, query parameters, every documented status with its schema and
+the problem answers (``errors``: status -> the codes a client can expect) by reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Response, request
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic_core import ErrorDetails
+
+from core.errors import InternalError, ValidationFailed
+from core.http.pipeline import json_body
+from core.managers.actions.validation import pointer, rule_message
+
+__all__ = ["RouteSpec", "typed", "validate_model"]
+
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Model = type[BaseModel]
+View = Callable[..., Any]
+_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What :func:`typed` declares about a view; the OpenAPI document is built from it."""
+
+    body: Model | None = None
+    query: Model | None = None
+    #: The success status and the model of its body (None: no body).
+    status: int = 200
+    response: Model | None = None
+    #: Other statuses answered with a body that is not a problem (e.g. 503 of readiness).
+    responses: Mapping[int, Model | None] = field(default_factory=dict)
+    #: Problem answers: status -> the ``code`` values a client can expect.
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Media types of a non-JSON answer (the view returns a ``Response``).
+    media_types: tuple[str, ...] = ()
+
+    def documented(self, status: int) -> bool:
+        return status == self.status or status in self.responses
+
+
+def typed(
+    *,
+    body: Model | None = None,
+    query: Model | None = None,
+    response: Model | None = None,
+    status: int | None = None,
+    responses: Mapping[int, Model | None] | None = None,
+    errors: Mapping[int, Iterable[str]] | None = None,
+    media_type: str | Sequence[str] | None = None,
+) -> Callable[[View], View]:
+    """Declare a route's body, query and answers; validate and serialise through them.
+
+    ``status`` defaults to 200, or 204 when there is neither a ``response`` model nor a
+    ``media_type``. ``errors`` maps a 4xx/5xx status to the problem codes it can carry (the
+    framework's own 400/401/403/429/503 are documented without being listed).
+    """
+    media_types = (media_type,) if isinstance(media_type, str) else tuple(media_type or ())
+    spec = RouteSpec(
+        body=body,
+        query=query,
+        status=status or (200 if response is not None or media_types else 204),
+        response=response,
+        responses=dict(responses or {}),
+        errors={code: _codes(code, listed) for code, listed in (errors or {}).items()},
+        media_types=media_types,
+    )
+    if response is not None and media_types:
+        raise ValueError("typed(): a response model is JSON; drop media_type or the model")
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if spec.query is not None:
+                kwargs["query"] = validate_model(
+                    spec.query, _query_values(spec.query), strict=False
+                )
+            if spec.body is not None:
+                kwargs["body"] = validate_model(spec.body, json_body())
+            return _answer(spec, view, view(*args, **kwargs))
+
+        wrapper.route_spec = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def validate_model(model: type[M], data: Any, *, strict: bool = True) -> M:
+    """``data`` as ``model``, or ValidationFailed listing every error with a JSON pointer.
+
+    ``strict`` validates as JSON (``"5"`` is not an integer); otherwise text converts the way
+    a query string needs.
+    """
+    try:
+        if strict:
+            return model.model_validate_json(json.dumps(data), strict=True)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_errors(exc.errors(include_url=False))) from None
+
+
+def validation_errors(details: Iterable[ErrorDetails]) -> list[dict[str, str]]:
+    """pydantic's errors as the problem's ``errors``: sorted, one per field and message."""
+    found = {(pointer(detail["loc"]), _message(detail)) for detail in details}
+    return [{"field": where, "message": message} for where, message in sorted(found)]
+
+
+# pydantic error type -> (JSON Schema keyword, the ctx entry holding its value, or a constant)
+_RULES: dict[str, tuple[str, str | None, Any]] = {
+    "string_too_short": ("minLength", "min_length", None),
+    "string_too_long": ("maxLength", "max_length", None),
+    "too_short": ("minItems", "min_length", None),
+    "too_long": ("maxItems", "max_length", None),
+    "greater_than_equal": ("minimum", "ge", None),
+    "less_than_equal": ("maximum", "le", None),
+    "greater_than": ("exclusiveMinimum", "gt", None),
+    "less_than": ("exclusiveMaximum", "lt", None),
+    "multiple_of": ("multipleOf", "multiple_of", None),
+    "string_pattern_mismatch": ("pattern", "pattern", None),
+    "string_type": ("type", None, "string"),
+    "int_type": ("type", None, "integer"),
+    "int_parsing": ("type", None, "integer"),
+    "int_from_float": ("type", None, "integer"),
+    "float_type": ("type", None, "number"),
+    "float_parsing": ("type", None, "number"),
+    "bool_type": ("type", None, "boolean"),
+    "bool_parsing": ("type", None, "boolean"),
+    "list_type": ("type", None, "array"),
+    "tuple_type": ("type", None, "array"),
+    "set_type": ("type", None, "array"),
+    "dict_type": ("type", None, "object"),
+    "model_type": ("type", None, "object"),
+    "model_attributes_type": ("type", None, "object"),
+    "none_required": ("type", None, "null"),
+}
+_FIXED = {"missing": "is required", "extra_forbidden": "is not allowed"}
+
+
+def _message(detail: ErrorDetails) -> str:
+    kind = detail["type"]
+    if kind in _FIXED:
+        return _FIXED[kind]
+    if kind == "value_error":  # a validator's own ValueError: its text, without the prefix
+        return str(detail["msg"]).removeprefix("Value error, ")
+    context = detail.get("ctx") or {}
+    if kind == "literal_error":
+        return "must be " + str(context.get("expected", "one of the allowed values"))
+    rule = _RULES.get(kind)
+    if rule is None:
+        return rule_message("", None, _lowercase_first(detail["msg"]))
+    keyword, key, constant = rule
+    return rule_message(keyword, context.get(key) if key else constant, detail["msg"])
+
+
+def _lowercase_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _query_values(model: Model) -> dict[str, Any]:
+    """The query string as a dict: a list for fields typed as sequences, else the last value."""
+    args = request.args
+    lists = {
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if typing.get_origin(info.annotation) in (list, tuple, set, frozenset)
+    }
+    return {key: args.getlist(key) if key in lists else args[key] for key in args}
+
+
+def _answer(spec: RouteSpec, view: View, value: Any) -> Any:
+    if isinstance(value, Response):
+        status = value.status_code
+        if not spec.documented(status) and status < 400:
+            _undocumented(view, status)
+        return value
+    headers: Any = None
+    status = spec.status
+    if isinstance(value, tuple):
+        value, status, *rest = value
+        headers = rest[0] if rest else None
+        if not spec.documented(status):
+            _undocumented(view, status)
+    model = spec.response if status == spec.status else spec.responses.get(status)
+    if model is None:
+        if value is not None:
+            _undocumented(view, status, "a body where none is documented")
+        return Response(status=status, headers=headers)
+    answer = value if isinstance(value, model) else model.model_validate(value)
+    return Response(
+        answer.model_dump_json(by_alias=True), status, headers, mimetype="application/json"
+    )
+
+
+def _undocumented(view: View, status: int, what: str = "") -> None:
+    logger.error(
+        "typed route answered outside its declaration",
+        extra={"view": getattr(view, "__qualname__", str(view)), "status": status, "what": what},
+    )
+    raise InternalError("An unexpected error occurred.")
+
+
+def _codes(status: int, codes: Iterable[str]) -> tuple[str, ...]:
+    listed = tuple(codes)
+    if isinstance(codes, str) or not 400 <= status <= 599:
+        raise ValueError(f"typed(errors=...): {status}: a 4xx/5xx status and a list of codes")
+    bad = [code for code in listed if not code or not set(code) <= _CODE_CHARS]
+    if bad:
+        raise ValueError(f"typed(errors=...): {status}: codes are UPPER_SNAKE, not {bad}")
+    return listed
+
+
+# -- the declaration in /openapi.json -------------------------------------------------------
+
+_REF = "#/components/schemas/{model}"
+_PROBLEM_REF = "#/components/responses/Problem"
+_VALIDATION_CODES = {"body": ("VALIDATION_ERROR", "INVALID_JSON"), "query": ("VALIDATION_ERROR",)}
+
+
+def route_spec(view: Any) -> RouteSpec | None:
+    """The :class:`RouteSpec` of a view (through other decorators), if it is typed."""
+    spec = getattr(view, "route_spec", None)
+    return spec if isinstance(spec, RouteSpec) else None
+
+
+class ModelSchemas:
+    """The JSON Schemas of every model of the typed routes, as one set of components: a model
+    used by two routes is one schema, and pydantic tells same-named models apart."""
+
+    def __init__(self, specs: Iterable[RouteSpec]) -> None:
+        pairs: dict[tuple[Model, JsonSchemaMode], None] = {}
+        for spec in specs:
+            for model in (spec.body, spec.query):
+                if model is not None:
+                    pairs[(model, "validation")] = None
+            for model in (spec.response, *spec.responses.values()):
+                if model is not None:
+                    pairs[(model, "serialization")] = None
+        refs, top = models_json_schema(list(pairs), ref_template=_REF)
+        self._refs = refs
+        self.definitions: dict[str, Any] = dict(top.get("$defs", {}))
+
+    def ref(self, model: Model, mode: JsonSchemaMode) -> dict[str, Any]:
+        return dict(self._refs[(model, mode)])
+
+    def definition(self, model: Model, mode: JsonSchemaMode) -> dict[str, Any]:
+        name = self._refs[(model, mode)]["$ref"].rpartition("/")[2]
+        schema: dict[str, Any] = self.definitions[name]
+        return schema
+
+
+def typed_operation(
+    spec: RouteSpec, models: ModelSchemas, responses: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The parts of an OpenAPI operation a typed route declares: ``requestBody``, the query
+    ``parameters`` and ``responses`` (``responses`` holds the auth problems already)."""
+    operation: dict[str, Any] = {}
+    answers = {status: value for status, value in responses.items() if status != "2XX"}
+    answers[str(spec.status)] = _success(spec.status, spec.response, spec.media_types, models)
+    for status, model in spec.responses.items():
+        answers[str(status)] = _success(status, model, (), models)
+    errors: dict[int, list[str]] = {}
+    if spec.body is not None:
+        operation["requestBody"] = {
+            "required": any(f.is_required() for f in spec.body.model_fields.values()),
+            "content": {"application/json": {"schema": models.ref(spec.body, "validation")}},
+        }
+        errors.setdefault(400, []).extend(_VALIDATION_CODES["body"])
+    if spec.query is not None:
+        operation["parameters"] = _query_parameters(models.definition(spec.query, "validation"))
+        errors.setdefault(400, []).extend(_VALIDATION_CODES["query"])
+    for status, codes in spec.errors.items():
+        errors.setdefault(status, []).extend(codes)
+    for status, listed_codes in sorted(errors.items()):
+        listed = ", ".join(f"`{code}`" for code in dict.fromkeys(listed_codes))
+        answers[str(status)] = {"$ref": _PROBLEM_REF, "description": f"A problem: {listed}."}
+    operation["responses"] = dict(sorted(answers.items()))
+    return operation
+
+
+def _success(
+    status: int, model: Model | None, media_types: Sequence[str], models: ModelSchemas
+) -> dict[str, Any]:
+    if model is not None:
+        schema = models.ref(model, "serialization")
+        return {"description": "Success.", "content": {"application/json": {"schema": schema}}}
+    if media_types:
+        content = {media: {"schema": {"type": "string"}} for media in media_types}
+        return {"description": "Success.", "content": content}
+    return {"description": "Success, no content."}
+
+
+def _query_parameters(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": property_schema}
+        for name, property_schema in schema.get("properties", {}).items()
+    ]

@@ -1,0 +1,93 @@
+"""A test module of typed routes (:func:`core.http.typed.typed`): body, query, answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from flask import Blueprint
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import Conflict
+from core.http.typed import typed
+from core.module import BaseModule
+
+bp = Blueprint("typed_probe", __name__)
+
+
+class Tag(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=20)
+
+
+class NewWidget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=10)
+    size: int = Field(ge=1, le=100)
+    shape: Literal["round", "square"] = "round"
+    tags: list[Tag] = Field(default_factory=list, max_length=3)
+
+
+class Widget(BaseModel):
+    name: str
+    size: int
+    shape: str
+    tags: list[Tag]
+    created_at: datetime
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(10, ge=1, le=50)
+    color: list[str] = Field(default_factory=list)
+    exact: bool = False
+
+
+class Found(BaseModel):
+    limit: int
+    color: list[str]
+    exact: bool
+
+
+class Private(BaseModel):
+    public: str
+
+
+@bp.post("/public/typed/widgets")
+@typed(body=NewWidget, response=Widget, status=201, errors={409: ["WIDGET_EXISTS"]})
+def create_widget(body: NewWidget) -> Widget:
+    """Create a widget (echoed back with a timestamp)."""
+    if body.name == "taken":
+        raise Conflict("There is a widget of that name.", code="WIDGET_EXISTS")
+    return Widget(**body.model_dump(), created_at=datetime(2024, 5, 1, 12, tzinfo=UTC))
+
+
+@bp.get("/public/typed/widgets")
+@typed(query=Filters, response=Found)
+def find_widgets(query: Filters) -> Found:
+    """Echo the query as parsed."""
+    return Found(**query.model_dump())
+
+
+@bp.delete("/public/typed/widgets/<name>")
+@typed()
+def delete_widget(name: str) -> None:
+    """An empty 204."""
+
+
+@bp.get("/public/typed/private")
+@typed(response=Private)
+def private() -> dict[str, str]:
+    """A dict with a field the model does not declare: it must not leak."""
+    return {"public": "yes", "secret": "never sent"}
+
+
+@bp.get("/public/typed/undocumented")
+@typed(response=Private)
+def undocumented() -> tuple[dict[str, str], int]:
+    """Answers a status it does not declare: a bug, answered 500."""
+    return {"public": "yes"}, 202
+
+
+class TypedProbeModule(BaseModule):
+    blueprint = bp
