@@ -5,6 +5,10 @@
 3. the environment variable;
 4. the default (development only for anything secret or required in production).
 
+Feature modules' settings (config/modules.py) resolve through the same sources, named
+``<MODULE>_<FIELD>``; they are loaded with the core settings and shown, masked and checked for
+production the same way.
+
 Loading happens in two steps because Vault has to be reached with settings that Vault itself
 cannot provide: :meth:`SettingsLoader.bootstrap` resolves everything without Vault, the caller
 logs in to Vault with those values, and :meth:`SettingsLoader.load` resolves again with the
@@ -14,14 +18,16 @@ values read from Vault. The loader does no network I/O itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from config.settings import DEV_ENCRYPTION_KEY, DEV_JWT_SECRET, Settings
+from config.modules import ModuleSettings, env_name
+from config.settings import Settings, SettingsModel
 from core.errors import ConfigurationError
 
 SECRET_FILE = "secret_file"  # noqa: S105 - a source name, not a secret
@@ -29,8 +35,20 @@ VAULT = "vault"
 ENV = "env"
 DEFAULT = "default"
 
-_DEV_SECRETS = {"jwt_secret": DEV_JWT_SECRET, "encryption_key": DEV_ENCRYPTION_KEY}
 _MIN_JWT_SECRET_BYTES = 32
+M = TypeVar("M", bound=ModuleSettings)
+
+
+@dataclass(frozen=True)
+class LoadedModuleSettings:
+    """One module's settings plus where each value came from."""
+
+    module: str
+    settings: ModuleSettings
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source_of(self, name: str) -> str:
+        return self.sources.get(name, DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -40,9 +58,36 @@ class LoadedSettings:
     settings: Settings
     sources: dict[str, str] = field(default_factory=dict)
     ignored_vault_keys: tuple[str, ...] = ()
+    #: Module name -> its settings, for the enabled modules that declare a settings model.
+    modules: dict[str, LoadedModuleSettings] = field(default_factory=dict)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name.lower(), DEFAULT)
+
+    def settings_of(self, model: type[M]) -> M:
+        """The resolved instance of a module's settings model."""
+        for loaded in self.modules.values():
+            if isinstance(loaded.settings, model):
+                return loaded.settings
+        raise LookupError(
+            f"{model.__name__} is not the settings_model of an enabled module "
+            f"(modules with settings: {', '.join(sorted(self.modules)) or 'none'})"
+        )
+
+    def entries(self) -> Iterator[tuple[str, SettingsModel, str, str]]:
+        """``(env name, model instance, field, source)`` of every setting, core first."""
+        for name in Settings.model_fields:
+            yield name.upper(), self.settings, name, self.source_of(name)
+        for module, loaded in self.modules.items():
+            for name in type(loaded.settings).model_fields:
+                yield env_name(module, name), loaded.settings, name, loaded.source_of(name)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, core and modules', for log redaction."""
+        values = self.settings.secret_values()
+        for loaded in self.modules.values():
+            values.extend(loaded.settings.secret_values())
+        return values
 
 
 class SettingsLoader:
@@ -52,71 +97,112 @@ class SettingsLoader:
         self._environ = dict(os.environ if environ is None else environ)
 
     def bootstrap(self) -> LoadedSettings:
-        """Everything except Vault: enough to know whether and how to reach Vault."""
+        """Everything except Vault and modules: enough to know whether and how to reach Vault
+        and which modules to load."""
         return self.load(vault_values=None, final=False)
 
-    def load(self, vault_values: Mapping[str, Any] | None, *, final: bool = True) -> LoadedSettings:
-        """Resolve every setting; ``final`` also applies the production checks."""
-        env = {name: self._environ[name] for name in Settings.env_names() if name in self._environ}
-        secrets_dir = Path(env.get("SECRETS_DIR", Settings.model_fields["secrets_dir"].default))
-        files = _read_secret_files(secrets_dir)
+    def load(
+        self,
+        vault_values: Mapping[str, Any] | None,
+        *,
+        final: bool = True,
+        modules: Mapping[str, type[ModuleSettings]] | None = None,
+    ) -> LoadedSettings:
+        """Resolve every setting (core, then each module's ``modules[name]`` model); ``final``
+        also applies the production checks."""
+        fields: dict[str, tuple[str | None, str]] = {
+            n: (None, n.lower()) for n in Settings.env_names()
+        }
+        problems: list[str] = []
+        for module, model in (modules or {}).items():
+            for name in model.model_fields:
+                setting = env_name(module, name)
+                if setting in fields:
+                    owner = fields[setting][0]
+                    taken = f"module {owner!r}" if owner else "a core setting"
+                    problems.append(f"{setting} (module {module!r}) is also {taken}")
+                fields[setting] = (module, name)
+        if problems:
+            raise ConfigurationError(problems)
 
-        raw: dict[str, Any] = {}
-        sources: dict[str, str] = {}
+        env = {name: self._environ[name] for name in fields if name in self._environ}
+        default_dir = Settings.model_fields["secrets_dir"].default
+        files = _read_secret_files(Path(env.get("SECRETS_DIR", default_dir)), list(fields))
+        raw: dict[str | None, dict[str, Any]] = {None: {}, **{m: {} for m in modules or {}}}
+        sources: dict[str | None, dict[str, str]] = {owner: {} for owner in raw}
         ignored: list[str] = []
         for layer, values in ((ENV, env), (VAULT, vault_values or {}), (SECRET_FILE, files)):
-            for env_name, value in values.items():
-                name = env_name.lower()
-                if name not in Settings.model_fields:
+            for setting, value in values.items():
+                if setting not in fields:
                     continue
-                if layer == VAULT and Settings.field_flag(name, "bootstrap"):
-                    ignored.append(env_name)
+                owner, name = fields[setting]
+                if layer == VAULT and owner is None and Settings.field_flag(name, "bootstrap"):
+                    ignored.append(setting)
                     continue
-                raw[name] = value
-                sources[name] = layer
+                raw[owner][name] = value
+                sources[owner][name] = layer
 
         try:
-            settings = Settings(**raw)
+            settings = Settings(**raw[None])
         except ValidationError as exc:
-            raise ConfigurationError(_describe(exc, sources)) from None
-        loaded = LoadedSettings(settings, sources, tuple(sorted(ignored)))
+            problems.extend(_describe(exc, sources[None], lambda name: name.upper()))
+        loaded_modules = {}
+        for module, model in (modules or {}).items():
+            try:
+                instance = model(**raw[module])
+            except ValidationError as exc:
+                problems.extend(_describe(exc, sources[module], partial(env_name, module)))
+                continue
+            loaded_modules[module] = LoadedModuleSettings(module, instance, sources[module])
+        if problems:
+            raise ConfigurationError(problems)
+        loaded = LoadedSettings(settings, sources[None], tuple(sorted(ignored)), loaded_modules)
         problems = production_problems(loaded) if final and settings.is_prod else []
         if problems:
             raise ConfigurationError(problems)
         return loaded
 
 
-def _read_secret_files(directory: Path) -> dict[str, str]:
+def _read_secret_files(directory: Path, names: list[str]) -> dict[str, str]:
     if not directory.is_dir():
         return {}
     found = {}
-    for env_name in Settings.env_names():
-        path = directory / env_name
+    for name in names:
+        path = directory / name
         if path.is_file():
-            found[env_name] = path.read_text(encoding="utf-8").strip()
+            found[name] = path.read_text(encoding="utf-8").strip()
     return found
 
 
-def _describe(exc: ValidationError, sources: Mapping[str, str]) -> list[str]:
+def _describe(
+    exc: ValidationError, sources: Mapping[str, str], setting: Callable[[str], str]
+) -> list[str]:
     """One line per invalid setting, naming its source but never echoing its value."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
         source = sources.get(name, DEFAULT)
-        problems.append(f"{name.upper()} (from {source}): {error['msg']}")
+        problems.append(f"{setting(name)} (from {source}): {error['msg']}")
     return problems
 
 
 def production_problems(loaded: LoadedSettings) -> list[str]:
-    """Everything that makes these settings unfit for production, all at once."""
+    """Everything that makes these settings unfit for production, all at once.
+
+    A setting flagged ``prod_required``, and a secret with a development default, must come
+    from a real source, and not be set to that default either.
+    """
     settings = loaded.settings
     problems = []
-    for name in Settings.model_fields:
-        if Settings.field_flag(name, "prod_required") and loaded.source_of(name) == DEFAULT:
-            problems.append(f"{name.upper()} is required in prod")
-    for name, dev_value in _DEV_SECRETS.items():
-        if loaded.source_of(name) != DEFAULT and getattr(settings, name) == dev_value:
-            problems.append(f"{name.upper()} is the development default; set a real secret")
+    for setting, model, name, source in loaded.entries():
+        default = type(model).model_fields[name].get_default(call_default_factory=True)
+        dev_secret = model.field_flag(name, "secret") and bool(default)
+        if not (dev_secret or model.field_flag(name, "prod_required")):
+            continue
+        if source == DEFAULT:
+            problems.append(f"{setting} is required in prod")
+        elif dev_secret and getattr(model, name) == default:
+            problems.append(f"{setting} is the development default; set a real secret")
     if len(settings.jwt_secret.encode()) < _MIN_JWT_SECRET_BYTES:
         problems.append(f"JWT_SECRET must be at least {_MIN_JWT_SECRET_BYTES} bytes in prod")
     if "*" in settings.cors_origins:

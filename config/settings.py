@@ -27,13 +27,16 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="  # 32 bytes, base64url
 
 
-def _secret(default: Any = None, *, default_factory: Any = None, **extra: Any) -> Any:
+def secret(default: Any = None, *, default_factory: Any = None, **extra: Any) -> Any:
+    """A secret field: masked by ``flask config show``, redacted from logs; with a default
+    (a development value), ``prod`` refuses to start until a real source provides it."""
     if default_factory is not None:
         return Field(default_factory=default_factory, json_schema_extra={"secret": True, **extra})
     return Field(default, json_schema_extra={"secret": True, **extra})
 
 
-def _required_in_prod(default: Any, **extra: Any) -> Any:
+def required_in_prod(default: Any, **extra: Any) -> Any:
+    """A field ``prod`` must get from a secret file, Vault or the environment."""
     return Field(default, json_schema_extra={"prod_required": True, **extra})
 
 
@@ -41,17 +44,56 @@ def _bootstrap(default: Any, **extra: Any) -> Any:
     return Field(default, json_schema_extra={"bootstrap": True, **extra})
 
 
-class Settings(BaseModel):
-    """Every setting the framework reads. Environment names are the field names upper-cased."""
+class SettingsModel(BaseModel):
+    """What every settings model shares: the framework's :class:`Settings` and each module's
+    ``ModuleSettings`` (field flags, masking, the values to redact)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def field_flag(cls, name: str, flag: str) -> bool:
+        extra = cls.model_fields[name].json_schema_extra
+        return bool(isinstance(extra, dict) and extra.get(flag))
+
+    def secret_values(self) -> list[str]:
+        """The values of every secret setting and URL password, for log redaction."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if self.field_flag(name, "secret"):
+                if isinstance(value, list):
+                    values.extend(value)
+                elif isinstance(value, str) and value:
+                    values.append(value)
+            elif self.field_flag(name, "url_credentials") and isinstance(value, str):
+                password = urlsplit(value).password
+                if password:
+                    values.append(password)
+        return values
+
+    def display_value(self, name: str) -> str:
+        """The value as ``flask config show`` prints it: secrets masked, URL passwords hidden."""
+        value = getattr(self, name)
+        if value is None or value == []:
+            return ""
+        if self.field_flag(name, "secret"):
+            return "********"
+        if self.field_flag(name, "url_credentials") and isinstance(value, str):
+            return mask_url_password(value)
+        if isinstance(value, list):
+            return ",".join(value)
+        return str(value)
+
+
+class Settings(SettingsModel):
+    """Every setting the framework reads. Environment names are the field names upper-cased."""
 
     app_env: Environment = _bootstrap("dev")
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=0, le=65535)
 
     # Connections. The dev defaults point at the embedded dev stack.
-    mongodb_uri: str = _required_in_prod(
+    mongodb_uri: str = required_in_prod(
         "mongodb://127.0.0.1:27018/?directConnection=true", url_credentials=True
     )
     mongodb_db: str = "app"
@@ -65,7 +107,7 @@ class Settings(BaseModel):
         "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
     ] = "secondaryPreferred"
     mongodb_admin_uri: str | None = Field(None, json_schema_extra={"url_credentials": True})
-    postgres_dsn: str = _required_in_prod(
+    postgres_dsn: str = required_in_prod(
         "postgresql://app:app@127.0.0.1:5433/app", url_credentials=True
     )
     postgres_pool_min: int = Field(1, ge=0)
@@ -73,7 +115,7 @@ class Settings(BaseModel):
     postgres_connect_timeout: int = Field(3, ge=1)
     postgres_statement_timeout_ms: int = Field(5000, ge=0)
     postgres_migrate_on_start: bool = True
-    redis_url: str = _required_in_prod("redis://127.0.0.1:6380/0", url_credentials=True)
+    redis_url: str = required_in_prod("redis://127.0.0.1:6380/0", url_credentials=True)
     redis_key_prefix: str = "app:"
     redis_max_connections: int = Field(100, ge=1)
     redis_socket_timeout_ms: int = Field(1000, ge=10)
@@ -97,16 +139,16 @@ class Settings(BaseModel):
     secrets_dir: str = _bootstrap("./secrets")
 
     # Auth.
-    jwt_secret: str = _secret(DEV_JWT_SECRET, prod_required=True)
+    jwt_secret: str = secret(DEV_JWT_SECRET, prod_required=True)
     jwt_access_ttl: int = Field(900, ge=2)
     jwt_refresh_ttl: int = Field(14 * 24 * 3600, ge=60)
     jwt_issuer: str = "python-base-04"
     jwt_audience: str = "python-base-04"
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
     #: Earlier HMAC secrets (comma-separated) still accepted for verification while rotating.
-    jwt_previous_secrets: list[str] = _secret(default_factory=list)
+    jwt_previous_secrets: list[str] = secret(default_factory=list)
     #: PEM private key that signs tokens with RS256/ES256/EdDSA.
-    jwt_private_key: str | None = _secret(None)
+    jwt_private_key: str | None = secret(None)
     #: PEM public keys of earlier private keys, still accepted for verification.
     jwt_previous_public_keys: str | None = None
     jwt_leeway: int = Field(0, ge=0, le=300)
@@ -119,8 +161,8 @@ class Settings(BaseModel):
     argon2_memory_cost: int = Field(19456, ge=1024)  # KiB; OWASP's argon2id minimum
     argon2_parallelism: int = Field(1, ge=1)
     api_key_cache_ttl: int = Field(60, ge=0)
-    encryption_key: str = _secret(DEV_ENCRYPTION_KEY, prod_required=True)
-    metrics_token: str | None = _secret(None)
+    encryption_key: str = secret(DEV_ENCRYPTION_KEY, prod_required=True)
+    metrics_token: str | None = secret(None)
 
     # HTTP.
     cors_origins: list[str] = Field(default_factory=list)
@@ -228,40 +270,6 @@ class Settings(BaseModel):
     @classmethod
     def env_names(cls) -> list[str]:
         return [name.upper() for name in cls.model_fields]
-
-    @classmethod
-    def field_flag(cls, name: str, flag: str) -> bool:
-        extra = cls.model_fields[name].json_schema_extra
-        return bool(isinstance(extra, dict) and extra.get(flag))
-
-    def secret_values(self) -> list[str]:
-        """The values of every secret setting and URL password, for log redaction."""
-        values: list[str] = []
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if self.field_flag(name, "secret"):
-                if isinstance(value, list):
-                    values.extend(value)
-                elif isinstance(value, str) and value:
-                    values.append(value)
-            elif self.field_flag(name, "url_credentials") and isinstance(value, str):
-                password = urlsplit(value).password
-                if password:
-                    values.append(password)
-        return values
-
-    def display_value(self, name: str) -> str:
-        """The value as ``flask config show`` prints it: secrets masked, URL passwords hidden."""
-        value = getattr(self, name)
-        if value is None or value == []:
-            return ""
-        if self.field_flag(name, "secret"):
-            return "********"
-        if self.field_flag(name, "url_credentials") and isinstance(value, str):
-            return mask_url_password(value)
-        if isinstance(value, list):
-            return ",".join(value)
-        return str(value)
 
 
 def mask_url_password(url: str) -> str:

@@ -15,13 +15,14 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.loader import LoadedSettings, SettingsLoader
+from config.modules import ModuleSettings
 from config.settings import Settings
 from core.crypto import FieldEncryptor
 from core.errors import DependencyUnavailable, FrameworkError, StartupError
@@ -37,7 +38,7 @@ from core.managers.database import DatabaseManager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
-from core.managers.modules import ModuleManager
+from core.managers.modules import ModuleManager, discover, module_settings
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 RequestGate = Callable[[str | None], None]
+M = TypeVar("M", bound=ModuleSettings)
 #: Response headers browsers may read cross-origin.
 EXPOSED_HEADERS = [
     "X-Request-ID",
@@ -68,7 +70,7 @@ class AppManager:
     def __init__(self, loaded: LoadedSettings, vault: VaultManager | None = None) -> None:
         self.loaded = loaded
         self.settings: Settings = loaded.settings
-        self.redactor = Redactor(self.settings.secret_values())
+        self.redactor = Redactor(loaded.secret_values())
         self.lifecycle = Lifecycle()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="app-manager")
         # Built first so every manager can report to it; it starts last and closes first.
@@ -123,7 +125,13 @@ class AppManager:
         try:
             if vault is not None:
                 vault.login()
-            loaded = loader.load(vault.read_secret() if vault is not None else None)
+            modules = discover(
+                bootstrap.settings.modules_packages, bootstrap.settings.modules_disabled
+            )
+            loaded = loader.load(
+                vault.read_secret() if vault is not None else None,
+                modules=module_settings(modules),
+            )
         except BaseException:
             if vault is not None:
                 vault.close()
@@ -246,6 +254,10 @@ class AppManager:
         ) from cause
 
     # -- queries ------------------------------------------------------------------------
+
+    def settings_of(self, model: type[M]) -> M:
+        """A module's resolved settings: ``get_app_manager().settings_of(TodosSettings)``."""
+        return self.loaded.settings_of(model)
 
     @classmethod
     def current(cls) -> AppManager:

@@ -10,7 +10,10 @@ one ``BaseModule`` subclass. The framework discovers it, orders it after the mod
 - ``register_socket_handlers(websocket)``: add Socket.IO events with ``@websocket.event(name)``;
 - ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
 
-Copy ``modules/notes`` to start a new module.
+A module may declare ``settings_model`` (a :class:`~config.modules.ModuleSettings`), resolved
+at start-up like the core settings and read with ``app_manager.settings_of(Model)``, and SQL
+migrations in ``migrations/``. ``flask --app app module new NAME`` scaffolds one
+(docs/modules.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from flask import Blueprint, Flask
+
+from config.modules import ModuleSettings
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
@@ -34,6 +39,8 @@ class BaseModule:
     blueprint: ClassVar[Blueprint | None] = None
     #: Click commands or groups added to ``flask --app app ...``.
     commands: ClassVar[Sequence[click.Command]] = ()
+    #: The module's settings (``<MODULE>_<FIELD>``), read with ``settings_of(model)``.
+    settings_model: ClassVar[type[ModuleSettings] | None] = None
 
     def __init__(self, name: str, app_manager: AppManager) -> None:
         self.name = name

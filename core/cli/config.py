@@ -1,4 +1,5 @@
-"""``flask config show``: every setting, its value (secrets masked) and where it came from."""
+"""``flask config show``: every setting (core, then each module's), its value (secrets masked)
+and where it came from."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from config.settings import Settings
+from config.loader import LoadedSettings
 
 config_cli = AppGroup("config", help="Inspect the resolved settings.")
 COMMANDS = [config_cli]
@@ -15,11 +16,10 @@ COMMANDS = [config_cli]
 @config_cli.command("show")
 def show() -> None:
     """Print every setting with its source; secret values are masked."""
-    loaded = current_app.extensions["app_manager"].loaded
-    settings: Settings = loaded.settings
+    loaded: LoadedSettings = current_app.extensions["app_manager"].loaded
     rows = [
-        (name.upper(), settings.display_value(name), loaded.source_of(name))
-        for name in Settings.model_fields
+        (setting, model.display_value(name), source)
+        for setting, model, name, source in loaded.entries()
     ]
     width = max(len(row[0]) for row in rows)
     for env_name, value, source in rows:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from config.modules import ModuleSettings
 from core.errors import ModuleError, StartupError
 from core.managers.base import Manager
 from core.module import BaseModule
@@ -47,15 +48,7 @@ class ModuleManager(Manager):
 
     def discover(self) -> list[DiscoveredModule]:
         """Import every enabled module package and return them in dependency order."""
-        found: dict[str, DiscoveredModule] = {}
-        for package_name in self.packages:
-            for name, dotted in _subpackages(package_name):
-                if name in found:
-                    raise ModuleError(name, f"defined twice ({found[name].package} and {dotted})")
-                if name in self.disabled:
-                    continue
-                found[name] = DiscoveredModule(name, dotted, _module_class(name, dotted))
-        return order_by_dependencies(found, self.disabled)
+        return discover(self.packages, self.disabled)
 
     def load(self, app: Flask, app_manager: AppManager) -> None:
         """Instantiate modules in dependency order and register their routes."""
@@ -102,6 +95,25 @@ class ModuleManager(Manager):
                 module.close()
             except Exception:
                 logger.exception("module close failed", extra={"feature_module": module.name})
+
+
+def discover(packages: Iterable[str], disabled: Iterable[str] = ()) -> list[DiscoveredModule]:
+    """Import every enabled module package of ``packages``; returns them in dependency order."""
+    skipped = set(disabled)
+    found: dict[str, DiscoveredModule] = {}
+    for package_name in packages:
+        for name, dotted in _subpackages(package_name):
+            if name in found:
+                raise ModuleError(name, f"defined twice ({found[name].package} and {dotted})")
+            if name in skipped:
+                continue
+            found[name] = DiscoveredModule(name, dotted, _module_class(name, dotted))
+    return order_by_dependencies(found, skipped)
+
+
+def module_settings(modules: Iterable[DiscoveredModule]) -> dict[str, type[ModuleSettings]]:
+    """Module name -> settings model, for the modules that declare one."""
+    return {m.name: m.cls.settings_model for m in modules if m.cls.settings_model is not None}
 
 
 def _subpackages(package_name: str) -> list[tuple[str, str]]:

@@ -1,0 +1,175 @@
+"""A module's own settings: the same sources and precedence as the core settings (secret file >
+Vault > environment > default), shown and masked by ``flask config show``, redacted from logs,
+refused at their development default in prod."""
+
+from __future__ import annotations
+
+import io
+import logging
+import textwrap
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+from config.loader import SettingsLoader
+from core.devstack import VaultServer
+from core.errors import ConfigurationError
+from tests.config.test_loader import prod_environ
+from tests.config.test_vault_source import config_show
+from tests.conftest import AppFactory
+from tests.support.packages import make_modules_package, module_source
+
+PARTNER = textwrap.dedent(
+    """
+    import logging
+
+    from flask import Blueprint
+
+    from config.modules import ModuleSettings, secret
+    from core.app_manager import AppManager
+    from core.module import BaseModule
+    from pydantic import Field
+
+
+    class PartnerSettings(ModuleSettings):
+        base_url: str = "https://sandbox.partner.example"
+        page_size: int = Field(20, ge=1, le=100)
+        api_key: str = secret("dev-partner-key")
+        webhook_secret: str | None = secret(None)
+
+
+    bp = Blueprint("partner", __name__)
+
+
+    @bp.get("/public/partner/config")
+    def config():
+        settings = AppManager.current().settings_of(PartnerSettings)
+        return {"base_url": settings.base_url, "page_size": settings.page_size}
+
+
+    @bp.get("/public/partner/leak")
+    def leak():
+        settings = AppManager.current().settings_of(PartnerSettings)
+        logging.getLogger(__name__).warning("leaking %s", settings.api_key)
+        return {}
+
+
+    class Partner(BaseModule):
+        blueprint = bp
+        settings_model = PartnerSettings
+    """
+)
+
+
+@pytest.fixture
+def partner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """MODULES_PACKAGES naming a package with the ``partner`` module."""
+    package = make_modules_package(tmp_path, monkeypatch, {"partner": PARTNER})
+    return f"modules,{package}"
+
+
+def test_defaults_and_environment_reach_the_module_through_create_app(
+    make_app: AppFactory, partner: str
+) -> None:
+    app = make_app({"MODULES_PACKAGES": partner, "PARTNER_PAGE_SIZE": "50"})
+    answer = app.test_client().get("/public/partner/config").get_json()
+    assert answer == {"base_url": "https://sandbox.partner.example", "page_size": 50}
+
+
+def test_each_source_in_its_precedence_shown_masked_by_config_show(
+    make_app: AppFactory, partner: str, app_env: dict[str, str], vault_server: VaultServer
+) -> None:
+    path = f"partner-{app_env['MONGODB_DB']}"
+    role_id, secret_id = vault_server.seed(
+        {"PARTNER_API_KEY": "key-from-vault-9f8e7d", "PARTNER_BASE_URL": "https://vault.example"},
+        path=path,
+        role_name=path,
+    )
+    secrets_dir = Path(app_env["SECRETS_DIR"])
+    secrets_dir.mkdir()
+    (secrets_dir / "PARTNER_BASE_URL").write_text("https://file.example\n")
+    environ = {
+        "MODULES_PACKAGES": partner,
+        "VAULT_ADDR": vault_server.addr,
+        "VAULT_AUTH_METHOD": "approle",
+        "VAULT_ROLE_ID": role_id,
+        "VAULT_SECRET_ID": secret_id,
+        "VAULT_SECRET_PATH": path,
+        "PARTNER_BASE_URL": "https://env.example",
+        "PARTNER_PAGE_SIZE": "7",
+    }
+    rows = config_show(make_app, environ)
+    assert rows["PARTNER_BASE_URL"] == ("secret_file", "https://file.example")  # file > Vault
+    assert rows["PARTNER_API_KEY"] == ("vault", "********")  # Vault > default
+    assert rows["PARTNER_PAGE_SIZE"] == ("env", "7")
+    assert rows["PARTNER_WEBHOOK_SECRET"] == ("default", "")
+    assert rows["JWT_SECRET"][1] == "********"  # core settings come first, unchanged
+
+
+def test_an_invalid_value_names_the_setting_and_its_source_never_the_value(
+    make_app: AppFactory, partner: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        make_app({"MODULES_PACKAGES": partner, "PARTNER_PAGE_SIZE": "1000"}, start=False)
+    (line,) = raised.value.problems
+    assert line.startswith("PARTNER_PAGE_SIZE (from env): ")
+    assert "1000" not in line
+
+
+def test_prod_refuses_a_module_secret_at_its_development_default(partner: str) -> None:
+    from core.managers.modules import discover, module_settings
+
+    models = module_settings(discover(partner.split(",")))
+    with pytest.raises(ConfigurationError) as raised:
+        SettingsLoader(prod_environ()).load(None, modules=models)
+    assert raised.value.problems == ["PARTNER_API_KEY is required in prod"]
+    with pytest.raises(ConfigurationError) as raised:
+        SettingsLoader(prod_environ(PARTNER_API_KEY="dev-partner-key")).load(None, modules=models)
+    assert raised.value.problems == [
+        "PARTNER_API_KEY is the development default; set a real secret"
+    ]
+    loaded = SettingsLoader(prod_environ(PARTNER_API_KEY="a-real-partner-key")).load(
+        None, modules=models
+    )
+    assert loaded.modules["partner"].source_of("api_key") == "env"
+
+
+def test_a_module_setting_cannot_shadow_a_core_setting(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = """
+    from config.modules import ModuleSettings
+
+    class Shadow(ModuleSettings):
+        secret: str = "x"
+
+    settings_model = Shadow
+    """
+    source = module_source(body=body)
+    package = make_modules_package(tmp_path, monkeypatch, {"jwt": source})
+    with pytest.raises(ConfigurationError) as raised:
+        make_app({"MODULES_PACKAGES": package}, start=False)
+    assert raised.value.problems == ["JWT_SECRET (module 'jwt') is also a core setting"]
+
+
+def test_a_disabled_module_has_no_settings(make_app: AppFactory, partner: str) -> None:
+    app = make_app({"MODULES_PACKAGES": partner, "MODULES_DISABLED": "partner"}, start=False)
+    assert "partner" not in app.extensions["app_manager"].loaded.modules
+    model = import_module(f"{partner.split(',')[1]}.partner").PartnerSettings
+    with pytest.raises(LookupError, match="PartnerSettings is not the settings_model"):
+        app.extensions["app_manager"].settings_of(model)
+
+
+def test_a_module_secret_is_redacted_from_logs(make_app: AppFactory, partner: str) -> None:
+    app = make_app({"MODULES_PACKAGES": partner, "PARTNER_API_KEY": "partner-key-5c4b3a"})
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "python-base-04")
+    assert isinstance(handler, logging.StreamHandler)
+    output = io.StringIO()
+    previous = handler.setStream(output)
+    try:
+        assert app.test_client().get("/public/partner/leak").status_code == 200
+    finally:
+        handler.setStream(previous)
+    assert "leaking [REDACTED]" in output.getvalue()
+    assert "partner-key-5c4b3a" not in output.getvalue()
