@@ -85,6 +85,15 @@ class Quota:
         }
 
 
+@dataclass(frozen=True)
+class _BucketPlan:
+    """Per bucket shape: (head, tail) of each key around the identifier, and the script's
+    arguments for the bucket (number of limits, then count and period of each)."""
+
+    keys: tuple[tuple[str, str], ...]
+    args: tuple[int, ...]
+
+
 def _parse_setting(name: str, value: str) -> tuple[Limit, ...]:
     try:
         return parse_limits(value)
@@ -118,24 +127,45 @@ class RateLimiter(Manager):
         )
         self.redis = redis_manager
         self.client = redis_manager.client_with_timeout(settings.rate_limit_redis_timeout_ms)
-        self.script = Script("rate_limiter", _LUA, self.client, namespace=lambda key: key)
+        # Keys come fully built (the RedisManager's prefix included) from the bucket plans.
+        self.script = Script("rate_limiter", _LUA, self.client, namespace=None, direct=True)
+        self._plans: dict[tuple[str, str, tuple[Limit, ...]], _BucketPlan] = {}
         self.metrics = metrics
         self.redis_errors = 0
         self._last_error_log = 0.0
 
     # -- keys ---------------------------------------------------------------------------
 
+    def _plan(self, bucket: Bucket) -> _BucketPlan:
+        """Key templates and script arguments of a bucket's (level, scope, limits): built on
+        its first request, then only the identifier is put in per request."""
+        shape = (bucket.level, bucket.scope, bucket.limits)
+        plan = self._plans.get(shape)
+        if plan is None:
+            level = bucket.level
+            plan = self._plans[shape] = _BucketPlan(
+                (
+                    (self.redis.key("rl", "ban", level, ""), ""),
+                    (self.redis.key("rl", "hits", level, ""), ""),
+                    (self.redis.key("rl", "offenses", level, ""), ""),
+                    *(
+                        (
+                            self.redis.key("rl", "tat", level, ""),
+                            f":{bucket.scope}:{lim.count}-{lim.period_ms}",
+                        )
+                        for lim in bucket.limits
+                    ),
+                ),
+                (
+                    len(bucket.limits),
+                    *(n for lim in bucket.limits for n in (lim.count, lim.period_ms)),
+                ),
+            )
+        return plan
+
     def _keys(self, bucket: Bucket) -> list[str]:
-        who = (bucket.level, bucket.identifier)
-        return [
-            self.redis.key("rl", "ban", *who),
-            self.redis.key("rl", "hits", *who),
-            self.redis.key("rl", "offenses", *who),
-            *(
-                self.redis.key("rl", "tat", *who, bucket.scope, f"{lim.count}-{lim.period_ms}")
-                for lim in bucket.limits
-            ),
-        ]
+        identifier = bucket.identifier
+        return [head + identifier + tail for head, tail in self._plan(bucket).keys]
 
     def bucket(
         self, level: str, identifier: str, limits: Sequence[Limit] | None = None, scope: str = ""
@@ -163,9 +193,7 @@ class RateLimiter(Manager):
         args: list[int] = [len(revocations), len(buckets), *self.ban_args]
         for bucket in buckets:
             keys.extend(self._keys(bucket))
-            args.append(len(bucket.limits))
-            for limit in bucket.limits:
-                args.extend((limit.count, limit.period_ms))
+            args.extend(self._plan(bucket).args)
         try:
             status, index, first, second, third = self.script(keys, args)
         except (redis.ConnectionError, redis.TimeoutError):

@@ -4,7 +4,10 @@ A script is registered once by name; nothing touches the network until it is fir
 Calls use ``EVALSHA``; a ``NOSCRIPT`` answer (after ``SCRIPT FLUSH``, a restart or a failover)
 loads the script and retries once. ``loads`` counts those loads (the first call is one), for
 tests and metrics.
-Keys passed to a script are logical names, namespaced like every other RedisManager key.
+Keys passed to a script are logical names, namespaced like every other RedisManager key
+(``namespace=None``: the caller passes full key names). ``direct=True`` sends the calls on
+held connections (:class:`core.managers.redis.direct.DirectConnections`), for a script on
+the request path and a client without retries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from core.managers.redis.direct import DirectConnections
+
 logger = logging.getLogger(__name__)
 
 ScriptArg = str | int | float | bytes
@@ -27,24 +32,34 @@ Namespace = Callable[[str], str]
 class Script:
     """One Lua script bound to a client; call it with keys and args."""
 
-    def __init__(self, name: str, lua: str, client: redis.Redis, namespace: Namespace) -> None:
+    def __init__(
+        self,
+        name: str,
+        lua: str,
+        client: redis.Redis,
+        namespace: Namespace | None,
+        *,
+        direct: bool = False,
+    ) -> None:
         self.name = name
         self.lua = lua
         self.sha = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
         self.loads = 0
         self._client = client
         self._namespace = namespace
+        self._execute = DirectConnections(client).execute if direct else client.execute_command
 
     def __call__(self, keys: Sequence[str] = (), args: Sequence[ScriptArg] = ()) -> Any:
         """Run with ``keys`` (logical names) and ``args``; the Redis reply as redis-py gives it."""
-        full_keys = [self._namespace(key) for key in keys]
+        if self._namespace is not None:
+            keys = [self._namespace(key) for key in keys]
         try:
-            return self._client.evalsha(self.sha, len(full_keys), *full_keys, *args)
+            return self._execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             self.loads += 1
             logger.info("lua script loaded", extra={"script": self.name})
             self._client.script_load(self.lua)
-            return self._client.evalsha(self.sha, len(full_keys), *full_keys, *args)
+            return self._execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class ScriptRegistry:
