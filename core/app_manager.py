@@ -3,8 +3,8 @@
 Managers start in dependency order (config -> logging -> vault -> databases/redis -> state ->
 auth (jwt, api keys) -> rate limiter -> hooks/services -> modules -> routes/middleware) and
 close in reverse. ``AppManager.create()`` is the factory behind ``app.create_app()``; tests call it
-as often as they like, each call builds an independent app, and :meth:`AppManager.current`
-answers the most recent one (or the one of the active app context).
+as often as they like and each call builds an independent app. View, action, socket and CLI
+code reaches the managers of the current app with :func:`get_app_manager`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from flask_cors import CORS
@@ -26,8 +26,7 @@ from config.modules import ModuleSettings
 from config.settings import Settings
 from core.crypto import FieldEncryptor
 from core.errors import DependencyUnavailable, FrameworkError, StartupError
-from core.http import actions, auth, health, maintenance, openapi, pipeline, problems, ratelimit
-from core.http import metrics as http_metrics
+from core.http import auth, ratelimit
 from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
@@ -49,6 +48,8 @@ from core.managers.websocket import WebSocketManager
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The ``app.extensions`` key of the AppManager; read it through :func:`get_app_manager`.
+EXTENSION = "app_manager"
 RequestGate = Callable[[str | None], None]
 M = TypeVar("M", bound=ModuleSettings)
 #: Response headers browsers may read cross-origin.
@@ -62,10 +63,7 @@ EXPOSED_HEADERS = [
 
 
 class AppManager:
-    """Owns the managers of one app; reachable as ``app.extensions["app_manager"]``."""
-
-    _current: ClassVar[AppManager | None] = None
-    _current_lock: ClassVar[threading.Lock] = threading.Lock()
+    """Owns the managers of one app; reached with :func:`get_app_manager`."""
 
     def __init__(self, loaded: LoadedSettings, vault: VaultManager | None = None) -> None:
         self.loaded = loaded
@@ -87,7 +85,9 @@ class AppManager:
         self.services = ServicesManager()
         self.websocket = WebSocketManager(self.settings, self)
         self.modules = ModuleManager(self.settings.modules_packages, self.settings.modules_disabled)
-        self.actions = ActionManager(self.settings, self.database.postgres)
+        self.actions = ActionManager(
+            self.settings, self.database.postgres, dependency_of=self.dependency_of
+        )
         self.actions.after_execute.append(
             lambda run: self.metrics.action_finished(run.action.name, run.code or "ok", run.seconds)
         )
@@ -167,6 +167,10 @@ class AppManager:
         return [m for m in ordered if m is not None]
 
     def build(self) -> Flask:
+        # These views reach this module's get_app_manager(): imported once it is defined.
+        from core.http import actions, health, maintenance, openapi, pipeline, problems
+        from core.http import metrics as http_metrics
+
         settings = self.settings
         configure_logging(settings.log_level, settings.effective_log_format, self.redactor)
         for name in self.loaded.ignored_vault_keys:
@@ -182,7 +186,7 @@ class AppManager:
             PROPAGATE_EXCEPTIONS=False,
         )
         app.json = JsonProvider(app)
-        app.extensions["app_manager"] = self
+        app.extensions[EXTENSION] = self
         for manager in self.managers:
             manager.init_app(app)
 
@@ -207,8 +211,6 @@ class AppManager:
         self.rate_limit_plans = ratelimit.resolve_routes(app)
         self._register_cli(app)
         app.wsgi_app = self.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign]
-        with self._current_lock:
-            AppManager._current = self
         return app
 
     def wrap_wsgi(self, wsgi_app: Any) -> Any:
@@ -259,21 +261,6 @@ class AppManager:
         """A module's resolved settings: ``get_app_manager().settings_of(TodosSettings)``."""
         return self.loaded.settings_of(model)
 
-    @classmethod
-    def current(cls) -> AppManager:
-        """The AppManager of the active app context, else the most recently built one."""
-        if has_app_context():
-            manager: AppManager = current_app.extensions["app_manager"]
-            return manager
-        if cls._current is None:
-            raise RuntimeError("no app has been created in this process")
-        return cls._current
-
-    @classmethod
-    def reset(cls) -> None:
-        with cls._current_lock:
-            cls._current = None
-
     def readiness_checks(self) -> dict[str, HealthCheck]:
         checks: dict[str, HealthCheck] = {}
         for manager in self.managers:
@@ -320,7 +307,20 @@ class AppManager:
             except Exception:
                 logger.exception("manager close failed", extra={"manager": manager.name})
         self.executor.shutdown(wait=False, cancel_futures=True)
-        with self._current_lock:
-            if AppManager._current is self:
-                AppManager._current = None
         logger.info("app stopped")
+
+
+def get_app_manager() -> AppManager:
+    """The AppManager of the current Flask app: the one way views, action handlers, socket
+    events and CLI commands reach the managers (``get_app_manager().database.mongo``).
+
+    Needs an app context, which Flask provides in a request, a Socket.IO event and a
+    ``flask`` command; elsewhere (a thread, a script) push one with ``with app.app_context():``.
+    """
+    if not has_app_context():
+        raise RuntimeError(
+            "get_app_manager() needs an app context: call it inside a request, a Socket.IO "
+            "event or a `flask` command, or push one with `with app.app_context():`"
+        )
+    manager: AppManager = current_app.extensions[EXTENSION]
+    return manager

@@ -20,7 +20,7 @@ from types import FrameType
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from core.app_manager import AppManager
+from core.app_manager import AppManager, get_app_manager
 from core.errors import ConfigurationError, StartupError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def main() -> int:
     except (ConfigurationError, StartupError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
-    manager: AppManager = app.extensions["app_manager"]
+    with app.app_context():
+        manager = get_app_manager()
     settings = manager.settings
     try:
         listener = _listen(settings.host, settings.port)

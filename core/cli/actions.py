@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from core.app_manager import get_app_manager
 from core.managers.actions import ActionManager
 
 actions_cli = AppGroup("actions", help="YAML-declared actions.")
@@ -13,7 +13,7 @@ COMMANDS = [actions_cli]
 
 
 def _actions() -> ActionManager:
-    manager: ActionManager = current_app.extensions["actions"]
+    manager: ActionManager = get_app_manager().actions
     return manager
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from core.app_manager import get_app_manager
 from core.errors import FrameworkError
 from core.managers.database import DatabaseManager
 from core.managers.database.json import to_json_compatible
@@ -23,7 +23,7 @@ _TAIL = (
 @click.option("-n", "--lines", "count", type=click.IntRange(1, 10_000), default=20)
 def tail(count: int) -> None:
     """Print the last N rows: time, kind, action, principal, outcome, status, duration, request."""
-    database: DatabaseManager = current_app.extensions["database"]
+    database: DatabaseManager = get_app_manager().database
     try:
         rows = database.postgres.execute(_TAIL, (count,))
     except FrameworkError as exc:

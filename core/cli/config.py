@@ -4,10 +4,10 @@ and where it came from."""
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from config.loader import LoadedSettings
+from core.app_manager import get_app_manager
 
 config_cli = AppGroup("config", help="Inspect the resolved settings.")
 COMMANDS = [config_cli]
@@ -16,7 +16,7 @@ COMMANDS = [config_cli]
 @config_cli.command("show")
 def show() -> None:
     """Print every setting with its source; secret values are masked."""
-    loaded: LoadedSettings = current_app.extensions["app_manager"].loaded
+    loaded: LoadedSettings = get_app_manager().loaded
     rows = [
         (setting, model.display_value(name), source)
         for setting, model, name, source in loaded.entries()

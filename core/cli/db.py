@@ -7,9 +7,9 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from core.app_manager import get_app_manager
 from core.errors import FrameworkError
 from core.managers.database import DatabaseManager
 from core.managers.database.json import to_json_compatible
@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _database() -> DatabaseManager:
-    manager: DatabaseManager = current_app.extensions["database"]
+    manager: DatabaseManager = get_app_manager().database
     return manager
 
 

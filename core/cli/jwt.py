@@ -11,10 +11,10 @@ import secrets
 import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from flask import current_app
 from flask.cli import AppGroup
 
 from config.settings import Settings
+from core.app_manager import get_app_manager
 
 jwt_cli = AppGroup("jwt", help="JWT signing keys.")
 COMMANDS = [jwt_cli]
@@ -38,7 +38,7 @@ def _new_private_key_pem(algorithm: str) -> str:
 @jwt_cli.command("rotate")
 def rotate() -> None:
     """Print a new signing key and the steps to rotate to it without logging anyone out."""
-    manager = current_app.extensions["app_manager"]
+    manager = get_app_manager()
     settings: Settings = manager.settings
     grace = settings.jwt_refresh_ttl
     click.echo(f"algorithm: {settings.jwt_algorithm}; current kid: {manager.jwt.kid}")

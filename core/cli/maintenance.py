@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from core.app_manager import get_app_manager
 from core.errors import ApiError
 from core.http import maintenance
 from core.http.maintenance import MaintenanceStatus
@@ -38,7 +38,7 @@ def status() -> None:
 
 
 def _run(action: Callable[[StateManager], MaintenanceStatus]) -> None:
-    state: StateManager = current_app.extensions["state"]
+    state: StateManager = get_app_manager().state
     try:
         result = action(state)
     except ApiError as exc:  # DependencyUnavailable, StateConflict: say it, exit 1

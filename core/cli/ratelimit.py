@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from core.app_manager import get_app_manager
 from core.managers.rate_limiter import LEVELS, RateLimiter
 
 ratelimit_cli = AppGroup("ratelimit", help="Inspect and lift rate-limit bans.")
@@ -13,7 +13,7 @@ COMMANDS = [ratelimit_cli]
 
 
 def _limiter() -> RateLimiter:
-    limiter: RateLimiter = current_app.extensions["app_manager"].rate_limiter
+    limiter: RateLimiter = get_app_manager().rate_limiter
     return limiter
 
 

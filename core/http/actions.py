@@ -17,11 +17,12 @@ action with its auth requirements.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from core.app_manager import AppManager, get_app_manager
 from core.errors import StartupError
 from core.http.auth import JWT_OR_API_KEY, PUBLIC, Principal, declare_auth
 from core.http.pipeline import json_body
@@ -29,9 +30,6 @@ from core.http.ratelimit import BucketResolver
 from core.managers.actions import Action, ActionContext
 from core.managers.rate_limiter import Bucket
 from core.managers.rate_limiter.limits import Limit, parse_limits
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 bp = Blueprint("actions", __name__)
 INDEX_ENDPOINT = "actions.index"
@@ -94,17 +92,12 @@ def _authenticated_action(app_manager: AppManager) -> Action:
     return action
 
 
-def _app_manager() -> AppManager:
-    manager: AppManager = current_app.extensions["app_manager"]
-    return manager
-
-
 @bp.get("/actions")
 @declare_auth(PUBLIC)  # an optional credential narrows the list (see the module docstring)
 def index() -> ResponseReturnValue:
     """List actions: every one without a credential, the ones the caller may call with one."""
     principal = g.get("principal")
-    actions = _app_manager().actions.all()
+    actions = get_app_manager().actions.all()
     if principal is not None:
         actions = [action for action in actions if action.accepts(principal)]
     return jsonify(items=[action.describe() for action in actions])
@@ -114,12 +107,11 @@ def index() -> ResponseReturnValue:
 @declare_auth(PUBLIC)  # authenticated per action by the gate (see the module docstring)
 def execute(name: str) -> ResponseReturnValue:
     """Run an action with the body as its params; answers ``{"result": ...}``."""
-    app_manager = _app_manager()
+    app_manager = get_app_manager()
     action = _authenticated_action(app_manager)  # done by the gate; here if it is not installed
     context = ActionContext(
         principal=g.get("principal"),
         request_id=g.get("request_id"),
-        app_manager=app_manager,
         action=action.name,
     )
     return jsonify(result=app_manager.actions.execute(action, json_body(), context))

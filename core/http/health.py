@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from core.app_manager import AppManager, get_app_manager
 from core.http.auth import OPERATOR, PUBLIC, declare_auth
 
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
-
 bp = Blueprint("health", __name__)
-
-
-def _manager() -> AppManager:
-    manager: AppManager = current_app.extensions["app_manager"]
-    return manager
 
 
 def run_checks(app_manager: AppManager) -> dict[str, dict[str, Any]]:
@@ -54,7 +47,7 @@ def live() -> ResponseReturnValue:
 @bp.get("/health/ready")
 @declare_auth(PUBLIC)
 def ready() -> ResponseReturnValue:
-    app_manager = _manager()
+    app_manager = get_app_manager()
     checks = run_checks(app_manager)
     draining = app_manager.lifecycle.draining.is_set()
     ok = not draining and all(check["status"] == "ok" for check in checks.values())
@@ -67,4 +60,4 @@ def ready() -> ResponseReturnValue:
 @bp.get("/modules/status")
 @declare_auth(OPERATOR)
 def modules_status() -> ResponseReturnValue:
-    return jsonify(items=_manager().modules.status())
+    return jsonify(items=get_app_manager().modules.status())

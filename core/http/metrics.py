@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from flask import Blueprint, Flask, Response, current_app, g, request, request_started
+from flask import Blueprint, Flask, Response, g, request, request_started
 from flask.typing import ResponseReturnValue
 
+from core.app_manager import AppManager, get_app_manager
 from core.http import health
 from core.http.auth import OPERATOR, declare_auth
 from core.http.problems import PROBLEM_JSON
 from core.managers.metrics import UNMATCHED, MetricsManager
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 bp = Blueprint("metrics", __name__)
 
@@ -40,8 +38,7 @@ _AUTH_STATUSES = frozenset({401, 403})
 @bp.get("/metrics")
 @declare_auth(OPERATOR)
 def scrape() -> ResponseReturnValue:
-    metrics: MetricsManager = current_app.extensions[MetricsManager.name]
-    data, content_type = metrics.exposition(request.headers.get("Accept"))
+    data, content_type = get_app_manager().metrics.exposition(request.headers.get("Accept"))
     return Response(data, content_type=content_type)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager
+from core.app_manager import get_app_manager
 from core.errors import ValidationFailed
 from core.http import maintenance
 from core.http.auth import require_roles
@@ -31,7 +31,7 @@ def set_maintenance() -> ResponseReturnValue:
         errors.append({"field": "/message", "message": f"must be 1-{MESSAGE_MAX} characters"})
     if errors:
         raise ValidationFailed(errors)
-    status = maintenance.set_mode(AppManager.current().state, bool(enabled), message)
+    status = maintenance.set_mode(get_app_manager().state, bool(enabled), message)
     return jsonify(status.to_dict())
 
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify
 from flask.cli import AppGroup
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager
+from core.app_manager import get_app_manager
 from core.errors import ApiError
 from core.http.auth import current_principal, require_roles
 from core.http.pipeline import json_body
@@ -29,7 +29,7 @@ def create_key() -> ResponseReturnValue:
     name, scopes, expires_in_days = validate_new_key(
         body.get("name"), body.get("scopes"), body.get("expires_in_days")
     )
-    created = AppManager.current().api_keys.create(
+    created = get_app_manager().api_keys.create(
         name, scopes, expires_in_days, created_by=f"user:{current_principal().id}"
     )
     return jsonify(created), 201
@@ -38,13 +38,13 @@ def create_key() -> ResponseReturnValue:
 @bp.get("/userauth/api-keys")
 @require_roles("admin")
 def list_keys() -> ResponseReturnValue:
-    return jsonify(items=AppManager.current().api_keys.list())
+    return jsonify(items=get_app_manager().api_keys.list())
 
 
 @bp.delete("/userauth/api-keys/<key_id>")
 @require_roles("admin")
 def revoke_key(key_id: str) -> ResponseReturnValue:
-    AppManager.current().api_keys.revoke(key_id)
+    get_app_manager().api_keys.revoke(key_id)
     return Response(status=204)
 
 
@@ -60,7 +60,7 @@ def whoami() -> ResponseReturnValue:
 @click.option("--expires-in-days", type=int, default=None)
 def create_command(name: str, scopes: tuple[str, ...], expires_in_days: int | None) -> None:
     """Create a key and print it once."""
-    manager = AppManager.current()
+    manager = get_app_manager()
     manager.database.mongo.ensure_indexes()
     try:
         created = manager.api_keys.create(name, list(scopes), expires_in_days, created_by="cli")
@@ -76,7 +76,7 @@ def create_command(name: str, scopes: tuple[str, ...], expires_in_days: int | No
 @api_keys_cli.command("list")
 def list_command() -> None:
     """List active keys (never the secret)."""
-    for item in AppManager.current().api_keys.list():
+    for item in get_app_manager().api_keys.list():
         click.echo(
             f"{item['id']}  {item['prefix']}  {item['name']}  scopes={','.join(item['scopes'])}"
             f"  expires={item['expires_at'] or '-'}  last_used={item['last_used_at'] or '-'}"
@@ -88,7 +88,7 @@ def list_command() -> None:
 def revoke_command(key_id: str) -> None:
     """Revoke a key; it stops working at once on every instance."""
     try:
-        AppManager.current().api_keys.revoke(key_id)
+        get_app_manager().api_keys.revoke(key_id)
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
     click.echo(f"revoked {key_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from core.app_manager import AppManager
+from core.app_manager import get_app_manager
 from core.errors import ApiError
 from modules.auth.service import AuthService
 
@@ -13,7 +13,7 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 
 
 def _service() -> AuthService:
-    manager = AppManager.current()
+    manager = get_app_manager()
     manager.database.mongo.ensure_indexes()  # the CLI app skips start-up work
     return manager.services.get("auth", AuthService)
 

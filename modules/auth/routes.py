@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager
+from core.app_manager import get_app_manager
 from core.errors import Unauthorized
 from core.http.auth import current_principal
 from core.http.pipeline import json_body
@@ -16,7 +16,7 @@ bp = Blueprint("auth", __name__)
 
 
 def service() -> AuthService:
-    return AppManager.current().services.get("auth", AuthService)
+    return get_app_manager().services.get("auth", AuthService)
 
 
 @bp.post("/public/register")

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.app_manager import get_app_manager
 from core.managers.actions import ActionContext
 
 from .store import NAME, NoteStore
 
 
-def _notes(context: ActionContext) -> NoteStore:
-    return context.app_manager.services.get(NAME, NoteStore)
+def _notes() -> NoteStore:
+    return get_app_manager().services.get(NAME, NoteStore)
 
 
 def create(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
     owner = context.require_principal().id
-    return _notes(context).create(owner, params["title"], params["body"])
+    return _notes().create(owner, params["title"], params["body"])
 
 
 def list_notes(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
     owner = context.require_principal().id
-    return {"items": _notes(context).list_for(owner, params["limit"])}
+    return {"items": _notes().list_for(owner, params["limit"])}
 
 
 def delete(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
-    _notes(context).delete(context.require_principal().id, params["id"])
+    _notes().delete(context.require_principal().id, params["id"])
     return {"deleted": True}

@@ -27,7 +27,7 @@ PARTNER = textwrap.dedent(
     from flask import Blueprint
 
     from config.modules import ModuleSettings, secret
-    from core.app_manager import AppManager
+    from core.app_manager import get_app_manager
     from core.module import BaseModule
     from pydantic import Field
 
@@ -44,13 +44,13 @@ PARTNER = textwrap.dedent(
 
     @bp.get("/public/partner/config")
     def config():
-        settings = AppManager.current().settings_of(PartnerSettings)
+        settings = get_app_manager().settings_of(PartnerSettings)
         return {"base_url": settings.base_url, "page_size": settings.page_size}
 
 
     @bp.get("/public/partner/leak")
     def leak():
-        settings = AppManager.current().settings_of(PartnerSettings)
+        settings = get_app_manager().settings_of(PartnerSettings)
         logging.getLogger(__name__).warning("leaking %s", settings.api_key)
         return {}
 

@@ -19,7 +19,7 @@ _PROBE_SOURCE = textwrap.dedent(
     """
     from flask import Blueprint, jsonify, request
 
-    from core.app_manager import AppManager
+    from core.app_manager import get_app_manager
     from core.module import BaseModule
 
     bp = Blueprint("dbprobe", __name__)
@@ -27,14 +27,14 @@ _PROBE_SOURCE = textwrap.dedent(
     @bp.get("/public/dbprobe/postgres")
     def postgres():
         seconds = float(request.args.get("sleep", "0"))
-        rows = AppManager.current().database.postgres.execute(
+        rows = get_app_manager().database.postgres.execute(
             "SELECT pg_sleep(%s), 1 AS one", (seconds,)
         )
         return jsonify(one=rows[0]["one"])
 
     @bp.get("/public/dbprobe/mongodb")
     def mongodb():
-        AppManager.current().database.mongo.collection("probe").find_one({})
+        get_app_manager().database.mongo.collection("probe").find_one({})
         return jsonify(ok=True)
 
     class Module(BaseModule):

@@ -28,6 +28,7 @@ from core.managers.actions.executor import (
     ActionContext,
     AfterExecute,
     BeforeExecute,
+    DependencyOf,
     Execution,
     execute,
 )
@@ -66,8 +67,11 @@ class ActionManager(Manager):
         settings: Settings,
         postgres: PostgresStore,
         *,
+        dependency_of: DependencyOf = lambda error: None,
         actions_dirs: Sequence[Path] | None = None,
     ) -> None:
+        #: Tells a failure of an unreachable store (503) from a bug (500).
+        self.dependency_of = dependency_of
         self.actions_dirs = [ACTIONS_DIR] if actions_dirs is None else list(actions_dirs)
         self.audit = AuditWriter(postgres_sink(postgres), settings.audit_queue_size)
         #: ``callback(action, context)`` run after roles/scopes, before params validation:
@@ -160,6 +164,7 @@ class ActionManager(Manager):
             before=self.before_execute,
             after=self.after_execute,
             audit=self.audit,
+            dependency_of=self.dependency_of,
         )
 
     # -- manager contract -------------------------------------------------------------------

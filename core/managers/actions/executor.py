@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.errors import ApiError, InternalError, ServiceUnavailable, Unauthorized
 from core.http.auth import Principal
@@ -24,9 +24,6 @@ from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest
 from core.managers.actions.declaration import Action
 from core.managers.actions.validation import pointer, validate
 from core.managers.database.json import to_json_compatible
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +37,6 @@ class ActionContext:
     #: The caller: a user (JWT) or an API key; None for public actions.
     principal: Principal | None
     request_id: str | None
-    #: Every manager: ``context.app_manager.database.mongo``, ``.services``, ``.redis``...
-    app_manager: AppManager
     #: The action's name.
     action: str
 
@@ -72,6 +67,8 @@ class Execution:
 
 #: ``callback(execution)`` after every execution; a failing callback is logged, never raised.
 AfterExecute = Callable[[Execution], None]
+#: The dependency (``mongodb``, ``redis``...) an exception says is unreachable, or None.
+DependencyOf = Callable[[BaseException], str | None]
 
 
 def execute(
@@ -82,6 +79,7 @@ def execute(
     before: Sequence[BeforeExecute],
     after: Sequence[AfterExecute],
     audit: AuditWriter,
+    dependency_of: DependencyOf,
 ) -> Any:
     """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures."""
     occurred_at, started = datetime.now(UTC), time.perf_counter()
@@ -100,7 +98,7 @@ def execute(
         status, code = exc.status, exc.code
         raise
     except Exception as exc:
-        unavailable = context.app_manager.dependency_of(exc) is not None
+        unavailable = dependency_of(exc) is not None
         status, code = (503, "DEPENDENCY_UNAVAILABLE") if unavailable else (500, "INTERNAL_ERROR")
         raise
     finally:

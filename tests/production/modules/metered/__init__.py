@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager
+from core.app_manager import get_app_manager
 from core.module import BaseModule
 
 bp = Blueprint("metered", __name__)
@@ -25,7 +25,7 @@ def broken(item_id: str) -> ResponseReturnValue:
 def pg_sleep() -> ResponseReturnValue:
     """Waits on PostgreSQL: concurrent calls overlap only when psycopg2 yields (gevent)."""
     seconds = float(request.args.get("seconds", "1"))
-    AppManager.current().database.postgres.execute("SELECT pg_sleep(%s)", (seconds,))
+    get_app_manager().database.postgres.execute("SELECT pg_sleep(%s)", (seconds,))
     return jsonify(slept=seconds)
 
 

@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager
+from core.app_manager import AppManager, get_app_manager
 from core.http.pipeline import json_body
 from core.http.ratelimit import exempt, rate_limit
 from core.module import BaseModule
@@ -74,21 +74,21 @@ def client_ip() -> ResponseReturnValue:
 @bp.post("/public/probe/docs")
 def insert_doc() -> ResponseReturnValue:
     """Writes to MongoDB, for outage tests."""
-    store = AppManager.current().database.mongo
+    store = get_app_manager().database.mongo
     result = store.collection("probe_docs").insert_one(dict(json_body()))
     return jsonify(id=str(result.inserted_id)), 201
 
 
 @bp.get("/public/probe/docs")
 def count_docs() -> ResponseReturnValue:
-    store = AppManager.current().database.mongo
+    store = get_app_manager().database.mongo
     return jsonify(count=store.collection("probe_docs").count_documents({}))
 
 
 @bp.get("/public/probe/sql")
 def sql_now() -> ResponseReturnValue:
     """Reads from PostgreSQL, for outage tests."""
-    rows = AppManager.current().database.postgres.execute("SELECT 1 AS one")
+    rows = get_app_manager().database.postgres.execute("SELECT 1 AS one")
     return jsonify(rows=rows)
 
 
