@@ -5,10 +5,15 @@ CLI, and ``python app.py`` for the development server.
 create_app`` in tests) builds nothing. When the Flask CLI loads it, the app is built without
 the start-up work that needs the stores, so commands such as ``flask config show`` run even
 while a store is down.
+
+Outside the Flask CLI, ``app`` is what a production WSGI server (gunicorn, uWSGI, ...) loads:
+there a missing ``APP_ENV`` means ``prod``, so a forgotten variable can never start a
+reachable server on the development secrets published in this repository.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +39,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     if "app" not in _built:
         in_cli = click.get_current_context(silent=True) is not None
-        _built["app"] = create_app(start=not in_cli)
+        environ = dict(os.environ)
+        if not in_cli and not environ.get("APP_ENV", "").strip():
+            environ["APP_ENV"] = "prod"
+        _built["app"] = create_app(environ, start=not in_cli)
     return _built["app"]
 
 

@@ -13,6 +13,7 @@ the app creates is cooperative. psycopg2 yields through psycogreen (``post_worke
 
 Read from the environment only (the master loads no settings): ``HOST``, ``PORT``,
 ``SHUTDOWN_TIMEOUT``, ``LOG_LEVEL``. gunicorn's own ``GUNICORN_CMD_ARGS`` still works.
+A missing ``APP_ENV`` is ``prod`` here: the worker loads ``app:app``, which defaults to it.
 
 **SIGTERM** (Kubernetes sends it after the ``preStop`` pause):
 

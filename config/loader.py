@@ -17,6 +17,7 @@ values read from Vault. The loader does no network I/O itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from config.modules import ModuleSettings, env_name
-from config.settings import Settings, SettingsModel
+from config.settings import DEV_JWT_SECRET, Settings, SettingsModel
 from core.errors import ConfigurationError
 
 SECRET_FILE = "secret_file"  # noqa: S105 - a source name, not a secret
@@ -157,7 +158,10 @@ class SettingsLoader:
         if problems:
             raise ConfigurationError(problems)
         loaded = LoadedSettings(settings, sources[None], tuple(sorted(ignored)), loaded_modules)
-        problems = production_problems(loaded) if final and settings.is_prod else []
+        problems = []
+        if final:
+            # prod refuses the published defaults on any address (production_problems).
+            problems = (production_problems if settings.is_prod else exposure_problems)(loaded)
         if problems:
             raise ConfigurationError(problems)
         return loaded
@@ -205,10 +209,53 @@ def production_problems(loaded: LoadedSettings) -> list[str]:
             problems.append(f"{setting} is the development default; set a real secret")
     if len(settings.jwt_secret.encode()) < _MIN_JWT_SECRET_BYTES:
         problems.append(f"JWT_SECRET must be at least {_MIN_JWT_SECRET_BYTES} bytes in prod")
+    weak = [s for s in settings.jwt_previous_secrets if len(s.encode()) < _MIN_JWT_SECRET_BYTES]
+    if weak:
+        problems.append(
+            f"JWT_PREVIOUS_SECRETS: every secret must be at least {_MIN_JWT_SECRET_BYTES} "
+            f"bytes in prod ({len(weak)} shorter)"
+        )
+    if DEV_JWT_SECRET in settings.jwt_previous_secrets:
+        problems.append("JWT_PREVIOUS_SECRETS holds the development default; remove it")
     if "*" in settings.cors_origins:
         problems.append("CORS_ORIGINS must list origins in prod, not '*'")
     problems.extend(vault_problems(settings))
     return problems
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def exposure_problems(loaded: LoadedSettings) -> list[str]:
+    """In every environment: the secrets published in this repository (the development
+    defaults) only ever serve a loopback address. Anyone can mint an admin token with a
+    published JWT secret, so a server reachable from elsewhere must not sign with one."""
+    settings = loaded.settings
+    if is_loopback(settings.host):
+        return []
+    published = [
+        setting
+        for setting, model, name, _ in loaded.entries()
+        if model.field_flag(name, "secret")
+        and getattr(model, name)
+        and getattr(model, name) == type(model).model_fields[name].get_default(
+            call_default_factory=True
+        )
+    ]
+    if DEV_JWT_SECRET in settings.jwt_previous_secrets:
+        published.append("JWT_PREVIOUS_SECRETS")
+    return [
+        f"{setting} is the development default published in the repository and HOST="
+        f"{settings.host} is not a loopback address; set a real secret or bind 127.0.0.1"
+        for setting in published
+    ]
 
 
 def vault_problems(settings: Settings) -> list[str]:

@@ -141,3 +141,31 @@ def test_secret_values_include_url_passwords_but_not_whole_urls() -> None:
     assert settings.redis_url not in values
     assert settings.display_value("redis_url") == "redis://:****@r:6379/0"
     assert settings.display_value("metrics_token") == "********"
+
+
+def test_prod_refuses_weak_or_published_previous_jwt_secrets() -> None:
+    environ = prod_environ(JWT_PREVIOUS_SECRETS=f"weak-pw,{DEV_JWT_SECRET},{'x' * 40}")
+    with pytest.raises(ConfigurationError) as excinfo:
+        SettingsLoader(environ).load(None)
+    assert excinfo.value.problems == [
+        "JWT_PREVIOUS_SECRETS: every secret must be at least 32 bytes in prod (1 shorter)",
+        "JWT_PREVIOUS_SECRETS holds the development default; remove it",
+    ]
+    assert "weak-pw" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_the_published_defaults_serve_loopback_addresses_in_dev(host: str) -> None:
+    assert SettingsLoader({"HOST": host}).load(None).settings.jwt_secret == DEV_JWT_SECRET
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "app.example.com"])  # noqa: S104
+def test_no_environment_serves_other_addresses_with_the_published_defaults(host: str) -> None:
+    with pytest.raises(ConfigurationError) as excinfo:
+        SettingsLoader({"APP_ENV": "test", "HOST": host}).load(None)
+    names = [problem.split(" ", 1)[0] for problem in excinfo.value.problems]
+    assert names == ["JWT_SECRET", "ENCRYPTION_KEY"]
+    environ = {"HOST": host, "JWT_PREVIOUS_SECRETS": DEV_JWT_SECRET, "JWT_SECRET": "x" * 40}
+    with pytest.raises(ConfigurationError) as excinfo:
+        SettingsLoader({**environ, "ENCRYPTION_KEY": GOOD_KEY}).load(None)
+    assert [p.split(" ", 1)[0] for p in excinfo.value.problems] == ["JWT_PREVIOUS_SECRETS"]

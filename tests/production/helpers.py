@@ -34,14 +34,14 @@ def samples(text: str, name: str) -> list[dict[str, str]]:
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    """Poll until ``predicate`` is truthy; connection errors count as "not yet"."""
+    """Poll until ``predicate`` is truthy; connection errors and timeouts count as "not yet"."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if predicate():
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or a worker still booting (a slow machine)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.05)

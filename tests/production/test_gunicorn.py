@@ -4,6 +4,7 @@ gevent worker, against the real test servers."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -18,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
 import socketio
 
-from config.settings import Settings
+from config.settings import DEV_JWT_SECRET, Settings
 from core.devstack import free_port
 from tests.production.helpers import ROOT, gunicorn_config, sample, wait_for
 
@@ -32,15 +34,17 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 class Gunicorn:
     """A gunicorn master (and its worker) started with the project's gunicorn.conf.py."""
 
-    def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...]) -> None:
+    def __init__(self, env: dict[str, str | None], log: Path, args: tuple[str, ...]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = log.open("wb")
+        # A None value unsets the variable; HOST may be overridden (still reached on loopback).
+        merged = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(self.port)}
         self.proc = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py", *args],
             cwd=ROOT,
-            env={**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)},
+            env={name: value for name, value in merged.items() if value is not None},
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the worker is killed with the master at teardown
@@ -73,7 +77,7 @@ GunicornFactory = Callable[..., Gunicorn]
 def gunicorn(app_env: dict[str, str], tmp_path: Path) -> Iterator[GunicornFactory]:
     started: list[Gunicorn] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Gunicorn:
+    def start(*args: str, env: dict[str, str | None] | None = None, ready: bool = True) -> Gunicorn:
         server = Gunicorn(
             {**app_env, **(env or {})}, tmp_path / f"gunicorn-{len(started)}.log", args
         )
@@ -237,3 +241,79 @@ def test_gunicorn_settings_follow_the_app_settings_and_the_one_worker_model() ->
     assert config["keepalive"] > 60  # longer than the ingress' upstream keep-alive
     assert gunicorn_config({"HOST": "::", "PORT": "8000"})["bind"] == ["[::]:8000"]
     assert gunicorn_config({"SHUTDOWN_TIMEOUT": "2.5"})["graceful_timeout"] == 3 + 10
+
+
+def forged_admin_token(secret: str) -> str:
+    """What an attacker mints with a JWT secret published in the repository."""
+    now = int(time.time())
+    fields = Settings.model_fields
+    claims = {
+        "sub": "000000000000000000000000",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "type": "access",
+        "iss": fields["jwt_issuer"].default,
+        "aud": fields["jwt_audience"].default,
+        "fam": uuid.uuid4().hex,
+        "roles": ["admin", "user"],
+    }
+    kid = hashlib.sha256(secret.encode()).hexdigest()[:16]
+    return jwt.encode(claims, secret, "HS256", headers={"kid": kid})
+
+
+def attack(url: str) -> requests.Response:
+    """Create an API key as a forged admin: the prize of a published JWT secret."""
+    return requests.post(
+        f"{url}/userauth/api-keys",
+        json={"name": "stolen", "scopes": ["*"]},
+        headers={"Authorization": f"Bearer {forged_admin_token(DEV_JWT_SECRET)}"},
+        timeout=10,
+    )
+
+
+def test_gunicorn_without_app_env_is_prod_and_refuses_the_published_secrets(
+    gunicorn: GunicornFactory,
+) -> None:
+    unset: dict[str, str | None] = {"APP_ENV": None, "JWT_SECRET": None, "ENCRYPTION_KEY": None}
+    server = gunicorn(env={**unset, "HOST": "0.0.0.0"}, ready=False)  # noqa: S104
+    wait_for(
+        lambda: server.proc.poll() is not None or requests.get(server.url, timeout=2),
+        what="gunicorn to exit or serve",
+    )
+    if server.proc.poll() is None:  # it serves: the attack is on
+        response = attack(server.url)
+        pytest.fail(f"started on the published secrets; forged admin got {response.status_code}")
+    assert server.proc.wait(timeout=20) != 0
+    output = server.output()
+    assert "JWT_SECRET is required in prod" in output
+    assert "ENCRYPTION_KEY is required in prod" in output
+
+
+def test_gunicorn_without_app_env_rejects_a_token_minted_with_the_published_secret(
+    gunicorn: GunicornFactory,
+) -> None:
+    server = gunicorn(env={"APP_ENV": None})  # JWT_SECRET and the rest are set
+    assert attack(server.url).status_code == 401
+    [started] = [line for line in json_lines(server.output()) if line["message"] == "app started"]
+    assert started["env"] == "prod"
+
+
+@pytest.mark.parametrize("env", ["dev", "test"])
+def test_no_environment_serves_a_non_loopback_address_with_the_published_secrets(
+    app_env: dict[str, str], env: str
+) -> None:
+    environ = {**os.environ, **app_env, "APP_ENV": env, "HOST": "0.0.0.0", "PORT": "0"}  # noqa: S104
+    environ.pop("JWT_SECRET")
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "JWT_SECRET is the development default published in the repository" in result.stderr
+    assert "HOST=0.0.0.0 is not a loopback address" in result.stderr
