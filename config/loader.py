@@ -245,9 +245,8 @@ def exposure_problems(loaded: LoadedSettings) -> list[str]:
         for setting, model, name, _ in loaded.entries()
         if model.field_flag(name, "secret")
         and getattr(model, name)
-        and getattr(model, name) == type(model).model_fields[name].get_default(
-            call_default_factory=True
-        )
+        and getattr(model, name)
+        == type(model).model_fields[name].get_default(call_default_factory=True)
     ]
     if DEV_JWT_SECRET in settings.jwt_previous_secrets:
         published.append("JWT_PREVIOUS_SECRETS")
