@@ -190,6 +190,15 @@ def _describe(
     return problems
 
 
+def development_secret(model: SettingsModel, name: str) -> Any:
+    """The development default of a secret setting (published in the repository), or None
+    when ``name`` is not a secret or has no default."""
+    if not model.field_flag(name, "secret"):
+        return None
+    default = type(model).model_fields[name].get_default(call_default_factory=True)
+    return default or None
+
+
 def production_problems(loaded: LoadedSettings) -> list[str]:
     """Everything that makes these settings unfit for production, all at once.
 
@@ -199,8 +208,8 @@ def production_problems(loaded: LoadedSettings) -> list[str]:
     settings = loaded.settings
     problems = []
     for setting, model, name, source in loaded.entries():
-        default = type(model).model_fields[name].get_default(call_default_factory=True)
-        dev_secret = model.field_flag(name, "secret") and bool(default)
+        default = development_secret(model, name)
+        dev_secret = default is not None
         if not (dev_secret or model.field_flag(name, "prod_required")):
             continue
         if source == DEFAULT:
@@ -243,10 +252,8 @@ def exposure_problems(loaded: LoadedSettings) -> list[str]:
     published = [
         setting
         for setting, model, name, _ in loaded.entries()
-        if model.field_flag(name, "secret")
-        and getattr(model, name)
-        and getattr(model, name)
-        == type(model).model_fields[name].get_default(call_default_factory=True)
+        if (default := development_secret(model, name)) is not None
+        and getattr(model, name) == default
     ]
     if DEV_JWT_SECRET in settings.jwt_previous_secrets:
         published.append("JWT_PREVIOUS_SECRETS")
