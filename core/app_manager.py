@@ -204,6 +204,8 @@ class AppManager:
         app.register_blueprint(health.bp)
         http_metrics.install(app, self)
         self.modules.load(app, self)
+        for module, directory in self.modules.migration_dirs():
+            self.database.migrator.add_module(module, directory)
         self.actions.load(self.modules.loaded)
         actions.install(app, self)
         openapi.install(app, self)

@@ -18,7 +18,9 @@ migrations in ``migrations/``. ``flask --app app module new NAME`` scaffolds one
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
@@ -45,6 +47,19 @@ class BaseModule:
     def __init__(self, name: str, app_manager: AppManager) -> None:
         self.name = name
         self.app_manager = app_manager
+
+    @property
+    def package(self) -> str:
+        """The dotted name of the module's package (``modules.notes``)."""
+        defined_in = sys.modules[type(self).__module__]
+        if hasattr(defined_in, "__path__"):
+            return defined_in.__name__
+        return defined_in.__name__.rpartition(".")[0]
+
+    @property
+    def directory(self) -> Path:
+        """The module's package directory: its ``actions.yaml`` and ``migrations/``."""
+        return Path(next(iter(getattr(sys.modules[self.package], "__path__", []))))
 
     def register_routes(self, app: Flask) -> None:
         if self.blueprint is not None:

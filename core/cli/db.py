@@ -1,4 +1,5 @@
-"""``flask db upgrade`` and ``flask db status``: the versioned PostgreSQL migrations."""
+"""``flask db upgrade`` and ``flask db status``: the versioned PostgreSQL migrations of the
+framework and of every enabled module."""
 
 from __future__ import annotations
 
@@ -52,10 +53,13 @@ def upgrade() -> None:
 @db_cli.command("status")
 @_clean_errors
 def status() -> None:
-    """List every migration: applied (with its time), pending, changed or missing."""
+    """List every migration per source (core, then each module): applied (with its time),
+    pending, changed or missing."""
     lines = _database().migrator.status()
     if not lines:
         click.echo("no migrations")
+    width = max((len(line.module) for line in lines), default=0)
     for line in lines:
         when = to_json_compatible(line.applied_at) if line.applied_at else ""
-        click.echo(f"{line.version}_{line.name:<32}  {line.state:<8}  {when}".rstrip())
+        label = f"{line.version}_{line.name}"
+        click.echo(f"{line.module:<{width}}  {label:<37}  {line.state:<8}  {when}".rstrip())

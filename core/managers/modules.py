@@ -15,6 +15,7 @@ import logging
 import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,14 @@ class ModuleManager(Manager):
             self.loaded.append(module)
             app_manager.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})
+
+    def migration_dirs(self) -> list[tuple[str, Path]]:
+        """``(module, directory)`` of each loaded module with a ``migrations/``, in load order."""
+        return [
+            (module.name, module.directory / "migrations")
+            for module in self.loaded
+            if (module.directory / "migrations").is_dir()
+        ]
 
     def get(self, name: str) -> BaseModule:
         for module in self.loaded:

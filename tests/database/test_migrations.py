@@ -14,6 +14,7 @@ from core.errors import StartupError
 from core.managers.database.migrations import Migration, Migrator, discover
 from core.managers.database.postgres import PostgresStore
 from tests.conftest import AppFactory
+from tests.support.packages import make_modules_package, module_source
 
 
 def store(make_app: AppFactory, dsn: str, **overrides: str) -> PostgresStore:
@@ -233,3 +234,107 @@ def test_flask_db_fails_cleanly_when_postgres_is_unreachable(make_app: AppFactor
         assert result.exit_code == 1
         assert "postgres is unavailable" in result.output
         assert "sekret-pw" not in result.output
+
+
+def modules_with_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrations: dict[str, dict[str, str]]
+) -> str:
+    """A modules package: ``alpha`` depends on ``zulu``; each gets ``migrations`` files."""
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {"alpha": module_source(("zulu",)), "zulu": module_source(), "plain": module_source()},
+    )
+    for module, files in migrations.items():
+        write(tmp_path / package / module / "migrations", files)
+    return package
+
+
+MODULE_MIGRATIONS = {
+    # alpha's table references zulu's: applying alpha first (alphabetical order) would fail.
+    "alpha": {"0001_orders.sql": "CREATE TABLE alpha_orders (item int REFERENCES zulu_items);"},
+    "zulu": {
+        "0001_items.sql": "CREATE TABLE zulu_items (id int PRIMARY KEY);",
+        "0002_price.sql": "ALTER TABLE zulu_items ADD COLUMN price numeric;",
+    },
+}
+
+
+def test_module_migrations_run_after_core_in_dependency_order(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = modules_with_migrations(tmp_path, monkeypatch, MODULE_MIGRATIONS)
+    app = make_app({"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package})
+    pg = app.extensions["app_manager"].database.postgres
+    rows = pg.execute("SELECT module, version, name FROM schema_migrations ORDER BY applied_at")
+    core = [("core", m.version, m.name) for m in discover()]
+    assert [(r["module"], r["version"], r["name"]) for r in rows] == [
+        *core,
+        ("zulu", "0001", "items"),
+        ("zulu", "0002", "price"),
+        ("alpha", "0001", "orders"),
+    ]
+    assert table_exists(pg, "alpha_orders")
+
+    status = app.test_cli_runner().invoke(args=["db", "status"])
+    assert status.exit_code == 0, status.output
+    lines = [line.split()[:3] for line in status.output.splitlines()]
+    expected = [
+        *core,
+        ("zulu", "0001", "items"),
+        ("zulu", "0002", "price"),
+        ("alpha", "0001", "orders"),
+    ]
+    assert lines == [[module, f"{version}_{name}", "applied"] for module, version, name in expected]
+
+
+def test_a_disabled_modules_migrations_are_not_applied(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrations = {**MODULE_MIGRATIONS, "plain": {"0001_notes.sql": "CREATE TABLE plain_t (i int);"}}
+    package = modules_with_migrations(tmp_path, monkeypatch, migrations)
+    app = make_app(
+        {"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package, "MODULES_DISABLED": "plain"}
+    )
+    pg = app.extensions["app_manager"].database.postgres
+    assert not table_exists(pg, "plain_t")
+    assert "plain" not in {
+        row["module"] for row in pg.execute("SELECT module FROM schema_migrations")
+    }
+    status = app.test_cli_runner().invoke(args=["db", "status"]).output
+    assert "plain" not in status
+
+
+def test_a_changed_module_migration_is_refused_by_module_and_name(
+    make_app: AppFactory, fresh_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = modules_with_migrations(tmp_path, monkeypatch, MODULE_MIGRATIONS)
+    make_app({"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package})
+    edited = tmp_path / package / "zulu" / "migrations" / "0002_price.sql"
+    edited.write_text("ALTER TABLE zulu_items ADD COLUMN cost numeric;")
+    with pytest.raises(StartupError, match=r"migration 0002_price\.sql changed"):
+        make_app({"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package})
+
+
+def test_a_version_1_bookkeeping_table_is_upgraded_in_place(
+    make_app: AppFactory, fresh_dsn: str
+) -> None:
+    pg = store(make_app, fresh_dsn)
+    (first, *_) = discover()
+    pg.execute(
+        "CREATE TABLE schema_migrations (version text PRIMARY KEY, name text NOT NULL, "
+        "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    pg.execute(first.sql)
+    pg.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (first.version, first.name, first.checksum),
+    )
+    migrator = Migrator(pg)
+    status = migrator.status()[0]
+    assert (status.module, status.version, status.state) == ("core", first.version, "applied")
+    assert first.label not in labels(migrator.upgrade())  # not applied a second time
+    rows = pg.execute(
+        "SELECT module, version FROM schema_migrations WHERE version = %s", (first.version,)
+    )
+    assert [(r["module"], r["version"]) for r in rows] == [("core", first.version)]

@@ -15,7 +15,6 @@ background writer (:mod:`core.managers.actions.audit`).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,10 +182,4 @@ class ActionManager(Manager):
 
 def _module_home(module: BaseModule) -> tuple[str, Path]:
     """The package of a feature module and its directory (where its actions.yaml lives)."""
-    defined_in = sys.modules[type(module).__module__]
-    if hasattr(defined_in, "__path__"):
-        package = defined_in.__name__
-    else:
-        package = defined_in.__name__.rpartition(".")[0]
-    paths = list(getattr(sys.modules[package], "__path__", []))
-    return package, Path(paths[0])
+    return module.package, module.directory

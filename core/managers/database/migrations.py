@@ -1,7 +1,11 @@
 """Versioned SQL migrations: ``migrations/NNNN_name.sql`` files applied in version order.
 
-- ``schema_migrations`` records each applied version with the file's checksum and time;
-  applying is idempotent (a second run applies nothing).
+The framework's own migrations (``core``) come first, then each enabled feature module's
+``modules/<name>/migrations/`` in module dependency order; versions are per source, so every
+module numbers its files from ``0001``. A disabled module's migrations are not applied.
+
+- ``schema_migrations`` records each applied ``(module, version)`` with the file's checksum
+  and time; applying is idempotent (a second run applies nothing).
 - Each migration runs in its own transaction together with its bookkeeping row, so a failing
   migration leaves neither its changes nor a row behind.
 - Every transaction first takes a transaction-level advisory lock, and a migration is
@@ -33,17 +37,36 @@ from core.managers.database.postgres import Cursor, PostgresStore, Row
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The source name of the framework's own migrations in ``schema_migrations.module``.
+CORE = "core"
 _FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 # pg_advisory_xact_lock key: arbitrary, fixed, and scoped to the current database.
 _LOCK_KEY = 0x5079_4261_7365_4D31
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    text PRIMARY KEY,
+    module     text NOT NULL DEFAULT 'core',
+    version    text NOT NULL,
     name       text NOT NULL,
     checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (module, version)
 )
+"""
+# A table written by version 1 (framework migrations only, keyed by version): add the module
+# column (its rows are the framework's) and key by (module, version).
+_HAS_MODULE_COLUMN = """
+SELECT count(*) AS n FROM information_schema.columns
+WHERE table_name = 'schema_migrations' AND column_name = 'module'
+  AND table_schema = current_schema()
+"""
+_SELECT = "SELECT module, version, name, checksum, applied_at FROM schema_migrations"
+_SELECT_LEGACY = (
+    "SELECT 'core' AS module, version, name, checksum, applied_at FROM schema_migrations"
+)
+_ADD_MODULE_COLUMN = """
+ALTER TABLE schema_migrations ADD COLUMN module text NOT NULL DEFAULT 'core',
+    DROP CONSTRAINT schema_migrations_pkey, ADD PRIMARY KEY (module, version)
 """
 
 
@@ -54,10 +77,17 @@ class Migration:
     path: Path
     sql: str
     checksum: str
+    #: ``core`` or the feature module whose ``migrations/`` holds the file.
+    module: str = CORE
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.module, self.version)
 
     @property
     def label(self) -> str:
-        return f"{self.version}_{self.name}"
+        prefix = "" if self.module == CORE else f"{self.module}/"
+        return f"{prefix}{self.version}_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +98,7 @@ class MigrationStatus:
     name: str
     state: str
     applied_at: datetime | None = None
+    module: str = CORE
 
 
 def checksum(sql: str) -> str:
@@ -75,7 +106,7 @@ def checksum(sql: str) -> str:
     return hashlib.sha256(sql.replace("\r\n", "\n").encode()).hexdigest()
 
 
-def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def discover(directory: Path = MIGRATIONS_DIR, module: str = CORE) -> list[Migration]:
     """The ``.sql`` files of ``directory`` in version order; a bad name is an error."""
     found: dict[str, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
@@ -88,22 +119,37 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
                 f"migration {path.name}: version {version} is also {found[version].path.name}"
             )
         sql = path.read_text(encoding="utf-8")
-        found[version] = Migration(version, match["name"], path, sql, checksum(sql))
+        found[version] = Migration(version, match["name"], path, sql, checksum(sql), module)
     return [found[v] for v in sorted(found)]
 
 
 class Migrator:
-    """Applies and reports the migrations of ``directory`` on ``store``."""
+    """Applies and reports the migrations of ``directory`` (the framework's) and of every
+    module directory added with :meth:`add_module`, in that order, on ``store``."""
 
     def __init__(self, store: PostgresStore, directory: Path = MIGRATIONS_DIR) -> None:
         self.store = store
-        self.directory = directory
+        self.sources: list[tuple[str, Path]] = [(CORE, directory)]
+
+    def add_module(self, module: str, directory: Path) -> None:
+        """Apply ``directory``'s migrations after those added before (dependency order)."""
+        if any(name == module for name, _ in self.sources):
+            raise StartupError(f"migrations of {module!r} are added twice")
+        self.sources.append((module, directory))
+
+    def migrations(self) -> list[Migration]:
+        """Every migration of every source, in the order they are applied."""
+        found: list[Migration] = []
+        for module, directory in self.sources:
+            found.extend(discover(directory, module))
+        return found
 
     def upgrade(self) -> list[Migration]:
         """Apply every pending migration; returns those this call applied (maybe none)."""
-        migrations = discover(self.directory)
+        migrations = self.migrations()
         with self.store.transaction() as cursor:
             self._lock(cursor)
+            self._ensure_table(cursor)
             applied = self._applied(cursor)
         pending = [m for m in migrations if self._is_pending(m, applied)]
         done = [m for m in pending if self._apply(m)]
@@ -112,40 +158,54 @@ class Migrator:
         return done
 
     def status(self) -> list[MigrationStatus]:
-        """Every known version, applied or not, in version order (read-only)."""
-        migrations = discover(self.directory)
+        """Every known migration, applied or not, by source then version (read-only).
+        Rows of a module that is no longer enabled are listed as ``missing``."""
+        migrations = self.migrations()
         with self.store.transaction() as cursor:
             cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")
             row = cursor.fetchone()
             present = bool(row and row["present"])
-            rows = self._rows(cursor) if present else {}
+            rows = {}
+            if present:
+                cursor.execute(_HAS_MODULE_COLUMN)
+                shape = cursor.fetchone()
+                rows = self._rows(cursor, legacy=shape is not None and shape["n"] == 0)
         lines: list[MigrationStatus] = []
         for m in migrations:
-            record = rows.pop(m.version, None)
+            record = rows.pop((m.module, m.version), None)
             if record is None:
-                lines.append(MigrationStatus(m.version, m.name, "pending"))
+                lines.append(MigrationStatus(m.version, m.name, "pending", module=m.module))
             else:
                 state = "applied" if record["checksum"] == m.checksum else "changed"
-                lines.append(MigrationStatus(m.version, m.name, state, record["applied_at"]))
-        for version, record in rows.items():
-            lines.append(MigrationStatus(version, record["name"], "missing", record["applied_at"]))
-        return sorted(lines, key=lambda line: line.version)
+                lines.append(
+                    MigrationStatus(m.version, m.name, state, record["applied_at"], m.module)
+                )
+        for (module, version), record in rows.items():
+            lines.append(
+                MigrationStatus(version, record["name"], "missing", record["applied_at"], module)
+            )
+        order = {name: index for index, (name, _) in enumerate(self.sources)}
+        return sorted(
+            lines, key=lambda line: (order.get(line.module, len(order)), line.module, line.version)
+        )
 
     def _apply(self, migration: Migration) -> bool:
         """Apply one migration under the lock unless another instance just did."""
         with self.store.transaction() as cursor:
             self._lock(cursor)
             cursor.execute(
-                "SELECT checksum FROM schema_migrations WHERE version = %s", (migration.version,)
+                "SELECT checksum FROM schema_migrations WHERE module = %s AND version = %s",
+                (migration.module, migration.version),
             )
             row = cursor.fetchone()
             if row is not None:
-                self._is_pending(migration, {migration.version: row["checksum"]})
+                self._is_pending(migration, {migration.key: row["checksum"]})
                 return False
             cursor.execute(migration.sql)
             cursor.execute(
-                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                (migration.version, migration.name, migration.checksum),
+                "INSERT INTO schema_migrations (module, version, name, checksum) "
+                "VALUES (%s, %s, %s, %s)",
+                (migration.module, migration.version, migration.name, migration.checksum),
             )
         return True
 
@@ -159,20 +219,28 @@ class Migrator:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
         cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+
+    @staticmethod
+    def _ensure_table(cursor: Cursor) -> None:
+        """The bookkeeping table in its current shape (under the lock)."""
         cursor.execute(_CREATE_TABLE)
+        cursor.execute(_HAS_MODULE_COLUMN)
+        row = cursor.fetchone()
+        if row is not None and row["n"] == 0:
+            cursor.execute(_ADD_MODULE_COLUMN)
 
     @classmethod
-    def _applied(cls, cursor: Cursor) -> dict[str, str]:
-        return {version: row["checksum"] for version, row in cls._rows(cursor).items()}
+    def _applied(cls, cursor: Cursor) -> dict[tuple[str, str], str]:
+        return {key: row["checksum"] for key, row in cls._rows(cursor).items()}
 
     @staticmethod
-    def _rows(cursor: Cursor) -> dict[str, Row]:
-        cursor.execute("SELECT version, name, checksum, applied_at FROM schema_migrations")
-        return {row["version"]: dict(row) for row in cursor.fetchall()}
+    def _rows(cursor: Cursor, *, legacy: bool = False) -> dict[tuple[str, str], Row]:
+        cursor.execute(_SELECT_LEGACY if legacy else _SELECT)
+        return {(row["module"], row["version"]): dict(row) for row in cursor.fetchall()}
 
     @staticmethod
-    def _is_pending(migration: Migration, applied: dict[str, str]) -> bool:
-        recorded = applied.get(migration.version)
+    def _is_pending(migration: Migration, applied: dict[tuple[str, str], str]) -> bool:
+        recorded = applied.get(migration.key)
         if recorded is None:
             return True
         if recorded != migration.checksum:
