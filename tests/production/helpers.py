@@ -1,9 +1,14 @@
-"""Reading Prometheus text, waiting on real processes, reading gunicorn.conf.py."""
+"""Reading Prometheus text, waiting on real processes, reading gunicorn.conf.py, running
+the production server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,6 +17,8 @@ from unittest.mock import patch
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from core.devstack import free_port
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -56,3 +63,45 @@ def gunicorn_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     values = {name: (env or {}).get(name, "") for name in GUNICORN_ENV}
     with patch.dict(os.environ, values):
         return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+class Gunicorn:
+    """A gunicorn master (and its worker) started with the project's gunicorn.conf.py."""
+
+    def __init__(self, env: dict[str, str | None], log: Path, args: tuple[str, ...]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        # A None value unsets the variable; HOST may be overridden (still reached on loopback).
+        merged = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(self.port)}
+        self.proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", *args],
+            cwd=ROOT,
+            env={name: value for name, value in merged.items() if value is not None},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the worker is killed with the master at teardown
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_ready(self) -> None:
+        wait_for(
+            lambda: (
+                self.proc.poll() is not None
+                or requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+            ),
+            what="gunicorn to serve /health/ready",
+        )
+        assert self.proc.poll() is None, self.output()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log_file.close()

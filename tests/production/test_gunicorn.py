@@ -3,7 +3,6 @@ gevent worker, against the real test servers."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -26,49 +25,7 @@ import socketio
 
 from config.settings import DEV_JWT_SECRET, Settings
 from core.devstack import free_port
-from tests.production.helpers import ROOT, gunicorn_config, sample, wait_for
-
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-
-
-class Gunicorn:
-    """A gunicorn master (and its worker) started with the project's gunicorn.conf.py."""
-
-    def __init__(self, env: dict[str, str | None], log: Path, args: tuple[str, ...]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = log.open("wb")
-        # A None value unsets the variable; HOST may be overridden (still reached on loopback).
-        merged = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", *args],
-            cwd=ROOT,
-            env={name: value for name, value in merged.items() if value is not None},
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the worker is killed with the master at teardown
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self) -> None:
-        wait_for(
-            lambda: (
-                self.proc.poll() is not None
-                or requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-            ),
-            what="gunicorn to serve /health/ready",
-        )
-        assert self.proc.poll() is None, self.output()
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log_file.close()
-
+from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, sample, wait_for
 
 GunicornFactory = Callable[..., Gunicorn]
 

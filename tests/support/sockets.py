@@ -33,33 +33,17 @@ def serving(app: Flask) -> Iterator[str]:
         thread.join(5)
 
 
-class Client:
-    """A socket.io client that records every server event it receives."""
+class Recorder:
+    """The server events a client received, in order, and waiting for them."""
 
     def __init__(self) -> None:
-        self.sio = socketio.Client(reconnection=False)
         self.events: list[tuple[str, Any]] = []
-        self.connect_error: Any = None
-        self.disconnected = threading.Event()
         self._received = threading.Condition()
-        self.sio.on("*", self._record)
-        self.sio.on("connect_error", self._on_connect_error)
-        self.sio.on("disconnect", lambda *args: self.disconnected.set())
 
     def _record(self, event: str, data: Any = None) -> None:
         with self._received:
             self.events.append((event, data))
             self._received.notify_all()
-
-    def _on_connect_error(self, data: Any) -> None:
-        self.connect_error = data
-
-    def connect(self, url: str, token: str | None) -> None:
-        auth = {"token": token} if token is not None else None
-        self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
-
-    def call(self, event: str, data: Any = None) -> Any:
-        return self.sio.call(event, data, timeout=5)
 
     def wait_for(self, event: str, count: int = 1, timeout: float = 5.0) -> list[Any]:
         """The data of the first ``count`` events named ``event``; fails after ``timeout``."""
@@ -70,6 +54,29 @@ class Client:
             found = [data for name, data in self.events if name == event]
         assert len(found) >= count, f"expected {count} {event!r}, got {self.events}"
         return found[:count]
+
+
+class Client(Recorder):
+    """A socket.io client that records every server event it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sio = socketio.Client(reconnection=False)
+        self.connect_error: Any = None
+        self.disconnected = threading.Event()
+        self.sio.on("*", self._record)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", lambda *args: self.disconnected.set())
+
+    def _on_connect_error(self, data: Any) -> None:
+        self.connect_error = data
+
+    def connect(self, url: str, token: str | None) -> None:
+        auth = {"token": token} if token is not None else None
+        self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+
+    def call(self, event: str, data: Any = None) -> Any:
+        return self.sio.call(event, data, timeout=5)
 
     def close(self) -> None:
         """Disconnect without waiting for the websocket close handshake: Werkzeug's threaded

@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import jwt as pyjwt
 import pytest
 import socketio
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.support.identity import bearer
+from tests.support.identity import bearer, refused_tokens
 from tests.support.sockets import Client
 from tests.websocket.conftest import Person
 
@@ -30,31 +29,7 @@ def test_connect_is_refused_without_a_valid_token(
 ) -> None:
     app, url = serve()
     ada = person(app, url)  # a valid user, for a real kid
-    kid = pyjwt.get_unverified_header(ada.tokens["access_token"])["kid"]
-    now = int(time.time())
-    expired = pyjwt.encode(
-        {
-            "sub": ada.id,
-            "iat": now - 100,
-            "nbf": now - 100,
-            "exp": now - 10,
-            "jti": "x",
-            "type": "access",
-            "iss": "python-base-04",
-            "aud": "python-base-04",
-            "fam": "f",
-        },
-        TEST_JWT_SECRET,
-        "HS256",
-        headers={"kid": kid},
-    )
-    cases = {
-        None: "AUTH_REQUIRED",
-        "garbage": "TOKEN_INVALID",
-        expired: "TOKEN_EXPIRED",
-        ada.tokens["refresh_token"]: "TOKEN_INVALID",
-    }
-    for token, code in cases.items():
+    for token, code in refused_tokens(ada.tokens, TEST_JWT_SECRET).items():
         error = refused(client_factory(), url, token)
         assert error["code"] == code, (token, error)
         assert error["message"]

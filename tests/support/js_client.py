@@ -1,0 +1,128 @@
+"""The official JavaScript client (socket.io-client under node), remote-controlled from pytest.
+
+``tests/clients/js`` holds a pinned ``socket.io-client`` (package.json + package-lock.json)
+and ``driver.mjs``, which runs one socket per node process and speaks JSON lines on
+stdin/stdout. :func:`install` runs ``npm ci`` once per lock file (the result is cached in
+``tests/clients/js/node_modules``, git-ignored); a missing node or npm fails the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.support.sockets import Recorder
+
+JS_DIR = Path(__file__).resolve().parents[1] / "clients" / "js"
+NODE_MODULES = JS_DIR / "node_modules"
+BROWSER_BUNDLE = NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js"
+_STAMP = NODE_MODULES / ".installed-lock-sha256"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    assert found, f"{name} is missing: install node 20 and npm (.ci/run does)"
+    return found
+
+
+def install() -> Path:
+    """``npm ci`` unless node_modules already matches package-lock.json; the node binary."""
+    node = _tool("node")
+    lock = hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
+    if not _STAMP.exists() or _STAMP.read_text() != lock:
+        subprocess.run(
+            [_tool("npm"), "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+            cwd=JS_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        _STAMP.write_text(lock)
+    return Path(node)
+
+
+class JsClient(Recorder):
+    """One socket.io-client socket in a node process; mirrors tests.support.sockets.Client."""
+
+    def __init__(self, node: Path) -> None:
+        super().__init__()
+        self.proc = subprocess.Popen(
+            [str(node), str(JS_DIR / "driver.mjs")],
+            cwd=JS_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            if "reply" not in message:
+                self._record(message["event"], message["data"])
+                continue
+            with self._received:
+                self._replies[message.pop("reply")] = message
+                self._received.notify_all()
+
+    def request(self, op: str, wait: float = 10.0, **args: Any) -> dict[str, Any]:
+        """Run ``op`` in the driver; its reply within ``wait`` seconds. A driver failure
+        fails the test."""
+        ident = next(self._ids)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"id": ident, "op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        with self._received:
+            self._received.wait_for(lambda: ident in self._replies, wait)
+        assert ident in self._replies, f"no reply to {op} from node: {self._stderr()}"
+        reply = self._replies.pop(ident)
+        assert "failure" not in reply, reply["failure"]
+        return reply
+
+    def connect(
+        self,
+        url: str,
+        token: str | None,
+        transports: tuple[str, ...] = ("websocket",),
+        upgrade: bool = False,
+    ) -> dict[str, Any]:
+        """``{ok: true, sid, transport}`` or ``{ok: false, message, data}`` (the refusal as
+        JS code sees it: ``err.message`` and ``err.data``)."""
+        return self.request(
+            "connect", url=url, token=token, transports=list(transports), upgrade=upgrade
+        )
+
+    def call(self, event: str, data: Any = None, timeout: float = 5.0) -> Any:
+        """Emit ``event`` and return its ack."""
+        reply = self.request("emit", timeout + 1, event=event, data=data, timeout=timeout * 1000)
+        assert "ack" in reply, f"no ack for {event}: {reply}"
+        return reply["ack"]
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(node still running)"
+        return self.proc.stderr.read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # the driver disconnects and exits
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
