@@ -17,10 +17,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
+# The hash-locked runtime requirements (`make lock`): the exact files the tests ran with.
+COPY requirements.lock /tmp/requirements.lock
 # Wheels only (no compiler in a slim image), except psycogreen: pure Python, sdist only.
-RUN /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: --no-binary=psycogreen \
-        -r /tmp/requirements.txt
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
+        --no-binary=psycogreen -r /tmp/requirements.lock
 
 # -- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -1,19 +1,36 @@
 # Two commands on a fresh machine: `make run` (app + embedded dev stack) and `make test`.
+#
+# Python 3.11, 3.12 or 3.13. `python3` by default, in `.venv/`; another one with
+# `make test PYTHON=python3.13` (or a path), in its own `.venv-3.13/`, so the two never clobber
+# each other. Installs come from the hash-locked `requirements-dev.lock` (`make lock` after
+# editing a requirements file).
 PYTHON ?= python3
-VENV   := .venv
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(origin PYTHON),file)
+VENV ?= .venv
+else
+VENV ?= .venv-$(PY_VERSION)
+endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv run serve test lint deploy-check format check clean-devdata bench soak
+.PHONY: venv lock run serve test test-fast smoke lint deploy-check format check clean-devdata bench soak
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+$(STAMP): requirements-dev.lock
+	@test -n "$(PY_VERSION)" || { echo "$(PYTHON) not found: install Python 3.11, 3.12 or 3.13, or pass PYTHON=/path/to/python3.X" >&2; exit 1; }
+	@case "$(PY_VERSION)" in 3.11|3.12|3.13) ;; *) echo "Python $(PY_VERSION) ($(PYTHON)) is not supported: use 3.11, 3.12 or 3.13 (PYTHON=python3.13)" >&2; exit 1;; esac
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements-dev.txt
+	@$(BIN)/python -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PY_VERSION)" else "$(VENV) holds Python " + v + ", not $(PY_VERSION): remove it or pass VENV=...")'
+	$(PIP) install --require-hashes -r requirements-dev.lock
 	@touch $(STAMP)
+
+## Regenerate requirements.lock and requirements-dev.lock (uv, universal, --hash=sha256) after
+## editing requirements.txt or requirements-dev.txt. Commit the locks with the change.
+lock: venv
+	$(BIN)/python -m core.devstack.locks
 
 ## Run the app on http://127.0.0.1:5000 with MongoDB, PostgreSQL, Redis and Vault started
 ## as child processes (data in .devdata/). Ctrl-C stops everything.
@@ -25,9 +42,9 @@ run: venv
 serve: venv
 	$(BIN)/python -m core.devstack run -- $(BIN)/gunicorn -c gunicorn.conf.py app:app
 
-## The whole test suite against real servers started by the fixtures.
+## The whole test suite against real servers started by the fixtures (PYTEST_ARGS to narrow).
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -26,6 +26,17 @@ from core.devstack import (
 )
 from tests.support.identity import admin_tokens, user_with_tokens
 
+# Tests that need one of these (directly or through another fixture) are marked `servers`;
+# `pytest -m "not servers"` is the fast, server-free part (CI runs it on the newest Python).
+SERVER_FIXTURES = frozenset({"mongodb_server", "postgres_server", "redis_server", "vault_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 TEST_ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
 

@@ -26,7 +26,7 @@ from core.devstack import (
 )
 from core.devstack._base import DevServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.servers]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from core.devstack import free_port
@@ -31,6 +32,7 @@ def wait_until(predicate: Any, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+@pytest.mark.smoke
 def test_sigterm_drains_a_request_in_flight_then_exits_zero(
     app_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -117,7 +117,7 @@ def test_the_build_context_holds_the_app_and_nothing_of_development(context: set
     for shipped in (
         "app.py",
         "gunicorn.conf.py",
-        "requirements.txt",
+        "requirements.lock",
         "core/app_manager.py",
         "core/managers/database/migrations/0001_audit_log.sql",
         "actions/system.yaml",
@@ -136,6 +136,7 @@ def test_the_build_context_holds_the_app_and_nothing_of_development(context: set
     ):
         assert not any(path.startswith(kept_out) for path in context), kept_out
     assert "requirements-dev.txt" not in context
+    assert "requirements-dev.lock" not in context
     assert not any("__pycache__" in path or path.endswith(".pyc") for path in context)
 
 
@@ -175,7 +176,9 @@ def test_the_image_installs_only_runtime_requirements() -> None:
     assert "gevent-websocket" not in runtime  # it breaks websockets under the gevent worker
     text = DOCKERFILE.read_text()
     assert "requirements-dev" not in text
-    assert re.search(r"pip install .*-r /tmp/requirements\.txt", text.replace("\\\n", " "))
+    assert re.search(
+        r"pip install .*--require-hashes.*-r /tmp/requirements\.lock", text.replace("\\\n", " ")
+    )
 
 
 def test_dockerfile_shape() -> None:
