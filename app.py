@@ -3,8 +3,10 @@ CLI, and ``python app.py`` for the development server.
 
 ``app`` is built on first access (PEP 562), so importing this module (``from app import
 create_app`` in tests) builds nothing. When the Flask CLI loads it, the app is built without
-the start-up work that needs the stores, so commands such as ``flask config show`` run even
-while a store is down.
+the start-up work that needs the stores (pings, migrations, the socket sweep, ``app.started``),
+so commands such as ``flask config show``, ``flask routes``, ``flask shell`` and the module
+commands run even while a store is down. ``flask run`` is refused with one line: it would serve
+that unstarted app; ``make run`` or ``python app.py`` serve a started one and stop it cleanly.
 
 Outside the Flask CLI, ``app`` is what a production WSGI server (gunicorn, uWSGI, ...) loads:
 there a missing ``APP_ENV`` means ``prod``, so a forgotten variable can never start a
@@ -20,6 +22,7 @@ from typing import Any
 
 import click
 from flask import Flask
+from flask.cli import run_command
 
 from core.app_manager import AppManager
 
@@ -33,12 +36,20 @@ def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) 
 
 _built: dict[str, Flask] = {}
 
+FLASK_RUN_REFUSED = (
+    "flask run would serve an app that was never started (no store checks, migrations or "
+    "socket sweep): use `make run` (with the dev stack) or `python app.py`"
+)
+
 
 def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(name)
     if "app" not in _built:
-        in_cli = click.get_current_context(silent=True) is not None
+        context = click.get_current_context(silent=True)
+        if context is not None and context.command is run_command:
+            raise click.ClickException(FLASK_RUN_REFUSED)
+        in_cli = context is not None
         environ = dict(os.environ)
         if not in_cli and not environ.get("APP_ENV", "").strip():
             environ["APP_ENV"] = "prod"

@@ -114,6 +114,8 @@ def _parse_body() -> None:
         return
     data = request.get_data(cache=True)
     if not data:
+        if request.is_json:  # an empty document is not JSON; no content type means no body
+            raise InvalidJson("The body is empty: send a JSON object ({} for no fields).")
         return
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as application/json.")
