@@ -18,6 +18,8 @@ Cases:
 (b0) ``GET /public/bench/exempt`` public and rate-limit exempt: the pipeline without Redis
 (b) ``GET /public/bench/ping``   public: ip limit
 (c) ``GET /userauth/bench/ping`` JWT + ip and user limits + revocation marks + metrics
+(c-py) (c) on a second framework server whose redis-py cannot import hiredis (pure-Python
+    RESP parser and serializer): what the compiled dependency buys, in the same run
 (c2) ``GET /userauth/me``        the same plus the view's MongoDB read (a real route)
 (d) ``GET /keyauth/bench/ping``  API key (process cache) + ip and api_key limits + revocation
 (e) ``POST /actions/system.echo`` with a JSON body: action auth, schema, audit row
@@ -196,6 +198,36 @@ def count_redis(redis_url: str, measured: Measured, sample: int) -> None:
         measured.redis_breakdown += f" (+{len(background)} heartbeat commands, not counted)"
 
 
+def json_costs() -> str:
+    """What orjson would save where the framework serialises JSON on every request: the
+    access-log line and a small response body (json as used today vs orjson, in-process)."""
+    import json
+    import timeit
+
+    try:
+        import orjson
+    except ImportError:
+        return "orjson: not installed, not measured"
+    line = {
+        "ts": "2026-12-02T05:00:00.000Z", "level": "INFO", "logger": "gunicorn.access",
+        "message": "GET /userauth/bench/ping 200", "request_id": "0" * 32, "method": "GET",
+        "path": "/userauth/bench/ping", "status": 200, "duration_ms": 0.52, "bytes": 100,
+        "remote_addr": "127.0.0.1", "user_agent": None, "protocol": "HTTP/1.1",
+    }  # fmt: skip
+    body = {"status": "ok"}
+    runs = {
+        "access line json.dumps": lambda: json.dumps(line, default=str, ensure_ascii=False),
+        "orjson.dumps": lambda: orjson.dumps(line, default=str),
+        "body json.dumps": lambda: json.dumps(body, separators=(",", ":")),
+        "body orjson.dumps": lambda: orjson.dumps(body),
+    }
+    costs = [
+        f"{name} {min(timeit.repeat(run, number=20000, repeat=5)) / 20000 * 1e6:.1f} us"
+        for name, run in runs.items()
+    ]
+    return "JSON per request, in-process: " + ", ".join(costs)
+
+
 def _ratio(value: float, base: float) -> float:
     return value / base if base else float("nan")
 
@@ -278,6 +310,7 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
             "",
         ]
     lines += [f"Redis ({m.case.key}): {m.redis_breakdown}" for m in results if m.redis_breakdown]
+    lines += ["", args.json_costs]
     summary_parts = []
     met = True
     c = by_key.get("c")
@@ -359,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-seconds", type=float, default=5.0, help="one-connection run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--sample", type=int, default=200, help="requests under MONITOR")
-    parser.add_argument("--cases", default="a,p,b0,b,c,c2,d,e", help="cases (a is required)")
+    parser.add_argument("--cases", default="a,p,b0,b,c,c-py,c2,d,e", help="cases (a is required)")
     parser.add_argument("--profile", default="", help="cases to profile with py-spy, e.g. c,b0")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--keep-logs", action="store_true", help="keep the gunicorn logs")
@@ -391,16 +424,17 @@ def main(argv: list[str] | None = None) -> int:
             "PEER_JWT_SECRET": secrets.token_urlsafe(48),
             "PEER_LIMITS": harness.NO_LIMITS,
         }
+        without_hiredis = {**env, "PYTHONPATH": str(harness.BENCH / "without_hiredis")}
         with (
             Gunicorn("bench.bare_app:app", harness.base_env({}), logs, "bare") as bare,
             Gunicorn("bench.peer_app:app", harness.base_env(peer_env), logs, "peer") as peer,
             Gunicorn("app:app", env, logs, "framework") as framework,
+            Gunicorn("app:app", without_hiredis, logs, "framework-py") as framework_py,
         ):
-            for server, ready in (
-                (bare, "/ping"),
-                (peer, "/metrics"),
-                (framework, "/health/ready"),
-            ):
+            servers = [(bare, "/ping"), (peer, "/metrics"), (framework, "/health/ready")]
+            if "c-py" in wanted:
+                servers.append((framework_py, "/health/ready"))
+            for server, ready in servers:
                 server.start(ready)
                 if args.server_cpus:
                     harness.pin(server.worker, args.server_cpus)
@@ -416,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
                 Case("b0", "exempt GET /public/bench/exempt", "GET", "/public/bench/exempt", {}),
                 Case("b", "public GET /public/bench/ping", "GET", "/public/bench/ping", {}),
                 Case("c", "JWT GET /userauth/bench/ping", "GET", "/userauth/bench/ping", bearer),
+                Case(
+                    "c-py",
+                    "(c) without hiredis",
+                    "GET",
+                    "/userauth/bench/ping",
+                    bearer,
+                    server=framework_py,
+                ),
                 Case("c2", "JWT GET /userauth/me (+MongoDB)", "GET", "/userauth/me", bearer),
                 Case("d", "API key GET /keyauth/bench/ping", "GET", "/keyauth/bench/ping", api_key),
                 Case(
@@ -442,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured.single = _load(measured.case, args, args.single_seconds, 1)
                 if measured.case.count_redis:
                     count_redis(stack.redis.url, measured, args.sample)
+            args.json_costs = json_costs()
             for measured in results:
                 if measured.case.key in profiled:
                     profile(measured, args)

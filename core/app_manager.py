@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import engineio
 from flask import Flask, current_app, has_app_context
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -216,8 +217,15 @@ class AppManager:
         return app
 
     def wrap_wsgi(self, wsgi_app: Any) -> Any:
-        """Outermost first: trusted-proxy fix, then in-flight accounting."""
-        wrapped = InFlightMiddleware(wsgi_app, self.lifecycle, ("/socket.io",))
+        """Outermost first: trusted-proxy fix, then in-flight accounting.
+
+        Socket.IO's middleware (flask_socketio wraps the Flask app in engine.io's
+        ``WSGIApp``) serves ``/socket.io/`` and passes every other request through, at a
+        cost per request (under gunicorn it defines a class for each one): plain HTTP
+        requests go straight to the Flask app it wraps.
+        """
+        http_app = wsgi_app.wsgi_app if isinstance(wsgi_app, engineio.WSGIApp) else wsgi_app
+        wrapped = InFlightMiddleware(http_app, self.lifecycle, ("/socket.io",), wsgi_app)
         hops = self.settings.trusted_proxies
         if hops:
             return ProxyFix(wrapped, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)

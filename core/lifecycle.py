@@ -49,18 +49,27 @@ class Lifecycle:
 
 
 class InFlightMiddleware:
-    """WSGI middleware counting requests until their response body is fully sent."""
+    """WSGI middleware counting requests until their response body is fully sent.
+
+    Requests under ``exclude_prefixes`` are not counted and go to ``excluded_app`` (default:
+    ``app``).
+    """
 
     def __init__(
-        self, app: WSGIApplication, lifecycle: Lifecycle, exclude_prefixes: tuple[str, ...]
+        self,
+        app: WSGIApplication,
+        lifecycle: Lifecycle,
+        exclude_prefixes: tuple[str, ...],
+        excluded_app: WSGIApplication | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle
         self.exclude_prefixes = exclude_prefixes
+        self.excluded_app = excluded_app or app
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(self.exclude_prefixes):
-            return self.app(environ, start_response)
+            return self.excluded_app(environ, start_response)
         self.lifecycle.begin()
         try:
             body = self.app(environ, start_response)

@@ -10,6 +10,7 @@ passwords and ``password=...``-style pairs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -46,7 +47,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
 ]
 #: Every _PATTERNS match contains one of these; lines without any skip the substitutions.
-_MARKERS = re.compile(r"eyJ|bearer|basic|pbk_|://|pass|secret|token|api[_-]?key", re.IGNORECASE)
+#: Searched in the lower-cased text: a case-sensitive search is several times faster than an
+#: IGNORECASE one, and this runs on every string of every log line.
+_MARKERS = re.compile(r"eyj|bearer|basic|pbk_|://|pass|secret|token|api[_-]?key")
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
@@ -70,23 +73,29 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         # Most lines (access logs, plain messages) contain none of the patterns' markers:
         # one cheap search saves five substitutions on every line.
-        if _MARKERS.search(value):
+        if _MARKERS.search(value.lower()):
             for pattern, replacement in _PATTERNS:
                 value = pattern.sub(replacement, value)
         return value
 
     def data(self, value: Any, key: str | None = None) -> Any:
-        if key is not None and _SENSITIVE_KEY.search(key) and value not in (None, ""):
+        if key is not None and _sensitive_key(key) and value not in (None, ""):
             return REDACTED
         if isinstance(value, str):
             return self.text(value)
+        if value is None or isinstance(value, int | float):  # bool is an int
+            return value
         if isinstance(value, dict):
             return {k: self.data(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple | set):
             return [self.data(v) for v in value]
-        if isinstance(value, int | float | bool) or value is None:
-            return value
         return self.text(str(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sensitive_key(key: str) -> bool:
+    """Whether values under ``key`` are secrets; log records repeat the same few keys."""
+    return _SENSITIVE_KEY.search(key) is not None
 
 
 def current_request_id() -> str | None:

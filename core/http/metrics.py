@@ -1,8 +1,8 @@
 """``GET /metrics`` and the request instrumentation feeding the MetricsManager.
 
-Timing starts on Flask's ``request_started`` signal rather than in a ``before_request`` hook:
-before-request hooks stop at the first one that raises (a 401 from the auth policy), and those
-requests must be counted too. ``after_request`` records method, route template and status;
+Timing starts in the first ``before_request`` hook, ahead of the pipeline's: before-request
+hooks stop at the first one that raises (a 401 from the auth policy), and those requests must
+be counted too. ``after_request`` records method, route template and status;
 ``teardown_request`` ends the in-flight count whatever happened. Unexpected exceptions are
 counted by wrapping the app's catch-all error handler, so whatever renders the problem
 response, the exception type is known.
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, cast
+from typing import cast
 
-from flask import Blueprint, Flask, Response, g, request, request_started
+from flask import Blueprint, Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
@@ -59,13 +59,12 @@ def install(app: Flask, app_manager: AppManager) -> None:
     metrics.track_dependencies(lambda: health.run_checks(app_manager))
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
 
-    def started(sender: Flask, **extra: Any) -> None:
+    def started() -> None:
         g._metrics_start = time.perf_counter()
         metrics.http_in_flight.inc()
 
-    # Blinker holds receivers weakly: the app holds this one, so it lives as long as the app.
-    request_started.connect(started, app)
-    app.extensions["metrics.request_started"] = started
+    # First of all before-request hooks (the pipeline's are registered already).
+    app.before_request_funcs.setdefault(None, []).insert(0, started)
 
     @app.after_request
     def record(response: Response) -> Response:

@@ -2,7 +2,8 @@
 
 before: request id -> gates (maintenance) -> authentication (CPU only) -> rate limiter (ONE
 Redis round trip: revocation marks, bans, every limit of every level) -> JSON body check.
-after: ``X-Request-ID``, security headers.
+after: ``X-Request-ID``, security headers, ``Cache-Control``, the rate-limit headers; each
+added unless the view set it, in one pass over the response's headers.
 
 The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
 :func:`core.app_manager.AppManager.wrap_wsgi`): a spoofed ``X-Forwarded-For`` from an
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
@@ -37,6 +38,9 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+#: What every response gets unless the view set it: (name, value), built once.
+_DEFAULT_HEADERS = (*_SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
+_SECURE_DEFAULT_HEADERS = (*_DEFAULT_HEADERS, ("Strict-Transport-Security", HSTS))
 
 
 def json_body() -> dict[str, Any]:
@@ -49,7 +53,7 @@ def _request_id() -> str:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     if _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 MAX_DEPTH = 64
@@ -152,11 +156,15 @@ def install(app: Flask, app_manager: AppManager) -> None:
 
     @app.after_request
     def after(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or _request_id()
-        for name, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("Cache-Control", "no-store")
-        ratelimit.add_headers(response)
-        if request.is_secure:
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
+        request_id = g.get("request_id") or _request_id()
+        if "x-request-id" in present:
+            headers[REQUEST_ID_HEADER] = request_id
+        else:
+            headers.add(REQUEST_ID_HEADER, request_id)
+        defaults = _SECURE_DEFAULT_HEADERS if request.is_secure else _DEFAULT_HEADERS
+        for name, value in (*defaults, *ratelimit.header_items()):
+            if name.lower() not in present:
+                headers.add(name, value)
         return response

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 
 from core.errors import StartupError
 from core.http.auth import Principal
@@ -83,7 +83,7 @@ def resolve_routes(app: Flask) -> dict[str, RoutePlan]:
 
 
 def enforce(app_manager: AppManager, endpoint: str | None) -> None:
-    """The limiter step of the pipeline; stores the quota for :func:`add_headers`."""
+    """The limiter step of the pipeline; stores the quota for :func:`header_items`."""
     plan = app_manager.rate_limit_plans.get(endpoint or "") or RoutePlan()
     revocations: list[Revocation] = g.get("revocations", [])
     if plan.exempt:
@@ -110,8 +110,7 @@ def _bucket(
     return limiter.bucket(level, identifier, overrides, scope if overrides else "")
 
 
-def add_headers(response: Response) -> None:
+def header_items() -> tuple[tuple[str, str], ...]:
+    """The ``X-RateLimit-*`` headers of this request's quota (none when nothing limited it)."""
     quota: Quota | None = g.get("rate_limit_quota")
-    if quota is not None:
-        for name, value in quota.headers().items():
-            response.headers.setdefault(name, value)
+    return () if quota is None else quota.header_items()

@@ -163,6 +163,7 @@ class MetricsManager(Manager):
         self.http_duration = self.histogram(
             "http_request_duration_seconds", "HTTP request latency until the response", http
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.http_in_flight = self.gauge("http_requests_in_flight", "HTTP requests being served")
         self.http_exceptions = self.counter(
             "http_exceptions_total", "Unexpected exceptions raised by views", ("route", "exception")
@@ -255,8 +256,14 @@ class MetricsManager(Manager):
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished HTTP request (called by :mod:`core.http.metrics`)."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route, str(status)).observe(seconds)
+        children = self._request_children.get((method, route, status))
+        if children is None:  # the label values are bounded: methods, route templates, statuses
+            labels = (method, route, str(status))
+            children = self.http_requests.labels(*labels), self.http_duration.labels(*labels)
+            self._request_children[(method, route, status)] = children
+        count, duration = children
+        count.inc()
+        duration.observe(seconds)
 
     def http_exception(self, route: str, error: BaseException) -> None:
         self.http_exceptions.labels(route, self._codes(type(error).__name__)).inc()

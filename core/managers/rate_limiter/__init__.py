@@ -77,12 +77,15 @@ class Quota:
     remaining: int
     reset: int  # Unix seconds
 
+    def header_items(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("X-RateLimit-Limit", str(self.limit)),
+            ("X-RateLimit-Remaining", str(self.remaining)),
+            ("X-RateLimit-Reset", str(self.reset)),
+        )
+
     def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset),
-        }
+        return dict(self.header_items())
 
 
 @dataclass(frozen=True)
