@@ -12,7 +12,7 @@ from core.errors import Forbidden, NotFound, NotInRoom, ValidationFailed
 from core.managers.database.json import to_json_compatible
 
 if TYPE_CHECKING:
-    from core.managers.websocket import SocketSession, WebSocketManager
+    from core.managers.websocket.manager import SocketSession, WebSocketManager
 
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096

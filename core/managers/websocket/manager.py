@@ -1,0 +1,311 @@
+"""WebSocketManager: Flask-SocketIO with the same auth, limits and errors as HTTP.
+
+- Threading mode in development and tests, gevent under gunicorn's gevent worker (chosen by
+  whether gevent has patched the socket module); Redis is the message queue, so an emit on
+  one instance reaches clients connected to any other. CORS comes from ``CORS_ORIGINS``
+  (never ``*`` in prod: the settings refuse it); packets are bounded by
+  ``SOCKETIO_MAX_BUFFER``; Engine.IO packet logging is off.
+- Connect: the ``auth`` payload's access token is verified by the JWTManager (signature,
+  claims, revocation). A refused connection gets ``connect_error`` with ``{code, message}``
+  where every official client reads it (:class:`Refused`). The socket's identity is the
+  token's subject, never a client-sent id.
+- Every instance checks its own sockets' tokens every ``SOCKETIO_SWEEP_INTERVAL`` seconds
+  (one Redis round trip for all of them) and disconnects those revoked or expired, telling
+  each why first (``session_ended {code, message}``): logging out disconnects the user's
+  sockets on every instance within about a second.
+- Events are wrapped by :meth:`WebSocketManager.event`: the caller must be connected with a
+  valid identity, the event counts against ``RATE_LIMIT_SOCKET``, and errors are answered in
+  the ack as ``{"ok": false, "error": {"code", "message"}}``. Modules add events the same way
+  from ``register_socket_handlers(websocket)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+import socketio
+from flask import Flask, request
+from flask_socketio import SocketIO
+
+from config.settings import Settings
+from core.errors import ApiError, DependencyUnavailable, Unauthorized
+from core.http.pipeline import check_json_value
+from core.managers.base import Manager
+from core.managers.websocket.queue import RedisQueue
+from core.managers.websocket.rooms import RoomStore
+
+if TYPE_CHECKING:
+    from core.app_manager import AppManager
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[["SocketSession", dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SocketSession:
+    """Who is on a socket, from the token that opened it."""
+
+    sid: str
+    user_id: str
+    username: str
+    claims: dict[str, Any]
+
+    @property
+    def user(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "username": self.username}
+
+
+class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
+    """Refuses a connection with ``{code, message}`` where every official client reads it.
+
+    socket.io-client (JS) builds its ``connect_error`` from the packet as
+    ``err.message = data.message`` and ``err.data = data.data``; python-socketio hands the
+    whole packet data to the ``connect_error`` handler. So the error goes both at the top
+    level (Python: ``data["code"]``) and under ``data`` (JS: ``err.data.code``).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        error = {"code": code, "message": message}
+        self.error_args = {**error, "data": error}
+
+
+def error_ack(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def async_mode() -> str:
+    try:
+        from gevent import monkey  # only where gevent is installed
+    except ImportError:
+        return "threading"
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
+class WebSocketManager(Manager):
+    name = "websocket"
+
+    def __init__(self, settings: Settings, app_manager: AppManager) -> None:
+        self.settings = settings
+        self.app_manager = app_manager
+        self.instance = secrets.token_hex(8)
+        self.rooms = RoomStore(app_manager.redis)
+        self.sessions: dict[str, SocketSession] = {}
+        self.queue = RedisQueue(settings.redis_url, f"{settings.redis_key_prefix}socketio")
+        self.socketio = SocketIO(
+            async_mode=async_mode(),
+            client_manager=self.queue,
+            cors_allowed_origins=settings.cors_origins or [],
+            max_http_buffer_size=settings.socketio_max_buffer,
+            ping_interval=settings.socketio_ping_interval,
+            ping_timeout=settings.socketio_ping_timeout,
+            manage_session=False,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.messages_in = self.messages_out = 0
+        app_manager.hooks.register("app.draining", lambda **_: self.tell_shutdown())
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        self.socketio.init_app(app)
+        self.socketio.on_event("connect", self._connect)
+        self.socketio.on_event("disconnect", self._disconnect)
+        from core.managers.websocket import events  # events need this module loaded
+
+        events.register(self)
+
+    def start(self) -> None:
+        """Heartbeat, crashed-instance cleanup and the token sweep, in background threads."""
+        for target, name in (
+            (self._heartbeat_loop, "ws-heartbeat"),
+            (self._sweep_loop, "ws-sweep"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def event(self, name: str) -> Callable[[EventHandler], EventHandler]:
+        """Register ``handler(session, data) -> dict`` for event ``name`` with auth, limits
+        and error handling; the returned dict (plus ``ok: true``) is the ack."""
+
+        def decorator(handler: EventHandler) -> EventHandler:
+            @functools.wraps(handler)
+            def wrapper(data: Any = None, *_: Any) -> dict[str, Any]:
+                started = time.perf_counter()
+                answer = self._run(name, handler, data)
+                outcome = "ok" if answer.get("ok") else answer["error"]["code"]
+                seconds = time.perf_counter() - started
+                self.app_manager.metrics.socket_event(name, outcome, seconds)
+                self.app_manager.hooks.emit("socket.event", name=name, seconds=seconds)
+                return answer
+
+            self.socketio.on_event(name, wrapper)
+            return handler
+
+        return decorator
+
+    def _run(self, name: str, handler: EventHandler, data: Any) -> dict[str, Any]:
+        session = self.sessions.get(request.sid)  # type: ignore[attr-defined]
+        if session is None:
+            return error_ack("AUTH_REQUIRED", "Connect with a valid token first.")
+        try:
+            self.app_manager.rate_limiter.check_socket(session.user_id)
+            if not isinstance(data, dict):
+                return error_ack("VALIDATION_ERROR", "The event data must be an object.")
+            check_json_value(data)
+            self.messages_in += 1
+            return {"ok": True, **handler(session, data)}
+        except ApiError as exc:
+            return error_ack(exc.code, exc.detail)
+        except Exception as exc:
+            dependency = self.app_manager.dependency_of(exc)
+            if dependency is not None:
+                return error_ack("DEPENDENCY_UNAVAILABLE", f"{dependency} is unavailable.")
+            logger.exception("socket event failed", extra={"event": name})
+            return error_ack("INTERNAL_ERROR", "An unexpected error occurred.")
+
+    # -- connect / disconnect -------------------------------------------------------------
+
+    def _connect(self, auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            if not isinstance(token, str) or not token:
+                raise Unauthorized("A token is required in the auth payload.", code="AUTH_REQUIRED")
+            claims = self.app_manager.jwt.verify(token)
+        except ApiError as exc:
+            self.app_manager.metrics.socket_refused(exc.code)
+            raise Refused(exc.code, exc.detail) from None
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.app_manager.metrics.socket_refused("DEPENDENCY_UNAVAILABLE")
+            raise Refused("DEPENDENCY_UNAVAILABLE", "redis is unavailable.") from None
+        sid: str = request.sid  # type: ignore[attr-defined]
+        session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
+        self.sessions[sid] = session
+        self.rooms.register_socket(sid, session.user_id, session.username, self.instance)
+        self.app_manager.metrics.socket_connected()
+
+    def _disconnect(self, *_: Any) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]
+        if self.sessions.pop(sid, None) is not None:
+            self.app_manager.metrics.socket_disconnected()
+            self.forget(sid)
+
+    def forget(self, sid: str) -> None:
+        """Drop a socket's presence and tell the rooms it was in that its user left."""
+        try:
+            info, rooms = self.rooms.drop_socket(sid)
+            user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
+            for room_id in rooms:
+                if not self.rooms.user_present(room_id, user["user_id"], except_sid=sid):
+                    self.emit("user_left", {"room_id": room_id, "user": user}, room=room_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            logger.warning("socket presence not cleaned: redis unavailable", extra={"sid": sid})
+
+    def emit(
+        self, event: str, data: dict[str, Any], room: str, skip_sid: str | None = None
+    ) -> None:
+        self.messages_out += 1
+        self.socketio.emit(event, data, to=room, skip_sid=skip_sid)
+
+    def connected(self) -> int:
+        return len(self.sessions)
+
+    # -- background work ------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.socketio_instance_ttl / 3
+        while not self._stop.is_set():
+            try:
+                self.rooms.heartbeat(self.instance, self.settings.socketio_instance_ttl)
+                self.reap_dead_instances()
+            except (redis.ConnectionError, redis.TimeoutError):
+                logger.warning("socket heartbeat failed: redis unavailable")
+            self._stop.wait(interval)
+
+    def reap_dead_instances(self) -> int:
+        """Remove the presence of sockets whose instance stopped heartbeating."""
+        reaped = 0
+        for instance in self.rooms.dead_instances():
+            if instance == self.instance or not self.rooms.claim_reap(instance):
+                continue
+            for sid in self.rooms.instance_sids(instance):
+                self.forget(sid)
+                reaped += 1
+            self.rooms.forget_instance(instance)
+            logger.info("dead socket instance cleaned", extra={"instance": instance})
+        return reaped
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.settings.socketio_sweep_interval):
+            try:
+                self.sweep()
+            except (redis.ConnectionError, redis.TimeoutError, DependencyUnavailable):
+                logger.warning("socket token sweep skipped: redis unavailable")
+
+    def sweep(self) -> list[str]:
+        """Disconnect this instance's sockets whose token expired or was revoked."""
+        sessions = list(self.sessions.values())
+        now = time.time()
+        expired = [s for s in sessions if s.claims["exp"] <= now]
+        live = [s for s in sessions if s.claims["exp"] > now]
+        revoked: list[SocketSession] = []
+        if live:
+            with self.app_manager.redis.client.pipeline(transaction=False) as pipe:
+                for session in live:
+                    pipe.exists(*self.app_manager.jwt.revocation_keys(session.claims))
+                answers = pipe.execute()
+            revoked = [s for s, hit in zip(live, answers, strict=True) if hit]
+        ended = [
+            *((s, "TOKEN_EXPIRED", "The token has expired.") for s in expired),
+            *((s, "TOKEN_REVOKED", "The token has been revoked.") for s in revoked),
+        ]
+        dropped = []
+        for session, code, message in ended:
+            # Straight to the socket, ahead of the disconnect: the client learns whether to
+            # refresh and reconnect (expired) or to log in again (revoked).
+            self.socketio.server.emit(
+                "session_ended",
+                {"code": code, "message": message},
+                to=session.sid,
+                ignore_queue=True,
+            )
+            self.socketio.server.disconnect(session.sid, ignore_queue=True)
+            if self.sessions.pop(session.sid, None) is not None:
+                self.app_manager.metrics.socket_disconnected()
+                self.forget(session.sid)
+            dropped.append(session.sid)
+        return dropped
+
+    def tell_shutdown(self) -> None:
+        """Tell this instance's sockets the server is going away (they reconnect elsewhere)."""
+        for sid in list(self.sessions):
+            self.socketio.emit("server_shutdown", {}, to=sid)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self._threads = []
+        self.tell_shutdown()
+        for sid in list(self.sessions):
+            self.socketio.server.disconnect(sid, ignore_queue=True)
+            if self.sessions.pop(sid, None) is not None:
+                self.forget(sid)
+        try:
+            self.queue.close()
+        except (redis.ConnectionError, redis.TimeoutError):
+            logger.warning("socket queue not closed cleanly: redis unavailable")
