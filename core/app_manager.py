@@ -27,7 +27,7 @@ from config.modules import ModuleSettings
 from config.settings import Settings
 from core.crypto import FieldEncryptor
 from core.errors import DependencyUnavailable, FrameworkError, StartupError
-from core.http import auth, ratelimit
+from core.http import auth, rate_limiter
 from core.http.json import JsonProvider
 from core.lifecycle import InFlightMiddleware, Lifecycle
 from core.log import Redactor, configure_logging
@@ -104,9 +104,9 @@ class AppManager:
         )
         self.request_gates: list[RequestGate] = []
         self.route_policies: dict[str, str] = {}
-        self.rate_limit_plans: dict[str, ratelimit.RoutePlan] = {}
+        self.rate_limit_plans: dict[str, rate_limiter.RoutePlan] = {}
         #: endpoint -> extra rate-limit buckets for a request (actions add theirs).
-        self.bucket_resolvers: dict[str, ratelimit.BucketResolver] = {}
+        self.bucket_resolvers: dict[str, rate_limiter.BucketResolver] = {}
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -211,7 +211,7 @@ class AppManager:
         actions.install(app, self)
         openapi.install(app, self)
         self.route_policies = auth.resolve_policies(app)
-        self.rate_limit_plans = ratelimit.resolve_routes(app)
+        self.rate_limit_plans = rate_limiter.resolve_routes(app)
         self._register_cli(app)
         app.wsgi_app = self.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign]
         return app

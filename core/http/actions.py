@@ -26,7 +26,7 @@ from core.app_manager import AppManager, get_app_manager
 from core.errors import StartupError
 from core.http.auth import JWT_OR_API_KEY, PUBLIC, Principal, declare_auth
 from core.http.pipeline import json_body
-from core.http.ratelimit import BucketResolver
+from core.http.rate_limiter import BucketResolver
 from core.managers.actions import Action, ActionContext
 from core.managers.rate_limiter import Bucket
 from core.managers.rate_limiter.limits import Limit, parse_limits

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g, request
 
 from core.errors import InvalidJson, Unauthorized, UnsupportedMediaType, ValidationFailed
-from core.http import ratelimit
+from core.http import rate_limiter
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
@@ -149,9 +149,9 @@ def install(app: Flask, app_manager: AppManager) -> None:
             if policy is not None and request.method != "OPTIONS":
                 authenticators[policy]()
         except Unauthorized:
-            ratelimit.enforce(app_manager, endpoint)  # bad credentials still count per IP
+            rate_limiter.enforce(app_manager, endpoint)  # bad credentials still count per IP
             raise
-        ratelimit.enforce(app_manager, endpoint)
+        rate_limiter.enforce(app_manager, endpoint)
         _parse_body()
 
     @app.after_request
@@ -164,7 +164,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
         else:
             headers.add(REQUEST_ID_HEADER, request_id)
         defaults = _SECURE_DEFAULT_HEADERS if request.is_secure else _DEFAULT_HEADERS
-        for name, value in (*defaults, *ratelimit.header_items()):
+        for name, value in (*defaults, *rate_limiter.header_items()):
             if name.lower() not in present:
                 headers.add(name, value)
         return response

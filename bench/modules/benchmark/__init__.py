@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from core.http.ratelimit import exempt
+from core.http.rate_limiter import exempt
 from core.module import BaseModule
 
 bp = Blueprint("benchmark", __name__)

@@ -8,7 +8,7 @@ and ``Remaining`` refills smoothly. Everything happens in one Lua script (``limi
 concurrent requests cannot slip through between a read and a write.
 
 Buckets: the level's default limits (``RATE_LIMIT_IP`` ...), or a route's override (decorator
-``core.http.ratelimit.rate_limit``) in a bucket of that route; actions add their own
+``core.http.rate_limiter.rate_limit``) in a bucket of that route; actions add their own
 ``rate_limit`` in a bucket of the action. Bans: an identifier limited more than
 ``RATE_LIMIT_BAN_AFTER`` times within ``RATE_LIMIT_BAN_WINDOW`` seconds is banned for
 ``RATE_LIMIT_BAN_SECONDS``, doubled for each repeat offence within a week (at most

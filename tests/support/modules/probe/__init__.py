@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
 from core.http.pipeline import json_body
-from core.http.ratelimit import exempt, rate_limit
+from core.http.rate_limiter import exempt, rate_limit
 from core.module import BaseModule
 
 logger = logging.getLogger(__name__)
