@@ -1,0 +1,204 @@
+"""The webchat example page (modules/webchat) in Debian's headless Chromium, driven by
+Selenium through chromium-driver, against the production server: two browsers log in, join
+a room, exchange messages, one logs out and its socket drops. Screenshots are saved in
+``test-artifacts/browser/`` (git-ignored).
+
+Chromium is a requirement, not an option: ``.ci/run`` installs it, and a machine without it
+fails here instead of skipping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+import modules.webchat
+from modules.webchat import CSP
+from tests.clients.conftest import Serve
+from tests.conftest import AppFactory
+from tests.production.helpers import ROOT
+from tests.support.http import RemoteClient
+from tests.support.identity import PASSWORD, register
+from tests.support.js_client import BROWSER_BUNDLE
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+#: What works on these machines: no sandbox as root, no GPU, nothing fetched from Google.
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=900,1000",
+)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Callable[[str], webdriver.Chrome]]:
+    """``browser(name)``: a fresh Chromium (its own profile: nothing shared between two)."""
+    for needed in (CHROMIUM, CHROMEDRIVER):
+        assert needed.exists(), f"{needed} is missing: apt-get install chromium chromium-driver"
+    drivers: list[webdriver.Chrome] = []
+
+    def start(name: str) -> webdriver.Chrome:
+        options = Options()
+        options.binary_location = str(CHROMIUM)
+        for flag in (*FLAGS, f"--user-data-dir={tmp_path / f'chromium-{name}'}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # An explicit driver path: Selenium Manager never downloads a driver or a browser.
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+class ChatPage:
+    """The webchat page in one browser, through what a person sees and clicks."""
+
+    def __init__(self, driver: webdriver.Chrome, url: str) -> None:
+        self.driver = driver
+        driver.get(f"{url}/public/webchat/")
+
+    def find(self, element_id: str) -> Any:
+        return self.driver.find_element(By.ID, element_id)
+
+    def until(self, predicate: Callable[[], object], what: str) -> None:
+        WebDriverWait(self.driver, 10).until(lambda _: predicate(), message=what)
+
+    def fill(self, element_id: str, text: str) -> None:
+        field = self.find(element_id)
+        field.clear()
+        field.send_keys(text)
+
+    def status(self) -> tuple[str, str]:
+        status = self.find("status")
+        return status.get_attribute("data-state"), status.text
+
+    def log_in(self, email: str) -> None:
+        self.fill("email", email)
+        self.fill("password", PASSWORD)
+        self.find("login-button").click()
+        self.until(lambda: self.status()[0] == "connected", "the socket to connect")
+
+    def join(self, room: str) -> None:
+        self.fill("room-name", room)
+        self.find("join-button").click()
+        self.until(lambda: self.find("room-title").text == room, f"to be in {room}")
+
+    def send(self, body: str) -> None:
+        self.fill("body", body)
+        self.find("send-button").click()
+
+    def lines(self) -> list[str]:
+        return [item.text for item in self.find("messages").find_elements(By.TAG_NAME, "li")]
+
+    def wait_for_line(self, line: str) -> None:
+        self.until(lambda: line in self.lines(), f"{line!r} in {self.lines()}")
+
+    def members(self) -> str:
+        return str(self.find("members").text)
+
+    def console(self) -> list[dict[str, Any]]:
+        return list(self.driver.get_log("browser"))
+
+
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_two_browsers_chat_and_logging_out_drops_the_socket(
+    serve: Serve, browser: Callable[[str], webdriver.Chrome]
+) -> None:
+    url = serve()
+    http = RemoteClient(url)
+    ada, bob = register(http), register(http)  # type: ignore[arg-type]
+    pages = {"ada": ChatPage(browser("ada"), url), "bob": ChatPage(browser("bob"), url)}
+
+    pages["ada"].log_in(ada["email"])
+    pages["bob"].log_in(bob["email"])
+    assert pages["ada"].find("me").text == ada["username"]
+    assert pages["ada"].status()[1] in ("Connected (polling)", "Connected (websocket)")
+
+    pages["ada"].join("lobby")
+    pages["bob"].join("lobby")  # found by name in list_rooms, joined by id
+    pages["ada"].wait_for_line(f"{bob['username']} joined")
+    pages["ada"].until(
+        lambda: pages["ada"].members() == ", ".join(sorted([ada["username"], bob["username"]])),
+        "both in the members list",
+    )
+
+    # A message is text, never markup: the tags arrive as characters.
+    pages["bob"].send("hello <b>ada</b>")
+    pages["ada"].wait_for_line(f"{bob['username']}: hello <b>ada</b>")
+    assert not pages["ada"].find("messages").find_elements(By.TAG_NAME, "b")
+    pages["ada"].send("hi bob")
+    pages["bob"].wait_for_line(f"{ada['username']}: hi bob")
+    pages["bob"].wait_for_line(f"{bob['username']}: hello <b>ada</b>")  # senders get theirs too
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, page in pages.items():
+        assert page.driver.save_screenshot(str(ARTIFACTS / f"{name}-chatting.png"))
+
+    # Bob logs out over HTTP; the server drops his socket and says why; Ada sees him leave.
+    pages["bob"].find("logout").click()
+    pages["bob"].until(
+        lambda: pages["bob"].status() == ("disconnected", "Signed out: TOKEN_REVOKED"),
+        "bob's socket to be dropped",
+    )
+    assert pages["bob"].find("login").is_displayed()
+    pages["ada"].wait_for_line(f"{bob['username']} left")
+    assert pages["ada"].members() == ada["username"]
+    assert pages["ada"].status()[0] == "connected"
+    for name, page in pages.items():
+        assert page.driver.save_screenshot(str(ARTIFACTS / f"{name}-after-logout.png"))
+
+    # The page obeyed its Content-Security-Policy: nothing was blocked, nothing failed.
+    for name, page in pages.items():
+        problems = [entry for entry in page.console() if entry["level"] == "SEVERE"]
+        assert problems == [], (name, problems)
+
+
+@pytest.mark.parametrize("serve", ["dev"], indirect=True)
+def test_the_page_has_its_own_csp_and_nothing_else_is_served(serve: Serve) -> None:
+    url = serve()
+    page = requests.get(f"{url}/public/webchat/", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == CSP
+    assert 'src="socket.io.min.js"' in page.text
+    bundle = requests.get(f"{url}/public/webchat/socket.io.min.js", timeout=5)
+    assert bundle.status_code == 200
+    assert bundle.headers["Content-Type"].startswith("text/javascript")
+    # Only the page's files: no path tricks, no other file of the module.
+    for name in ("__init__.py", "..%2F__init__.py", "index.html.bak"):
+        missing = requests.get(f"{url}/public/webchat/{name}", timeout=5)
+        assert missing.status_code == 404, name
+        assert missing.headers["Content-Type"] == "application/problem+json"
+    # The rest of the app keeps the strict default.
+    health = requests.get(f"{url}/health/live", timeout=5)
+    assert health.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_the_page_is_off_when_disabled(make_app: AppFactory) -> None:
+    client = make_app({"WEBCHAT_ENABLED": "false"}).test_client()
+    for path in ("/public/webchat/", "/public/webchat/chat.js"):
+        assert client.get(path).status_code == 404
+
+
+def test_the_bundle_is_the_pinned_npm_package_unchanged(node: Path) -> None:
+    """static/socket.io.min.js is a copy of the package tests/clients/js pins (update both)."""
+    served = Path(modules.webchat.__file__).parent / "static" / "socket.io.min.js"
+    assert served.read_bytes() == BROWSER_BUNDLE.read_bytes()
