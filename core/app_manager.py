@@ -211,7 +211,7 @@ class AppManager:
         actions.install(app, self)
         openapi.install(app, self)
         self.route_policies = auth.resolve_policies(app)
-        self.rate_limit_plans = rate_limiter.resolve_routes(app)
+        self.rate_limit_plans = rate_limiter.resolve_routes(app, self.settings)
         self._register_cli(app)
         app.wsgi_app = self.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign]
         return app

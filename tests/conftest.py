@@ -109,6 +109,12 @@ def app_env(
         # Cheap hashing keeps the suite fast; production parameters are the defaults.
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST": "1024",
+        # Every test client is 127.0.0.1: the per-IP limits of register, login and refresh
+        # and the per-IP login failures are tested where they are the subject.
+        "RATE_LIMIT_REGISTER": "1000/second",
+        "RATE_LIMIT_LOGIN": "1000/second",
+        "RATE_LIMIT_REFRESH": "1000/second",
+        "LOGIN_IP_MAX_FAILURES": "1000",
     }
 
 

@@ -1,9 +1,10 @@
 """Rate limiting in the request pipeline: route overrides, exemptions and the headers.
 
 ``@rate_limit(ip="5/minute")`` replaces a level's default limits for one route (counted in a
-bucket of that route); ``@exempt`` takes a route out of rate limiting (health and metrics are
-exempt by path). Limits are parsed once at start-up: a bad limit string stops start-up naming
-the route.
+bucket of that route); a limit may also be read from the settings at start-up,
+``@rate_limit(ip=lambda settings: settings.rate_limit_login)``. ``@exempt`` takes a route out
+of rate limiting (health and metrics are exempt by path). Limits are parsed once at start-up:
+a bad limit string stops start-up naming the route.
 
 Per request the pipeline builds the caller's buckets: ``ip`` always, plus ``user`` (JWT) or
 ``api_key``, plus any extra buckets a resolver adds for the endpoint (actions add their own
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from flask import Flask, g, request
 
@@ -25,16 +26,22 @@ from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation
 from core.managers.rate_limiter.limits import Limit, parse_limits
 
 if TYPE_CHECKING:
+    from config.settings import Settings
     from core.app_manager import AppManager
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A limit string, or a function of the settings answering one (read once at start-up).
+LimitSource: TypeAlias = "str | Callable[[Settings], str]"
 EXEMPT_PATHS = ("/health/", "/metrics")
 #: ``resolver(view_args, principal) -> extra buckets`` registered per endpoint.
 BucketResolver = Callable[[Mapping[str, Any], "Principal | None"], list[Bucket]]
 
 
 def rate_limit(
-    *, ip: str | None = None, user: str | None = None, api_key: str | None = None
+    *,
+    ip: LimitSource | None = None,
+    user: LimitSource | None = None,
+    api_key: LimitSource | None = None,
 ) -> Callable[[F], F]:
     """Override the default limits of some levels for this route."""
     overrides = {
@@ -64,7 +71,7 @@ class RoutePlan:
     overrides: dict[str, tuple[Limit, ...]] = field(default_factory=dict)
 
 
-def resolve_routes(app: Flask) -> dict[str, RoutePlan]:
+def resolve_routes(app: Flask, settings: Settings) -> dict[str, RoutePlan]:
     plans: dict[str, RoutePlan] = {}
     problems = []
     for rule in app.url_map.iter_rules():
@@ -72,9 +79,11 @@ def resolve_routes(app: Flask) -> dict[str, RoutePlan]:
         plan = plans.setdefault(rule.endpoint, RoutePlan())
         if rule.rule.startswith(EXEMPT_PATHS) or getattr(view, "rate_limit_exempt", False):
             plan.exempt = True
-        for level, text in getattr(view, "rate_limits", {}).items():
+        for level, source in getattr(view, "rate_limits", {}).items():
             try:
-                plan.overrides[level] = parse_limits(text)
+                plan.overrides[level] = parse_limits(
+                    source(settings) if callable(source) else source
+                )
             except ValueError as exc:
                 problems.append(f"{rule.rule}: {level}: {exc}")
     if problems:

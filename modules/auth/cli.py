@@ -1,4 +1,4 @@
-"""``flask users create-admin`` and ``flask users set-roles``."""
+"""``flask users create-admin``, ``flask users set-roles`` and ``flask users unlock``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 from core.app_manager import get_app_manager
 from core.errors import ApiError
 from modules.auth.service import AuthService
+from modules.auth.users import normalise_email
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -45,3 +46,11 @@ def set_roles(email: str, roles: tuple[str, ...]) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
     click.echo(f"{user['email']}: {', '.join(user['roles'])}")
+
+
+@users_cli.command("unlock")
+@click.argument("email")
+def unlock(email: str) -> None:
+    """Forget the failed logins of EMAIL, so its lock (if any) ends now."""
+    had = _service().guard.unlock(email)
+    click.echo(f"{normalise_email(email)}: {'unlocked' if had else 'was not locked'}")

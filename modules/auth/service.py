@@ -1,18 +1,22 @@
 """Register, login (with lockout), refresh and logout: the rules of docs/auth.md, in one place.
 
+Login reserves the attempt (modules/auth/lockout.py) before checking the password, and always
+runs argon2 (a dummy hash for an unknown email), so neither a burst of concurrent guesses nor
+the response time tells more than the answer. Register checks that email and username are
+free before it spends a hash on them.
+
 Redis or MongoDB errors are not caught here: the HTTP layer answers them with 503
 ``DEPENDENCY_UNAVAILABLE``, so a login never half-succeeds.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from core.errors import TooManyRequests, Unauthorized, ValidationFailed
+from core.errors import Unauthorized, ValidationFailed
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager, TokenPair
-from core.managers.redis import RedisManager
+from modules.auth.lockout import LoginGuard
 from modules.auth.users import PASSWORD_MAX, UserStore, public, validate_registration
 
 
@@ -39,51 +43,33 @@ class AuthService:
         self,
         users: UserStore,
         jwt: JWTManager,
-        redis_manager: RedisManager,
+        guard: LoginGuard,
         hooks: HooksManager,
-        max_failures: int,
-        lockout_seconds: int,
     ) -> None:
         self.users = users
         self.jwt = jwt
-        self.redis = redis_manager
+        self.guard = guard
         self.hooks = hooks
-        self.max_failures = max_failures
-        self.lockout_seconds = lockout_seconds
 
     def register(self, body: dict[str, Any], roles: tuple[str, ...] = ("user",)) -> dict[str, Any]:
         """Create the account in one write (roles included), then emit ``user.registered``."""
         email, username, password = validate_registration(body)
+        self.users.ensure_available(email, username)  # before the hash: a taken email is cheap
         user = self.users.create(email, username, password, roles)
         self.hooks.emit("user.registered", user=public(user))
         return user
 
-    def _failures_key(self, email: str) -> str:
-        # A digest, so account emails do not appear in Redis keys.
-        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        return self.redis.key("auth", "login_failures", digest)
-
-    def login(self, body: dict[str, Any]) -> dict[str, Any]:
+    def login(self, body: dict[str, Any], client_ip: str) -> dict[str, Any]:
         email = _string(body, "email", 254)
         password = _string(body, "password", PASSWORD_MAX)
-        key = self._failures_key(email)
-        client = self.redis.client
-        failures = int(client.get(key) or 0)
-        if failures >= self.max_failures:
-            raise TooManyRequests(
-                "Too many failed logins; try again later.",
-                code="LOGIN_LOCKED",
-                retry_after=max(1, int(client.ttl(key))),
-            )
+        self.guard.reserve(email, client_ip)  # 429 LOGIN_LOCKED / RATE_LIMITED
         user = self.users.by_email(email)
-        stored = user["password_hash"] if user else None
-        if user is None or not self.users.hasher.verify(stored, password):
-            with client.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self.lockout_seconds, nx=True)
-                pipe.execute()
+        # argon2 runs for an unknown email too (a dummy hash): both failures cost the same.
+        valid = self.users.hasher.verify(user["password_hash"] if user else None, password)
+        if user is None or not valid:
+            self.guard.failed(email)
             raise Unauthorized("Email or password is wrong.", code="INVALID_CREDENTIALS")
-        client.delete(key)
+        self.guard.succeeded(email, client_ip)
         if self.users.hasher.needs_rehash(user["password_hash"]):
             self.users.set_password_hash(user["_id"], self.users.hasher.hash(password))
         pair = self.jwt.issue_pair(str(user["_id"]), user["roles"], username=user["username"])

@@ -101,6 +101,14 @@ class UserStore:
         document["_id"] = result.inserted_id
         return document
 
+    def ensure_available(self, email: str, username: str) -> None:
+        """409 ``EMAIL_TAKEN`` / ``USERNAME_TAKEN`` before any hashing (two indexed lookups);
+        the unique indexes still decide races in :meth:`create`."""
+        if self.collection.find_one({"email": normalise_email(email)}, {"_id": 1}) is not None:
+            raise Conflict("This email is already registered.", code="EMAIL_TAKEN")
+        if self.collection.find_one({"username_lower": username.lower()}, {"_id": 1}) is not None:
+            raise Conflict("This username is taken.", code="USERNAME_TAKEN")
+
     def by_email(self, email: str) -> dict[str, Any] | None:
         return self.collection.find_one({"email": normalise_email(email)})
 
