@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -274,3 +275,41 @@ def test_no_environment_serves_a_non_loopback_address_with_the_published_secrets
     assert result.returncode == 2, result.stderr
     assert "JWT_SECRET is the development default published in the repository" in result.stderr
     assert "HOST=0.0.0.0 is not a loopback address" in result.stderr
+
+
+def test_password_hashing_does_not_stall_the_gevent_worker(gunicorn: GunicornFactory) -> None:
+    """A login flood from a few clients (argon2 at 10x the default cost) must not hold up
+    the worker's other requests: compare two medians of one run, logins vs /health/live."""
+    server = gunicorn(env={"ARGON2_TIME_COST": "20", "ARGON2_MEMORY_COST": "19456"})
+    uid = uuid.uuid4().hex[:8]
+    user = {"email": f"h{uid}@example.com", "username": f"h_{uid}", "password": "long-password-1"}
+    assert requests.post(f"{server.url}/public/register", json=user, timeout=30).status_code == 201
+    stop = threading.Event()
+    login_times: list[float] = []
+
+    def flood() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                began = time.perf_counter()
+                answer = session.post(f"{server.url}/public/login", json=user, timeout=30)
+                assert answer.status_code == 200, answer.text
+                login_times.append(time.perf_counter() - began)
+
+    floods = [threading.Thread(target=flood) for _ in range(3)]
+    for thread in floods:
+        thread.start()
+    live_times: list[float] = []
+    try:
+        with requests.Session() as session:
+            while len(live_times) < 30 or len(login_times) < 6:
+                began = time.perf_counter()
+                assert session.get(f"{server.url}/health/live", timeout=30).status_code == 200
+                live_times.append(time.perf_counter() - began)
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join(timeout=60)
+    live, logins = statistics.median(live_times), statistics.median(login_times)
+    # On the event loop every /health/live would wait for the hashes in progress.
+    assert live < logins / 4, (live, logins)
