@@ -26,6 +26,9 @@ from core.devstack import (
 )
 from tests.support.identity import admin_tokens, user_with_tokens
 
+# The leak sweep: any process of this run still alive at the end is killed and fails the run.
+from tests.support.processes import pytest_configure, pytest_sessionfinish  # noqa: F401
+
 # Tests that need one of these (directly or through another fixture) are marked `servers`;
 # `pytest -m "not servers"` is the fast, server-free part (CI runs it on the newest Python).
 SERVER_FIXTURES = frozenset({"mongodb_server", "postgres_server", "redis_server", "vault_server"})

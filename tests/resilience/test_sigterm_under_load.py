@@ -20,10 +20,8 @@ them.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +29,9 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-import requests
 import socketio
 
-from core.devstack import free_port
-from tests.production.helpers import ROOT, wait_for
-from tests.production.test_gunicorn import Gunicorn
+from tests.production.helpers import DevelopmentServer, Gunicorn, wait_for
 from tests.support.load import Hammer, RawOutcome, register_user
 
 THREADS = 6
@@ -60,41 +55,8 @@ class Server(Protocol):
     proc: subprocess.Popen[bytes]
 
     def output(self) -> str: ...
+    def wait_ready(self) -> None: ...
     def stop(self) -> None: ...
-
-
-class DevelopmentServer:
-    """``python app.py`` on a free port, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py"],
-            cwd=ROOT,
-            env={**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)},
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(
-            lambda: (
-                self.proc.poll() is not None
-                or requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-            ),
-            what="python app.py to serve /health/ready",
-        )
-        assert self.proc.poll() is None, self.output()
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._log_file.close()
 
 
 @pytest.fixture(params=["gunicorn", "app.py"])
@@ -106,12 +68,13 @@ def server(
     started.stop()
 
 
-def start_server(kind: str, env: dict[str, str], log_dir: Path) -> Server:
+def start_server(kind: str, env: dict[str, str | None], log_dir: Path) -> Server:
     if kind == "gunicorn":
-        started = Gunicorn(env, log_dir / "gunicorn.log", ())
-        started.wait_ready()
-        return started
-    return DevelopmentServer(env, log_dir / "app.log")
+        started: Server = Gunicorn(env, log_dir / "gunicorn.log", ())
+    else:
+        started = DevelopmentServer(env, log_dir / "app.log")
+    started.wait_ready()  # stops the process when it never gets ready
+    return started
 
 
 def test_sigterm_under_load_fails_no_accepted_request(server: Server) -> None:
