@@ -223,6 +223,9 @@ class Settings(SettingsModel):
     modules_packages: list[str] = Field(default_factory=lambda: ["modules"])
     modules_disabled: list[str] = Field(default_factory=list)
     health_check_timeout: float = Field(2.0, gt=0)
+    #: /health/ready (and the dependency gauges) reuse one run of the checks this long;
+    #: concurrent callers share the run in flight, so a probe flood cannot load the stores.
+    health_ready_cache_seconds: float = Field(2.0, ge=0)
     shutdown_timeout: float = Field(25.0, ge=0)
 
     @field_validator(

@@ -105,6 +105,8 @@ class AppManager:
         self.request_gates: list[RequestGate] = []
         self.route_policies: dict[str, str] = {}
         self.rate_limit_plans: dict[str, rate_limiter.RoutePlan] = {}
+        #: The readiness checks, one shared run per HEALTH_READY_CACHE_SECONDS (core.http.health).
+        self.readiness: Callable[[], dict[str, dict[str, Any]]] = dict
         #: endpoint -> extra rate-limit buckets for a request (actions add theirs).
         self.bucket_resolvers: dict[str, rate_limiter.BucketResolver] = {}
         self._closed = False
@@ -202,6 +204,7 @@ class AppManager:
         problems.register_error_handlers(app, self)
         pipeline.install(app, self)
         maintenance.install(self)
+        self.readiness = health.shared_checks(self)
         app.register_blueprint(health.bp)
         http_metrics.install(app, self)
         self.modules.load(app, self)

@@ -118,6 +118,9 @@ def app_env(
         "RATE_LIMIT_LOGIN": "1000/second",
         "RATE_LIMIT_REFRESH": "1000/second",
         "LOGIN_IP_MAX_FAILURES": "1000",
+        # Tests watch readiness change at once when a store stops; the shared run and its
+        # cache are tested in tests/http/test_health.py.
+        "HEALTH_READY_CACHE_SECONDS": "0",
     }
 
 

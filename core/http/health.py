@@ -2,7 +2,10 @@
 
 ``/health/live`` checks nothing but the process. ``/health/ready`` runs every dependency check
 in parallel, each bounded by ``HEALTH_CHECK_TIMEOUT``, so one hung dependency cannot hang the
-probe; it answers 503 while any check fails or while the process is draining.
+probe; it answers 503 while any check fails or while the process is draining. It is public
+and exempt from limits, so the result is shared (:func:`shared_checks`): one run per
+``HEALTH_READY_CACHE_SECONDS``, concurrent callers wait for the run in flight. Draining is
+never cached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
 from core.http.auth import OPERATOR, PUBLIC, declare_auth
+from core.managers.base import SharedResult
 
 bp = Blueprint("health", __name__)
 
@@ -38,6 +42,13 @@ def run_checks(app_manager: AppManager) -> dict[str, dict[str, Any]]:
     return results
 
 
+def shared_checks(app_manager: AppManager) -> SharedResult[dict[str, dict[str, Any]]]:
+    """The app's one shared run of :func:`run_checks` (readiness and the dependency gauges)."""
+    return SharedResult(
+        lambda: run_checks(app_manager), app_manager.settings.health_ready_cache_seconds
+    )
+
+
 @bp.get("/health/live")
 @declare_auth(PUBLIC)
 def live() -> ResponseReturnValue:
@@ -48,7 +59,7 @@ def live() -> ResponseReturnValue:
 @declare_auth(PUBLIC)
 def ready() -> ResponseReturnValue:
     app_manager = get_app_manager()
-    checks = run_checks(app_manager)
+    checks = app_manager.readiness()
     draining = app_manager.lifecycle.draining.is_set()
     ok = not draining and all(check["status"] == "ok" for check in checks.values())
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}

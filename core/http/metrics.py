@@ -22,7 +22,6 @@ from flask import Blueprint, Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
-from core.http import health
 from core.http.auth import OPERATOR, declare_auth
 from core.http.problems import PROBLEM_JSON
 from core.managers.metrics import UNMATCHED, MetricsManager
@@ -56,7 +55,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
     metrics = app_manager.metrics
     if metrics.port is None:
         app.register_blueprint(bp)
-    metrics.track_dependencies(lambda: health.run_checks(app_manager))
+    metrics.track_dependencies(app_manager.readiness)
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
 
     def started() -> None:

@@ -12,14 +12,16 @@ in ``unavailable_errors`` so the HTTP layer can answer 503 ``DEPENDENCY_UNAVAILA
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from flask import Flask
 
 HealthResult = dict[str, Any]
 HealthCheck = Callable[[], HealthResult]
+T = TypeVar("T")
 
 
 class Manager:
@@ -64,3 +66,30 @@ def timed_check(probe: Callable[[], Any], **details: Any) -> HealthResult:
         "latency_ms": round((time.perf_counter() - start) * 1000, 2),
         **details,
     }
+
+
+class SharedResult(Generic[T]):
+    """``compute()`` at most once per ``ttl`` seconds, and never twice at the same time:
+    callers arriving while it runs wait for that run and share its result.
+
+    For expensive checks that anyone may trigger (readiness, the dependency gauges), so a
+    flood of callers costs one run per ``ttl``.
+    """
+
+    def __init__(self, compute: Callable[[], T], ttl: float) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._at = float("-inf")
+        self._runs = 0
+
+    def __call__(self) -> T:
+        runs_seen = self._runs
+        with self._lock:
+            fresh = time.monotonic() - self._at < self._ttl
+            if not (fresh or self._runs != runs_seen):  # else: shared with a run just ended
+                self._value = self._compute()
+                self._at = time.monotonic()
+                self._runs += 1
+            return cast(T, self._value)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
 from core.devstack import RedisServer
+from core.devstack.redis import client_commands
 from tests.conftest import AppFactory
 from tests.support.servers import frozen, stopped
+from tests.support.sockets import serving
 
 
 def test_live_checks_nothing_but_the_process(make_app: AppFactory) -> None:
@@ -64,3 +72,41 @@ def test_ready_is_503_while_draining(make_app: AppFactory) -> None:
     response = app.test_client().get("/health/ready")
     assert response.status_code == 503
     assert response.get_json()["reason"] == "shutting_down"
+
+
+def test_a_readiness_flood_runs_each_store_check_once_per_ttl(
+    make_app: AppFactory, redis_server: RedisServer
+) -> None:
+    app = make_app({"HEALTH_READY_CACHE_SECONDS": "30"})
+    with serving(app) as url:
+
+        def flood() -> list[requests.Response]:
+            with ThreadPoolExecutor(max_workers=40) as pool:
+                return list(
+                    pool.map(lambda _: requests.get(f"{url}/health/ready", timeout=30), range(40))
+                )
+
+        answers: list[requests.Response] = []
+        commands = client_commands(redis_server.url, lambda: answers.extend(flood()))
+        live = client_commands(
+            redis_server.url,
+            lambda: [requests.get(f"{url}/health/live", timeout=10) for _ in range(10)],
+        )
+
+    assert [answer.status_code for answer in answers] == [200] * 40
+    # Counted by Redis itself: one PING (the redis check) for 40 concurrent probes.
+    assert commands.count("PING") == 1, commands
+    # And every caller got that one run, for every store.
+    assert len({json.dumps(answer.json()["checks"], sort_keys=True) for answer in answers}) == 1
+    assert live.count("PING") == 0  # liveness checks nothing
+
+
+def test_readiness_runs_again_once_the_shared_result_is_older_than_the_ttl(
+    make_app: AppFactory, redis_server: RedisServer
+) -> None:
+    client = make_app({"HEALTH_READY_CACHE_SECONDS": "0.5"}).test_client()
+    first = client_commands(redis_server.url, lambda: client.get("/health/ready"))
+    cached = client_commands(redis_server.url, lambda: client.get("/health/ready"))
+    time.sleep(0.6)
+    again = client_commands(redis_server.url, lambda: client.get("/health/ready"))
+    assert (first.count("PING"), cached.count("PING"), again.count("PING")) == (1, 0, 1)

@@ -13,8 +13,8 @@ What the framework records:
     http_exceptions_total{route,exception}               unexpected exceptions (500 / 503)
     auth_failures_total{policy,code}                     every 401 and 403, by problem code
     dependency_up{dependency}, dependency_latency_seconds{dependency}
-                                                         readiness checks, run at scrape time
-                                                         and cached for DEPENDENCY_TTL
+                                                         the shared readiness checks (one run
+                                                         per HEALTH_READY_CACHE_SECONDS)
     rate_limit_rejections_total{level,reason}            rate_limit_rejected()
     rate_limit_bans_total{level}                         ban_issued()
     socketio_connections, socketio_connects_total{outcome},
@@ -38,7 +38,6 @@ instead of the app's ``/metrics``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,8 +64,6 @@ UNMATCHED = "<unmatched>"
 OTHER = "<other>"
 #: Distinct values a free-form label may take before new ones are counted as ``<other>``.
 MAX_LABEL_VALUES = 200
-#: How long readiness results are reused between scrapes (seconds).
-DEPENDENCY_TTL = 10.0
 #: Latency buckets (seconds) for HTTP requests, socket events and actions.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -95,26 +92,16 @@ class _BoundedValues:
 class _DependencyCollector:
     """``dependency_up`` and ``dependency_latency_seconds`` from the readiness checks.
 
-    Collected at scrape time, at most once per ``ttl`` seconds (the checks are bounded by
-    ``HEALTH_CHECK_TIMEOUT``), so the values are right whoever scrapes and whether or not
-    anything probes ``/health/ready``.
+    Collected at scrape time from the provider, the app's shared readiness run (one run per
+    ``HEALTH_READY_CACHE_SECONDS``, bounded by ``HEALTH_CHECK_TIMEOUT``), so the values are
+    right whoever scrapes and whether or not anything probes ``/health/ready``.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self) -> None:
         self.provider: ChecksProvider | None = None
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._cached: Mapping[str, Mapping[str, Any]] = {}
-        self._at = float("-inf")
 
     def results(self) -> Mapping[str, Mapping[str, Any]]:
-        if self.provider is None:
-            return {}
-        with self._lock:
-            if time.monotonic() - self._at >= self._ttl:
-                self._cached = self.provider()
-                self._at = time.monotonic()
-            return self._cached
+        return {} if self.provider is None else self.provider()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -155,7 +142,7 @@ class MetricsManager(Manager):
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self._dependencies = _DependencyCollector(DEPENDENCY_TTL)
+        self._dependencies = _DependencyCollector()
         self.registry.register(self._dependencies)
 
         http = ("method", "route", "status")
