@@ -11,8 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.identity import create_api_key
+from core.testing import AppFactory, create_api_key
 from tests.support.packages import make_modules_package
 
 ACTS_MODULE = textwrap.dedent(

@@ -17,9 +17,8 @@ from flask.testing import FlaskClient
 from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest, postgres_sink
+from core.testing import bearer, problem
 from tests.actions.conftest import audit_rows
-from tests.support.http import problem
-from tests.support.identity import bearer
 from tests.support.servers import stopped
 
 

@@ -6,9 +6,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from core.testing import bearer, problem
 from tests.actions.conftest import key_header
-from tests.support.http import problem
-from tests.support.identity import bearer
 
 
 def call(client: FlaskClient, name: str, body: Any = None, **headers: str) -> Any:

@@ -10,8 +10,8 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.testing import bearer
 from tests.actions.conftest import audit_rows
-from tests.support.identity import bearer
 
 
 def flask(app: Flask, *args: str) -> Result:

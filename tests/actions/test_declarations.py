@@ -14,8 +14,8 @@ import pytest
 
 from core.errors import StartupError
 from core.managers.actions import ActionManager
+from core.testing import AppFactory
 from tests.actions.conftest import write_modules
-from tests.conftest import AppFactory
 
 HANDLERS = textwrap.dedent(
     """

@@ -13,8 +13,7 @@ from flask.testing import FlaskClient
 from core.errors import TooManyRequests
 from core.managers.actions import Action, ActionContext, Execution
 from core.managers.actions import executor as executor_module
-from tests.support.http import problem
-from tests.support.identity import bearer
+from core.testing import bearer, problem
 
 
 def logged(buffer: io.StringIO) -> list[dict[str, Any]]:

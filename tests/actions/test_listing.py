@@ -7,9 +7,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.testing import bearer, problem
 from tests.actions.conftest import key_header
-from tests.support.http import problem
-from tests.support.identity import bearer
 
 ACTS = {
     "acts.public",

@@ -12,9 +12,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from core.http.openapi import DOCS_CSP, openapi_path
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import bearer
+from core.testing import AppFactory, bearer, problem
 
 
 @pytest.fixture

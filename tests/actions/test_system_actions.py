@@ -7,8 +7,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.support.http import problem
-from tests.support.identity import bearer
+from core.testing import bearer, problem
 
 
 def test_ping_answers_anyone_with_pong_and_the_utc_time(client: FlaskClient) -> None:

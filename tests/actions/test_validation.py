@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.support.http import problem
+from core.testing import problem
 
 VALID = {"title": "hello", "count": 2}
 

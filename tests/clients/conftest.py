@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AppFactory
+from core.testing import AppFactory, serving
 from tests.production.helpers import Gunicorn
 from tests.support import js_client
 from tests.support.js_client import JsClient
-from tests.support.sockets import serving
 
 #: Fast socket housekeeping, so logout and expiry drop sockets within a fraction of a second.
 FAST = {

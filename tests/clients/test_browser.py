@@ -21,12 +21,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 import modules.webchat
+from core.testing import PASSWORD, AppFactory, register
 from modules.webchat import CSP
 from tests.clients.conftest import Serve
-from tests.conftest import AppFactory
 from tests.production.helpers import ROOT
 from tests.support.http import RemoteClient
-from tests.support.identity import PASSWORD, register
 from tests.support.js_client import BROWSER_BUNDLE
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.testing import TEST_JWT_SECRET, bearer, refused_tokens, user_with_tokens
 from tests.clients.conftest import Serve
-from tests.conftest import TEST_JWT_SECRET
 from tests.support.http import RemoteClient
-from tests.support.identity import bearer, refused_tokens, user_with_tokens
 from tests.support.js_client import JsClient
 
 MakeJs = Callable[[], JsClient]

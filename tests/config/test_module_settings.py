@@ -15,9 +15,9 @@ import pytest
 from config.loader import SettingsLoader
 from core.devstack import VaultServer
 from core.errors import ConfigurationError
+from core.testing import AppFactory
 from tests.config.test_loader import prod_environ
 from tests.config.test_vault_source import config_show
-from tests.conftest import AppFactory
 from tests.support.packages import make_modules_package, module_source
 
 PARTNER = textwrap.dedent(

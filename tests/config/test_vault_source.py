@@ -9,7 +9,7 @@ from click.testing import Result
 
 from core.devstack import VaultServer
 from core.errors import StartupError
-from tests.conftest import TEST_JWT_SECRET, AppFactory
+from core.testing import TEST_JWT_SECRET, AppFactory
 
 VAULT_JWT_SECRET = "jwt-secret-from-vault-0123456789abcdef-xyz"
 

@@ -13,7 +13,7 @@ import pytest
 from app import create_app
 from core.devstack import free_port
 from core.errors import StartupError
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

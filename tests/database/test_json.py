@@ -12,7 +12,7 @@ from bson import Decimal128, ObjectId
 
 from core.app_manager import AppManager
 from core.managers.database.json import to_json_compatible
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 
 
 def round_trip(value: object) -> object:

@@ -13,7 +13,7 @@ from core.devstack import free_port
 from core.errors import StartupError
 from core.managers.database.migrations import Migration, Migrator, discover
 from core.managers.database.postgres import PostgresStore
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 from tests.support.packages import make_modules_package, module_source
 
 

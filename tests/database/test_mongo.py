@@ -9,9 +9,8 @@ from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 from core.app_manager import AppManager
 from core.devstack import MongoServer
 from core.managers.database.mongo import MongoStore
-from tests.conftest import AppFactory
+from core.testing import AppFactory, problem
 from tests.database.conftest import eventually
-from tests.support.http import problem
 from tests.support.servers import stopped
 
 

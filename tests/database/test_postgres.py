@@ -14,8 +14,7 @@ from core.app_manager import AppManager
 from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable, FrameworkError
 from core.managers.database.postgres import PostgresStore, is_unavailable
-from tests.conftest import AppFactory
-from tests.support.http import problem
+from core.testing import AppFactory, problem
 from tests.support.servers import stopped
 
 

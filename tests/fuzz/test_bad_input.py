@@ -16,9 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import admin_tokens, bearer, user_with_tokens
+from core.testing import AppFactory, admin_tokens, bearer, problem, user_with_tokens
 
 JSON = {"Content-Type": "application/json"}
 

@@ -50,9 +50,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import admin_tokens, bearer, create_api_key, login
+from core.testing import AppFactory, admin_tokens, bearer, create_api_key, login, problem
 
 MAX_EXAMPLES = 25
 FUZZ_SETTINGS = {
@@ -364,7 +362,7 @@ def test_maintenance_switched_on_by_the_fuzzer_stays_inside_its_test(
 ) -> None:
     """The fuzzer can switch maintenance on. The state lives in Redis under the app's
     ``REDIS_KEY_PREFIX`` and, as its durable copy, in the app's MongoDB database (collection
-    ``states``): both are per test (tests/conftest.py), so another test's app never sees it."""
+    ``states``): both are per test (core/testing/plugin.py), so another test's app never sees it."""
     fuzzed = make_app(FUZZ_SETTINGS)
     uid = uuid.uuid4().hex[:8]
     other = make_app({**FUZZ_SETTINGS, "REDIS_KEY_PREFIX": f"o{uid}:", "MONGODB_DB": f"o_{uid}"})

@@ -23,10 +23,8 @@ import requests
 import websocket
 from flask import Flask
 
-from tests.conftest import AppFactory
-from tests.support.identity import user_with_tokens
+from core.testing import AppFactory, Client, serving, user_with_tokens
 from tests.support.servers import wait_until
-from tests.support.sockets import Client, serving
 
 MAX_BUFFER = 8192
 SETTINGS = {

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
+from core.testing import AppFactory, problem
 from tests.support.servers import stopped
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 
 SPOOF = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
 

@@ -9,8 +9,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.http import problem
-from tests.support.identity import bearer, create_api_key
+from core.testing import bearer, create_api_key, problem
 
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 EMPTY_JSON = {"data": b"", "content_type": "application/json"}

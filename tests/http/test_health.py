@@ -10,9 +10,8 @@ import requests
 
 from core.devstack import RedisServer
 from core.devstack.redis import client_commands
-from tests.conftest import AppFactory
+from core.testing import AppFactory, serving
 from tests.support.servers import frozen, stopped
-from tests.support.sockets import serving
 
 
 def test_live_checks_nothing_but_the_process(make_app: AppFactory) -> None:

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from tests.support.http import problem
+from core.testing import problem
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.support.http import problem
+from core.testing import problem
 
 WIDGETS = "/public/typed/widgets"
 

@@ -9,9 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.http import maintenance
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import admin_tokens, bearer, create_api_key, user_with_tokens
+from core.testing import AppFactory, admin_tokens, bearer, create_api_key, problem, user_with_tokens
 from tests.support.servers import wait_until
 
 PATH = "/userauth/admin/maintenance"

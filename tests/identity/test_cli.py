@@ -12,9 +12,7 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import PASSWORD, bearer, register
+from core.testing import PASSWORD, AppFactory, bearer, problem, register
 
 KEY_LINE = re.compile(r"^(pbk_[A-Za-z0-9]+)\.(\S+)$", re.MULTILINE)
 

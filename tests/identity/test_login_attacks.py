@@ -13,11 +13,8 @@ import requests
 from flask import Flask
 
 from config.settings import Settings
-from tests.conftest import AppFactory
+from core.testing import PASSWORD, AppFactory, login, problem, register, serving
 from tests.production.helpers import sample
-from tests.support.http import problem
-from tests.support.identity import PASSWORD, login, register
-from tests.support.sockets import serving
 
 #: The production argon2 parameters (the test suite otherwise uses cheap ones).
 REAL_ARGON2 = {

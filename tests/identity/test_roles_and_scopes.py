@@ -11,9 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import bearer, create_api_key
+from core.testing import AppFactory, bearer, create_api_key, problem
 from tests.support.packages import make_modules_package
 
 GUARDED = textwrap.dedent(

@@ -15,9 +15,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask.testing import FlaskClient
 
-from tests.conftest import TEST_JWT_SECRET, AppFactory
-from tests.support.http import problem
-from tests.support.identity import bearer, login, register, user_with_tokens
+from core.testing import (
+    TEST_JWT_SECRET,
+    AppFactory,
+    bearer,
+    login,
+    problem,
+    register,
+    user_with_tokens,
+)
 from tests.support.servers import stopped
 
 ISSUER = AUDIENCE = "python-base-04"

@@ -11,9 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import PASSWORD, bearer, login, register, user_with_tokens
+from core.testing import PASSWORD, AppFactory, bearer, login, problem, register, user_with_tokens
 
 USER_FIELDS = {"id", "email", "username", "roles", "created_at"}
 

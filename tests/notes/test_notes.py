@@ -11,8 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.http import problem
-from tests.support.identity import bearer, user_with_tokens
+from core.testing import bearer, problem, user_with_tokens
 from tests.support.packages import make_modules_package
 
 NOTES = Path(__file__).resolve().parents[2] / "modules" / "notes"

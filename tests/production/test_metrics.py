@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from core.devstack import RedisServer, free_port
 from core.errors import StartupError
 from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
+from core.testing import problem
 from tests.production.helpers import ROOT, sample, samples
-from tests.support.http import problem
 from tests.support.servers import stopped
 
 AppFactory = Callable[..., Flask]

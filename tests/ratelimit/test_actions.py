@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StartupError
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import bearer, user_with_tokens
+from core.testing import AppFactory, bearer, problem, user_with_tokens
 from tests.support.packages import make_modules_package
 
 HANDLER = "def hello(params, context):\n    return {'hi': context.principal.id}\n"

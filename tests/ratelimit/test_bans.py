@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.http import problem
+from core.testing import AppFactory, problem
 
 BAN_SETTINGS = {
     "RATE_LIMIT_IP": "1/minute",

@@ -12,9 +12,7 @@ from flask.testing import FlaskClient
 
 from core.errors import ConfigurationError
 from core.managers.rate_limiter.limits import Limit, parse_limits
-from tests.conftest import AppFactory
-from tests.support.http import problem
-from tests.support.identity import bearer, user_with_tokens
+from core.testing import AppFactory, bearer, problem, user_with_tokens
 
 GENEROUS = "1000/second"
 

@@ -10,7 +10,7 @@ import redis
 
 from core.devstack import RedisServer
 from core.managers.redis import RedisManager
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 from tests.support.servers import stopped, wait_until
 
 NESTED: dict[str, Any] = {

@@ -36,10 +36,8 @@ import requests
 from flask import Flask
 
 from core.devstack import DevServer, VaultServer
-from tests.conftest import AppFactory
-from tests.support.identity import PASSWORD
+from core.testing import PASSWORD, AppFactory, serving
 from tests.support.load import MIX, LoadUser, Outcome, Traffic, register_user
-from tests.support.sockets import serving
 
 SETTINGS = {
     # The traffic is a handful of users sending back to back: the defaults would limit it.

@@ -12,8 +12,7 @@ from flask.testing import FlaskClient
 from core.devstack import RedisServer
 from core.http import maintenance
 from core.managers.state import StateManager
-from tests.conftest import AppFactory
-from tests.support.http import problem
+from core.testing import AppFactory, problem
 from tests.support.servers import stopped, wait_until
 
 MESSAGE = "Upgrading the database, back at 14:00 UTC."

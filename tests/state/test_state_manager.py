@@ -14,7 +14,7 @@ from core.devstack import MongoServer, RedisServer
 from core.errors import DependencyUnavailable, IllegalTransition, StateConflict
 from core.managers.state import StateManager, StateValue
 from core.managers.state.store import StateStore
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 from tests.support.servers import stopped, wait_until
 
 DOC = "document"

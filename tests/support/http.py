@@ -1,24 +1,10 @@
-"""Assertions shared by HTTP tests, and real HTTP shaped like Flask's test client."""
+"""Real HTTP shaped like Flask's test client, for apps served by gunicorn."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import requests
-
-
-def problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    """Check that ``response`` is an RFC 9457 problem with ``status`` and ``code``; return it."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/problem+json"
-    body: dict[str, Any] = response.get_json(force=True)
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["title"]
-    assert body["detail"]
-    assert body["type"].endswith(code)
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
 
 
 class RemoteResponse:
@@ -35,7 +21,7 @@ class RemoteResponse:
 
 class RemoteClient:
     """Real HTTP to a served app, shaped like Flask's test client (``post(path, json=...)``),
-    so the helpers of tests.support.identity work against gunicorn too."""
+    so the helpers of core.testing work against gunicorn too."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url

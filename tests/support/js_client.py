@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.support.sockets import Recorder
+from core.testing.sockets import Recorder
 
 JS_DIR = Path(__file__).resolve().parents[1] / "clients" / "js"
 NODE_MODULES = JS_DIR / "node_modules"
@@ -48,7 +48,7 @@ def install() -> Path:
 
 
 class JsClient(Recorder):
-    """One socket.io-client socket in a node process; mirrors tests.support.sockets.Client."""
+    """One socket.io-client socket in a node process; mirrors core.testing.Client."""
 
     def __init__(self, node: Path) -> None:
         super().__init__()

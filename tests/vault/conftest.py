@@ -16,7 +16,7 @@ from flask import Flask
 from config.settings import Settings
 from core.devstack import VaultServer
 from core.managers.vault import VaultManager
-from tests.conftest import TEST_ENCRYPTION_KEY
+from core.testing import TEST_ENCRYPTION_KEY
 from tests.support.servers import stopped
 
 SECRETS = {"API_TOKEN": "kv-secret-value-7f3a9c", "REGION": "eu-west"}

@@ -12,7 +12,7 @@ import pytest
 from config.settings import Settings
 from core.crypto import FieldEncryptor, LocalAesGcm
 from core.errors import ConfigurationError, CryptoError, DependencyUnavailable
-from tests.conftest import TEST_ENCRYPTION_KEY
+from core.testing import TEST_ENCRYPTION_KEY
 from tests.vault.conftest import MakeVault, VaultRole
 
 PLAINTEXT = "4111-1111-1111-1111 ✓"

@@ -11,7 +11,7 @@ import pytest
 from core.devstack import VaultServer
 from core.errors import DependencyUnavailable, StartupError
 from core.managers.vault import VaultError, VaultManager
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 from tests.vault.conftest import SECRETS, MakeVault, VaultRole
 
 Outage = Callable[[], Any]

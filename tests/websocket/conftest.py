@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import AppFactory
-from tests.support.identity import user_with_tokens
-from tests.support.sockets import Client, serving
+from core.testing import AppFactory, Client, serving, user_with_tokens
 
 FAST = {
     "SOCKETIO_PING_INTERVAL": "0.5",
@@ -32,20 +30,6 @@ def serve(make_app: AppFactory) -> Iterator[Callable[..., tuple[Any, str]]]:
         yield factory
 
 
-@pytest.fixture
-def client_factory() -> Iterator[Callable[[], Client]]:
-    clients: list[Client] = []
-
-    def factory() -> Client:
-        client = Client()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.close()
-
-
 class Person:
     """A registered user with a connected socket."""
 
@@ -60,8 +44,8 @@ class Person:
 
 
 @pytest.fixture
-def person(client_factory: Callable[[], Client]) -> Callable[[Any, str], Person]:
+def person(socket_clients: Callable[[], Client]) -> Callable[[Any, str], Person]:
     def factory(app: Any, url: str) -> Person:
-        return Person(app.test_client(), url, client_factory)
+        return Person(app.test_client(), url, socket_clients)
 
     return factory

@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.identity import bearer
+from core.testing import Client, bearer
 from tests.support.servers import wait_until
-from tests.support.sockets import Client
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]

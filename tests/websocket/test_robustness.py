@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import socketio
 
+from core.testing import Client
 from tests.support.packages import make_modules_package
-from tests.support.sockets import Client
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -74,7 +74,7 @@ def test_unknown_events_and_wrong_types_leave_the_server_healthy(
 
 
 def test_a_packet_over_the_size_limit_drops_only_that_client(
-    serve: Serve, person: MakePerson, client_factory: Callable[[], Client]
+    serve: Serve, person: MakePerson, socket_clients: Callable[[], Client]
 ) -> None:
     app, url = serve({"SOCKETIO_MAX_BUFFER": "8192"})
     ada, bob = person(app, url), person(app, url)
@@ -85,10 +85,10 @@ def test_a_packet_over_the_size_limit_drops_only_that_client(
 
 
 def test_events_before_a_connection_is_authenticated_are_refused(
-    serve: Serve, client_factory: Callable[[], Client]
+    serve: Serve, socket_clients: Callable[[], Client]
 ) -> None:
     _, url = serve()
-    client = client_factory()
+    client = socket_clients()
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(url, None)
     assert client.connect_error["code"] == "AUTH_REQUIRED"
@@ -96,7 +96,7 @@ def test_events_before_a_connection_is_authenticated_are_refused(
 
 
 def test_sockets_are_counted_in_metrics(
-    serve: Serve, person: MakePerson, client_factory: Callable[[], Client]
+    serve: Serve, person: MakePerson, socket_clients: Callable[[], Client]
 ) -> None:
     app, url = serve({"RATE_LIMIT_SOCKET": "2/minute"})
     ada = person(app, url)
@@ -104,7 +104,7 @@ def test_sockets_are_counted_in_metrics(
     ada.call("list_rooms", {})
     ada.call("list_rooms", {})  # limited
     with pytest.raises(socketio.exceptions.ConnectionError):
-        client_factory().connect(url, "garbage")
+        socket_clients().connect(url, "garbage")
     scrape = app.test_client().get("/metrics").get_data(as_text=True)
     assert "socketio_connections 1.0" in scrape
     assert 'socketio_events_total{event="list_rooms",outcome="ok"} 2.0' in scrape

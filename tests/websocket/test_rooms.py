@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 import socketio
 
-from tests.conftest import TEST_JWT_SECRET
-from tests.support.identity import bearer, refused_tokens
-from tests.support.sockets import Client
+from core.testing import TEST_JWT_SECRET, Client, bearer, refused_tokens
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -25,12 +23,12 @@ def refused(client: Client, url: str, token: str | None) -> Any:
 
 
 def test_connect_is_refused_without_a_valid_token(
-    serve: Serve, client_factory: Callable[[], Client], person: MakePerson
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
 ) -> None:
     app, url = serve()
     ada = person(app, url)  # a valid user, for a real kid
     for token, code in refused_tokens(ada.tokens, TEST_JWT_SECRET).items():
-        error = refused(client_factory(), url, token)
+        error = refused(socket_clients(), url, token)
         assert error["code"] == code, (token, error)
         assert error["message"]
         # The same error under "data", where socket.io-client (JS) exposes it as err.data.
@@ -38,7 +36,7 @@ def test_connect_is_refused_without_a_valid_token(
 
     logged_out = person(app, url)
     app.test_client().post("/userauth/logout", headers=bearer(logged_out.tokens["access_token"]))
-    error = refused(client_factory(), url, logged_out.tokens["access_token"])
+    error = refused(socket_clients(), url, logged_out.tokens["access_token"])
     revoked = {"code": "TOKEN_REVOKED", "message": "The token has been revoked."}
     assert error == {**revoked, "data": revoked}
 

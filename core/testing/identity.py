@@ -1,4 +1,4 @@
-"""Users, tokens and API keys for tests, through the public HTTP API."""
+"""Users, tokens and API keys for tests, made through the public HTTP API."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import jwt as pyjwt
 from flask import Flask
 from flask.testing import FlaskClient
+
+from core.app_manager import get_app_manager
 
 PASSWORD = "correct-horse-battery"
 
@@ -42,9 +44,8 @@ def user_with_tokens(client: FlaskClient, **fields: str) -> tuple[dict[str, Any]
 def admin_tokens(app: Flask, client: FlaskClient) -> dict[str, Any]:
     """A registered user promoted to admin (the way `flask users set-roles` does), logged in."""
     user = register(client)
-    app.extensions["app_manager"].services.get("auth").users.set_roles(
-        user["email"], ["admin", "user"]
-    )
+    with app.app_context():
+        get_app_manager().services.get("auth").users.set_roles(user["email"], ["admin", "user"])
     return login(client, user["email"])
 
 

@@ -1,0 +1,215 @@
+"""The pytest plugin: real servers, apps, clients, users, keys and sockets for module tests.
+
+Activate it with ``pytest_plugins = ["core.testing.plugin"]`` in the top ``conftest.py`` (this
+repository's ``tests/conftest.py`` does). Every fixture talks to real servers started by the
+dev stack's classes: one MongoDB, PostgreSQL, Redis and Vault per test session, on free ports
+in temp dirs. Isolation is cheap: every test gets its own MongoDB database and Redis key
+prefix, every test module its own PostgreSQL database.
+
+=====================  ======================================================================
+fixture                what it is
+=====================  ======================================================================
+``mongodb_server``...  the session's servers (``.uri`` / ``.url`` / ``.addr``, ``.seed()``)
+``app_env``            the settings of an app against them (override it to add your own)
+``make_app``           ``make_app(overrides, start=True)`` builds apps, closed afterwards
+``app``, ``client``    one started app and its Flask test client
+``user``, ``admin``    a registered user's token pair; an admin's (roles admin and user)
+``api_key``            an API key without scopes (``create_api_key`` makes scoped ones)
+``live_server``        ``app`` served by a real threaded server: its base URL
+``socket_client``      a Socket.IO client connected to ``live_server`` as ``user``
+``socket_clients``     ``socket_clients()`` makes more (unconnected) clients, closed afterwards
+``log_output``         what the framework's log handler writes during the test (redacted)
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.app_manager import AppManager
+from core.devstack import MongoServer, PostgresServer, RedisServer, VaultServer, free_port
+from core.devstack._base import DevServer
+from core.testing.identity import admin_tokens, create_api_key, user_with_tokens
+from core.testing.sockets import Client, serving
+
+TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+TEST_ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+
+#: ``make_app(overrides=None, *, start=True) -> Flask``
+AppFactory = Callable[..., Flask]
+
+
+S = TypeVar("S", bound=DevServer)
+
+
+def _running(server: S) -> Iterator[S]:
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(stack_root: Path) -> Iterator[MongoServer]:
+    yield from _running(MongoServer(stack_root / "mongodb", free_port()))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(stack_root: Path) -> Iterator[PostgresServer]:
+    yield from _running(PostgresServer(stack_root / "postgres", free_port()))
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_root: Path) -> Iterator[RedisServer]:
+    yield from _running(RedisServer(stack_root / "redis", free_port()))
+
+
+@pytest.fixture(scope="session")
+def vault_server() -> Iterator[VaultServer]:
+    yield from _running(VaultServer(free_port()))
+
+
+@pytest.fixture(scope="module")
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh database per test module."""
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def app_env(
+    tmp_path: Path,
+    mongodb_server: MongoServer,
+    postgres_dsn: str,
+    redis_server: RedisServer,
+) -> dict[str, str]:
+    """Settings for an app against the real test servers, isolated for this test."""
+    uid = uuid.uuid4().hex[:12]
+    return {
+        "APP_ENV": "test",
+        "MONGODB_URI": mongodb_server.uri,
+        "MONGODB_DB": f"t_{uid}",
+        "POSTGRES_DSN": postgres_dsn,
+        "REDIS_URL": redis_server.url,
+        "REDIS_KEY_PREFIX": f"t{uid}:",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+        "SECRETS_DIR": str(tmp_path / "secrets"),
+        "LOG_FORMAT": "json",
+        "HEALTH_CHECK_TIMEOUT": "2",
+        # Cheap hashing keeps the suite fast; production parameters are the defaults.
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "1024",
+        # Every test client is 127.0.0.1: the per-IP limits of register, login and refresh
+        # and the per-IP login failures are tested where they are the subject.
+        "RATE_LIMIT_REGISTER": "1000/second",
+        "RATE_LIMIT_LOGIN": "1000/second",
+        "RATE_LIMIT_REFRESH": "1000/second",
+        "LOGIN_IP_MAX_FAILURES": "1000",
+        # Tests watch readiness change at once when a store stops; the shared run and its
+        # cache are tested in the framework's tests/http/test_health.py.
+        "HEALTH_READY_CACHE_SECONDS": "0",
+    }
+
+
+@pytest.fixture
+def make_app(app_env: dict[str, str]) -> Iterator[AppFactory]:
+    """Build apps on the test's settings plus overrides; every app is closed afterwards."""
+    apps: list[Flask] = []
+
+    def factory(overrides: dict[str, str] | None = None, *, start: bool = True) -> Flask:
+        application = AppManager.create({**app_env, **(overrides or {})}, start=start)
+        apps.append(application)
+        return application
+
+    yield factory
+    for application in apps:
+        application.extensions["app_manager"].close()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    """An admin's token pair (roles admin and user) on the test's ``app``."""
+    return admin_tokens(app, client)
+
+
+@pytest.fixture
+def user(client: FlaskClient) -> dict[str, Any]:
+    """A plain user's token pair (role ``user`` only); ``pair["user"]`` is the user."""
+    _, pair = user_with_tokens(client)
+    return pair
+
+
+@pytest.fixture
+def api_key(client: FlaskClient, admin: dict[str, Any]) -> dict[str, Any]:
+    """An API key without scopes, as created (``["key"]`` is the full key)."""
+    return create_api_key(client, admin["access_token"], [])
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """``app`` on a real threaded server (Socket.IO in threading mode): its base URL."""
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def socket_clients() -> Iterator[Callable[[], Client]]:
+    """``socket_clients()`` -> a new unconnected client; all are closed after the test."""
+    clients: list[Client] = []
+
+    def factory() -> Client:
+        made = Client()
+        clients.append(made)
+        return made
+
+    yield factory
+    for made in clients:
+        made.close()
+
+
+@pytest.fixture
+def socket_client(
+    live_server: str, user: dict[str, Any], socket_clients: Callable[[], Client]
+) -> Client:
+    """A Socket.IO client connected to ``live_server`` with ``user``'s access token."""
+    connected = socket_clients()
+    connected.connect(live_server, user["access_token"])
+    return connected
+
+
+@pytest.fixture
+def log_output(app: Flask) -> Iterator[io.StringIO]:
+    """What the framework's log handler writes (formatted, redacted) during the test.
+
+    The handler keeps the stream it was built with, so ``capsys`` would miss apps built by
+    fixtures; this swaps the handler's stream instead.
+    """
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "python-base-04")
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
