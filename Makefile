@@ -22,7 +22,7 @@ venv: $(STAMP)
 $(STAMP): requirements-dev.lock
 	@test -n "$(PY_VERSION)" || { echo "$(PYTHON) not found: install Python 3.11, 3.12 or 3.13, or pass PYTHON=/path/to/python3.X" >&2; exit 1; }
 	@case "$(PY_VERSION)" in 3.11|3.12|3.13) ;; *) echo "Python $(PY_VERSION) ($(PYTHON)) is not supported: use 3.11, 3.12 or 3.13 (PYTHON=python3.13)" >&2; exit 1;; esac
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import pip' 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)  # new, or half made
 	@$(BIN)/python -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PY_VERSION)" else "$(VENV) holds Python " + v + ", not $(PY_VERSION): remove it or pass VENV=...")'
 	$(PIP) install --require-hashes -r requirements-dev.lock
 	@touch $(STAMP)
