@@ -3,8 +3,10 @@
     FrameworkError
     ├── ConfigurationError          settings are missing or invalid (start-up)
     ├── CryptoError                 a value cannot be encrypted or decrypted (tampered, wrong key)
+    ├── ServiceError                a service name is taken or unknown (ServicesManager)
     ├── StartupError                the app cannot start (start-up)
-    │   └── ModuleError             discovery, import, dependency or cycle problem of a module
+    │   ├── ModuleError             discovery, import, dependency or cycle problem of a module
+    │   └── VaultError              Vault unreachable, login refused or no secret at the path
     └── ApiError                    maps to an RFC 9457 problem response (status + stable code)
         ├── BadRequest              400 BAD_REQUEST
         │   ├── InvalidJson         400 INVALID_JSON
@@ -61,6 +63,14 @@ class ModuleError(StartupError):
     def __init__(self, module: str, reason: str) -> None:
         self.module = module
         super().__init__(f"module {module!r}: {reason}")
+
+
+class VaultError(StartupError):
+    """Vault cannot be reached, refuses the login, or has no secret at the path."""
+
+
+class ServiceError(FrameworkError):
+    """A service name is taken or unknown."""
 
 
 class ApiError(FrameworkError):

@@ -23,8 +23,9 @@ from flask import Blueprint, Flask, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
+from core.edge.principal import JWT_OR_API_KEY, PUBLIC, Principal
 from core.errors import StartupError
-from core.http.auth import JWT_OR_API_KEY, PUBLIC, Principal, declare_auth
+from core.http.auth import declare_auth
 from core.http.pipeline import json_body
 from core.http.rate_limiter import BucketResolver
 from core.managers.actions import Action, ActionContext

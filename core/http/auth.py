@@ -14,23 +14,39 @@ Each policy is enforced by an *authenticator* registered with the AppManager
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from flask import Flask, g, request
 
-from core.errors import ApiError, Forbidden, StartupError, Unauthorized
+from core.edge.bearer import bearer_matches
+from core.edge.principal import (
+    API_KEY,
+    JWT,
+    JWT_OR_API_KEY,
+    OPERATOR,
+    POLICIES,
+    PUBLIC,
+    Principal,
+    refusal,
+)
+from core.errors import ApiError, StartupError, Unauthorized
 from core.managers.rate_limiter import Revocation
 
-PUBLIC = "public"
-JWT = "jwt"
-API_KEY = "api_key"
-JWT_OR_API_KEY = "jwt_or_api_key"
-#: Operator endpoints (/metrics, /modules/status): bearer ``METRICS_TOKEN`` when it is set.
-OPERATOR = "operator"
-POLICIES = frozenset({PUBLIC, JWT, API_KEY, JWT_OR_API_KEY, OPERATOR})
+#: What module code imports from here: the policies and Principal come from :mod:`core.edge`.
+__all__ = [
+    "API_KEY",
+    "JWT",
+    "JWT_OR_API_KEY",
+    "OPERATOR",
+    "POLICIES",
+    "PUBLIC",
+    "Principal",
+    "current_principal",
+    "declare_auth",
+    "require_roles",
+    "require_scopes",
+]
 
 PREFIX_POLICIES = {"/public/": PUBLIC, "/userauth/": JWT, "/keyauth/": API_KEY}
 
@@ -86,29 +102,13 @@ def operator_token(token: str | None) -> Authenticator:
     expected = token.encode() if token else None
 
     def authenticate() -> None:
-        if expected is None:
-            return
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
+        if not bearer_matches(request.headers.get("Authorization", ""), expected):
             raise Unauthorized("A valid bearer token is required.", code="AUTH_REQUIRED")
 
     return authenticate
 
 
 # -- principals ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user (JWT) or a service (API key)."""
-
-    type: Literal["user", "api_key"]
-    id: str
-    name: str
-    roles: frozenset[str] = frozenset()
-    scopes: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 def current_principal() -> Principal:
@@ -126,9 +126,9 @@ def require_roles(*roles: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = current_principal()
-            if principal.type != "user" or not needed <= principal.roles:
-                raise Forbidden("You do not have the role this needs.", code="FORBIDDEN")
+            refused = refusal(current_principal(), JWT, roles=needed)
+            if refused is not None:
+                raise refused
             return view(*args, **kwargs)
 
         wrapper.required_roles = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)
@@ -147,9 +147,9 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = current_principal()
-            if principal.type == "api_key" and not needed <= principal.scopes:
-                raise Forbidden("The API key lacks a required scope.", code="INSUFFICIENT_SCOPE")
+            refused = refusal(current_principal(), JWT_OR_API_KEY, scopes=needed)
+            if refused is not None:
+                raise refused
             return view(*args, **kwargs)
 
         wrapper.required_scopes = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)

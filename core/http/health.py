@@ -18,7 +18,8 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
-from core.http.auth import OPERATOR, PUBLIC, declare_auth
+from core.edge.principal import OPERATOR, PUBLIC
+from core.http.auth import declare_auth
 from core.managers.base import SharedResult
 
 bp = Blueprint("health", __name__)

@@ -22,8 +22,9 @@ from flask import Blueprint, Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
-from core.http.auth import OPERATOR, declare_auth
-from core.http.problems import PROBLEM_JSON
+from core.edge.principal import OPERATOR
+from core.edge.problems import PROBLEM_JSON
+from core.http.auth import declare_auth
 from core.managers.metrics import UNMATCHED, MetricsManager
 
 bp = Blueprint("metrics", __name__)

@@ -25,8 +25,9 @@ from flask.typing import ResponseReturnValue
 from markupsafe import escape
 from werkzeug.routing import Rule
 
+from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.errors import NotFound, StartupError
-from core.http.auth import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC, declare_auth
+from core.http.auth import declare_auth
 from core.http.typed import ModelSchemas, route_spec, typed_operation
 from core.managers.actions import Action
 

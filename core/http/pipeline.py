@@ -12,14 +12,13 @@ untrusted peer changes nothing.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
+from core.edge.json import load_json
 from core.errors import InvalidJson, Unauthorized, UnsupportedMediaType, ValidationFailed
 from core.http import rate_limiter
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -54,61 +52,6 @@ def _request_id() -> str:
     if _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
     return secrets.token_hex(16)
-
-
-MAX_DEPTH = 64
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_float(text: str) -> float | int:
-    """Finite numbers only; an integral one (``2.0``, ``2e0``) becomes the int it equals, so
-    a handler never gets a float where the schema says ``integer``."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("numbers must be finite")
-    if value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    return value
-
-
-def check_json_value(value: Any) -> None:
-    """Refuse what parses but cannot be stored or sent back: nesting deeper than
-    ``MAX_DEPTH``, strings with lone surrogates (``"\\ud800"``), non-finite floats."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ValidationFailed(
-                [{"field": "", "message": f"nesting deeper than {MAX_DEPTH} levels"}]
-            )
-        if isinstance(item, dict):
-            for key, child in item.items():
-                _check_text(key)
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValidationFailed([{"field": "", "message": "numbers must be finite"}])
-
-
-def _check_text(text: Any) -> None:
-    if isinstance(text, str) and _SURROGATE.search(text):
-        raise ValidationFailed([{"field": "", "message": "text must be valid Unicode"}])
-
-
-def load_json(data: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, finite numbers, valid Unicode, bounded nesting."""
-    try:
-        value = json.loads(data, parse_constant=_reject_constant, parse_float=_parse_float)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidJson("The body is not valid JSON.") from None
-    check_json_value(value)
-    return value
 
 
 def _parse_body() -> None:

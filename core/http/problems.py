@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from core.edge.problems import PROBLEM_JSON, problem_document
 from core.errors import ApiError, DependencyUnavailable, InternalError
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
 
 # Werkzeug's HTTP errors (routing, body limits) mapped to the contract's codes.
 _HTTP_CODES = {
@@ -45,25 +44,6 @@ _HTTP_CODES = {
 }
 
 
-def problem_type(code: str) -> str:
-    return f"urn:python-base-04:problem:{code}"
-
-
-def problem_body(
-    status: int, code: str, title: str, detail: str, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": problem_type(code),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "request_id": g.get("request_id") if g else None,
-    }
-    body.update(extra or {})
-    return body
-
-
 def make_problem(
     status: int,
     code: str,
@@ -73,7 +53,8 @@ def make_problem(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    body = problem_body(status, code, title, detail, extra)
+    request_id = g.get("request_id") if g else None
+    body = problem_document(status, code, title, detail, request_id=request_id, extra=extra)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     response.headers.update(headers or {})
     return response

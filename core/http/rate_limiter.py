@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from flask import Flask, g, request
 
+from core.edge.principal import Principal
 from core.errors import StartupError
-from core.http.auth import Principal
 from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation
 from core.managers.rate_limiter.limits import Limit, parse_limits
 

@@ -15,15 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
-from core.errors import FrameworkError
+from core.errors import ServiceError
 from core.managers.base import Manager
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ServiceError(FrameworkError):
-    """A service name is taken or unknown."""
 
 
 class ServicesManager(Manager):

@@ -43,7 +43,7 @@ from core.errors import (
     CryptoError,
     DependencyUnavailable,
     FrameworkError,
-    StartupError,
+    VaultError,
 )
 from core.managers.base import HealthCheck, HealthResult, Manager, timed_check
 
@@ -61,10 +61,6 @@ UNREACHABLE: tuple[type[Exception], ...] = (
 )
 _REQUEST_ERRORS = (hvac.exceptions.VaultError, requests.RequestException)
 RENEW_AT = 2 / 3  # of the token TTL: leaves a third of it for retries
-
-
-class VaultError(StartupError):
-    """Vault cannot be reached, refuses the login, or has no secret at the path."""
 
 
 @dataclass(frozen=True)

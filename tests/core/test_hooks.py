@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
+from core.errors import ServiceError
 from core.managers.hooks import HooksManager
-from core.managers.services import ServiceError, ServicesManager
+from core.managers.services import ServicesManager
 
 
 def test_callbacks_run_by_priority_then_registration_order() -> None:

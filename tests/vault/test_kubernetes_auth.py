@@ -18,7 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from config.settings import Settings
 from core.devstack import VaultServer, free_port
-from core.managers.vault import VaultError, VaultManager
+from core.errors import VaultError
+from core.managers.vault import VaultManager
 
 # Shaped like a JWT so that a leak would be obvious (and the log redactor would catch it).
 FAKE_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJl"

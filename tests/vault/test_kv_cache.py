@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from core.devstack import VaultServer
-from core.errors import DependencyUnavailable, StartupError
-from core.managers.vault import VaultError, VaultManager
+from core.errors import DependencyUnavailable, StartupError, VaultError
+from core.managers.vault import VaultManager
 from core.testing import AppFactory
 from tests.vault.conftest import SECRETS, MakeVault, VaultRole
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from core.devstack import VaultServer
-from core.managers.vault import VaultError
+from core.errors import VaultError
 from tests.support.servers import wait_until
 from tests.vault.conftest import SECRETS, MakeRole, MakeVault, VaultRole
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ApiError, Forbidden, Unauthorized
-from core.http.auth import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal
+from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal, refusal
+from core.errors import ApiError
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -135,25 +135,9 @@ class Action:
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def refusal(self, principal: Principal | None) -> ApiError | None:
-        """Why ``principal`` may not call this action (401 / 403), or None when it may.
-
-        Roles govern users and scopes limit API keys, as for routes (docs/auth.md).
-        """
-        if self.auth == PUBLIC:
-            return None
-        if principal is None:
-            return Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
-        if principal.type == "user":
-            if self.auth not in (JWT, JWT_OR_API_KEY):
-                return Forbidden("This action is for API keys only.", code="FORBIDDEN")
-            if not self.roles <= principal.roles:
-                return Forbidden("You do not have the role this needs.", code="FORBIDDEN")
-            return None
-        if self.auth not in (API_KEY, JWT_OR_API_KEY):
-            return Forbidden("This action is for users only.", code="FORBIDDEN")
-        if not self.scopes <= principal.scopes:
-            return Forbidden("The API key lacks a required scope.", code="INSUFFICIENT_SCOPE")
-        return None
+        """Why ``principal`` may not call this action (401 / 403), or None when it may: the
+        rule of routes too (:func:`core.edge.principal.refusal`, docs/auth.md)."""
+        return refusal(principal, self.auth, self.roles, self.scopes)
 
     def accepts(self, principal: Principal | None) -> bool:
         return self.refusal(principal) is None

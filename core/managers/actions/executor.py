@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.edge.principal import Principal
 from core.errors import ApiError, InternalError, ServiceUnavailable, Unauthorized
-from core.http.auth import Principal
 from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest
 from core.managers.actions.declaration import Action
 from core.managers.actions.validation import pointer, validate

@@ -20,7 +20,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from core.http.auth import API_KEY, JWT, PUBLIC
+from core.edge.principal import API_KEY, JWT, PUBLIC
 from core.managers.actions.declaration import (
     FILE_SCHEMA,
     Action,

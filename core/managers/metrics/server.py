@@ -7,7 +7,6 @@ threads are greenlets, like everything else in the worker.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import socket
@@ -19,8 +18,9 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from core.edge.bearer import bearer_matches
+from core.edge.problems import PROBLEM_JSON, problem_document
 from core.errors import StartupError
-from core.http.problems import PROBLEM_JSON, problem_type
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -91,11 +91,9 @@ def metrics_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/metrics":
             return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
-        if expected is not None:
-            scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
-                detail = "A valid bearer token is required."
-                return _problem(start_response, 401, "AUTH_REQUIRED", "Unauthorized", detail)
+        if not bearer_matches(environ.get("HTTP_AUTHORIZATION", ""), expected):
+            detail = "A valid bearer token is required."
+            return _problem(start_response, 401, "AUTH_REQUIRED", "Unauthorized", detail)
         return app(environ, start_response)
 
     return metrics_app
@@ -104,14 +102,7 @@ def metrics_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
 def _problem(
     start_response: StartResponse, status: int, code: str, title: str, detail: str
 ) -> list[bytes]:
-    """The app's problem document shape; there is no request id outside the app."""
-    body = {
-        "type": problem_type(code),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "request_id": None,
-    }
+    """The app's problem document; there is no request id outside the app."""
+    body = problem_document(status, code, title, detail)
     start_response(f"{status} {title}", [("Content-Type", PROBLEM_JSON)])
     return [json.dumps(body).encode()]

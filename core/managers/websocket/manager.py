@@ -36,8 +36,8 @@ from flask import Flask, request
 from flask_socketio import SocketIO
 
 from config.settings import Settings
+from core.edge.json import check_json_value
 from core.errors import ApiError, DependencyUnavailable, Unauthorized
-from core.http.pipeline import check_json_value
 from core.managers.base import Manager
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
