@@ -48,7 +48,8 @@ def json_body() -> dict[str, Any]:
 
 
 def _request_id() -> str:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # Straight from the WSGI environ: Werkzeug's header view would build its key first.
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     if _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
     return secrets.token_hex(16)
