@@ -49,7 +49,7 @@ def json_body() -> dict[str, Any]:
 
 def _request_id() -> str:
     # Straight from the WSGI environ: Werkzeug's header view would build its key first.
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    incoming: str = request.environ.get("HTTP_X_REQUEST_ID", "")
     if _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
     return secrets.token_hex(16)
