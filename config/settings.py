@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -66,9 +67,7 @@ class SettingsModel(BaseModel):
                 elif isinstance(value, str) and value:
                     values.append(value)
             elif self.field_flag(name, "url_credentials") and isinstance(value, str):
-                password = urlsplit(value).password
-                if password:
-                    values.append(password)
+                values.extend(connection_passwords(value))
         return values
 
     def display_value(self, name: str) -> str:
@@ -79,7 +78,7 @@ class SettingsModel(BaseModel):
         if self.field_flag(name, "secret"):
             return "********"
         if self.field_flag(name, "url_credentials") and isinstance(value, str):
-            return mask_url_password(value)
+            return mask_connection_passwords(value)
         if isinstance(value, list):
             return ",".join(value)
         return str(value)
@@ -287,10 +286,32 @@ class Settings(SettingsModel):
         return [name.upper() for name in cls.model_fields]
 
 
-def mask_url_password(url: str) -> str:
-    """``scheme://user:****@host/...``; URLs without a password are returned unchanged."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+#: ``password=...`` in a libpq key/value DSN (``host=db password='a b'``) or a URL's query
+#: (``postgresql://db/app?password=...``): a quoted value, or up to a space, ``&`` or ``;``.
+_PASSWORD_PAIR = re.compile(r"(?i)(?<![\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]+)")
+
+
+def connection_passwords(dsn: str) -> list[str]:
+    """Every password in a connection string: a URL's ``user:password@``, and each
+    ``password=`` pair (as written, unquoted and percent-decoded)."""
+    found: list[str] = []
+    if "://" in dsn:
+        password = urlsplit(dsn).password
+        if password:
+            found.extend({password, unquote(password)})
+    for match in _PASSWORD_PAIR.finditer(dsn):
+        raw = match[2]
+        value = raw[1:-1].replace("\\'", "'").replace("\\\\", "\\") if raw[0] == "'" else raw
+        found.extend(v for v in {raw, value, unquote(value)} if v)
+    return found
+
+
+def mask_connection_passwords(dsn: str) -> str:
+    """The connection string with every password shown as ``****``: ``scheme://user:****@host``,
+    ``password=****``. Strings without a password are returned unchanged."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+            dsn = urlunsplit(parts._replace(netloc=netloc))
+    return _PASSWORD_PAIR.sub(lambda match: f"{match[1]}****", dsn)

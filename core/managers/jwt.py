@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -77,6 +78,11 @@ def _load_keys(settings: Settings) -> tuple[VerificationKey, Any, list[Verificat
     return current, private, [current, *previous]
 
 
+def _read_only(claims: Mapping[str, Any]) -> Mapping[str, Any]:
+    frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in claims.items()}
+    return MappingProxyType(frozen)
+
+
 def _public_der(key: Any) -> bytes:
     der: bytes = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -94,7 +100,7 @@ class JWTManager(Manager):
         current, self._signing_key, keys = _load_keys(settings)
         self.kid = current.kid
         self._keys = {key.kid: key.key for key in keys}
-        self._verified: dict[str, dict[str, Any]] = {}
+        self._verified: dict[str, Mapping[str, Any]] = {}
         self.access_ttl = settings.jwt_access_ttl
         self.refresh_ttl = settings.jwt_refresh_ttl
 
@@ -131,12 +137,14 @@ class JWTManager(Manager):
 
     # -- verifying ------------------------------------------------------------------------
 
-    def decode(self, token: str, expected_type: str = ACCESS) -> dict[str, Any]:
+    def decode(self, token: str, expected_type: str = ACCESS) -> Mapping[str, Any]:
         """Verify signature and claims (not revocation); raises Unauthorized with its code.
 
         A token whose signature was verified is remembered (bounded, per process), so a
         client's next requests with it skip the signature and parsing; the time claims and
-        the type are checked again every time. The returned claims are shared: read only.
+        the type are checked again every time. The claims are shared by every request with
+        that token, so they are read-only (lists become tuples): a view that changed them
+        would change what the next request is allowed to do.
         """
         claims = self._verified.get(token)
         if claims is not None:
@@ -144,7 +152,7 @@ class JWTManager(Manager):
             if claims["type"] != expected_type:
                 raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
             return claims
-        claims = self._decode(token, expected_type)
+        claims = _read_only(self._decode(token, expected_type))
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
         self._verified[token] = claims
@@ -197,7 +205,7 @@ class JWTManager(Manager):
                 return False
             raise DependencyUnavailable("redis") from None
 
-    def verify(self, token: str, expected_type: str = ACCESS) -> dict[str, Any]:
+    def verify(self, token: str, expected_type: str = ACCESS) -> Mapping[str, Any]:
         """Decode and check revocation: the whole check for an incoming token."""
         claims = self.decode(token, expected_type)
         if self.is_revoked(claims):
@@ -221,7 +229,7 @@ class JWTManager(Manager):
                 self.redis.key("jwt", "revoked", "jti", claims["jti"]), 1, ex=remaining
             )
 
-    def rotate(self, refresh_token: str, **claims: Any) -> tuple[TokenPair, dict[str, Any]]:
+    def rotate(self, refresh_token: str, **claims: Any) -> tuple[TokenPair, Mapping[str, Any]]:
         """Exchange a refresh token for a new pair of the same family; each works once.
 
         ``claims`` are added to the new access token (current roles, username...).

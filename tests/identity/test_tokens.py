@@ -347,3 +347,15 @@ def test_a_remembered_token_still_expires_and_keeps_its_type(make_app: AppFactor
     problem(
         client.get("/userauth/me", headers=bearer(other["refresh_token"])), 401, "TOKEN_INVALID"
     )
+
+
+def test_a_view_cannot_change_the_verified_claims_later_requests_reuse(
+    client: FlaskClient,
+) -> None:
+    _, pair = user_with_tokens(client)
+    headers = bearer(pair["access_token"])
+    tried = client.post("/userauth/probe/promote-myself", headers=headers)
+    assert tried.get_json() == {"replace": "refused", "append": "refused"}
+    # The same token again (its claims come from the per-process cache): still no admin.
+    problem(client.get("/userauth/api-keys", headers=headers), 403, "FORBIDDEN")
+    assert client.get("/userauth/me", headers=headers).get_json()["user"]["roles"] == ["user"]

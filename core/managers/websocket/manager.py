@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,7 @@ class SocketSession:
     sid: str
     user_id: str
     username: str
-    claims: dict[str, Any]
+    claims: Mapping[str, Any]
 
     @property
     def user(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
+from core.http.auth import current_principal
 from core.http.pipeline import json_body
 from core.http.rate_limiter import exempt, rate_limit
 from core.module import BaseModule
@@ -47,6 +48,23 @@ def log() -> ResponseReturnValue:
 @bp.get("/userauth/probe/private")
 def user_private() -> ResponseReturnValue:
     return jsonify(secret="only for authenticated callers")
+
+
+@bp.post("/userauth/probe/promote-myself")
+def promote_myself() -> ResponseReturnValue:
+    """What careless (or hostile) view code might do to the verified claims it was given."""
+    claims = current_principal().claims
+    attempts = {}
+    for name, attempt in (
+        ("replace", lambda: claims.__setitem__("roles", ["admin", "user"])),  # type: ignore[attr-defined]
+        ("append", lambda: claims["roles"].append("admin")),
+    ):
+        try:
+            attempt()
+            attempts[name] = "changed"
+        except (TypeError, AttributeError):
+            attempts[name] = "refused"
+    return jsonify(attempts)
 
 
 @bp.get("/keyauth/probe/private")
