@@ -17,17 +17,17 @@ action with its auth requirements.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from flask import Blueprint, Flask, g, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, Flask, g, request
+from pydantic import BaseModel, RootModel
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import JWT_OR_API_KEY, PUBLIC, Principal
 from core.errors import StartupError
 from core.http.auth import declare_auth
-from core.http.pipeline import json_body
 from core.http.rate_limiter import BucketResolver
+from core.http.typed import typed
 from core.managers.actions import Action, ActionContext
 from core.managers.rate_limiter import Bucket
 from core.managers.rate_limiter.limits import Limit, parse_limits
@@ -93,20 +93,45 @@ def _authenticated_action(app_manager: AppManager) -> Action:
     return action
 
 
+class ActionInfo(BaseModel):
+    name: str
+    description: str
+    auth: Literal["public", "jwt", "api_key", "jwt_or_api_key"]
+    roles: list[str]
+    scopes: list[str]
+    #: The JSON Schema of the body of ``POST /actions/<name>``.
+    params: dict[str, Any]
+    rate_limit: str | None
+
+
+class ActionList(BaseModel):
+    items: list[ActionInfo]
+
+
+class ActionParams(RootModel[dict[str, Any]]):
+    """The params of the action (each action's schema is under ``/actions/<its name>``)."""
+
+
+class ActionResult(BaseModel):
+    result: Any
+
+
 @bp.get("/actions")
 @declare_auth(PUBLIC)  # an optional credential narrows the list (see the module docstring)
-def index() -> ResponseReturnValue:
+@typed(response=ActionList)
+def index() -> dict[str, Any]:
     """List actions: every one without a credential, the ones the caller may call with one."""
     principal = g.get("principal")
     actions = get_app_manager().actions.all()
     if principal is not None:
         actions = [action for action in actions if action.accepts(principal)]
-    return jsonify(items=[action.describe() for action in actions])
+    return {"items": [action.describe() for action in actions]}
 
 
 @bp.post("/actions/<name>")
 @declare_auth(PUBLIC)  # authenticated per action by the gate (see the module docstring)
-def execute(name: str) -> ResponseReturnValue:
+@typed(body=ActionParams, response=ActionResult, errors={404: ["ACTION_NOT_FOUND"]})
+def execute(name: str, body: ActionParams) -> ActionResult:
     """Run an action with the body as its params; answers ``{"result": ...}``."""
     app_manager = get_app_manager()
     action = _authenticated_action(app_manager)  # done by the gate; here if it is not installed
@@ -115,4 +140,4 @@ def execute(name: str) -> ResponseReturnValue:
         request_id=g.get("request_id"),
         action=action.name,
     )
-    return jsonify(result=app_manager.actions.execute(action, json_body(), context))
+    return ActionResult(result=app_manager.actions.execute(action, body.root, context))

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Literal
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Blueprint
+from pydantic import BaseModel, ConfigDict
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import OPERATOR, PUBLIC
 from core.http.auth import declare_auth
 from core.managers.base import SharedResult
+from core.http.typed import typed
 
 bp = Blueprint("health", __name__)
 
@@ -50,15 +51,51 @@ def shared_checks(app_manager: AppManager) -> SharedResult[dict[str, dict[str, A
     )
 
 
+class Live(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    """One dependency's check: ``status`` (``ok`` or what is wrong), its latency, details."""
+
+    model_config = ConfigDict(extra="allow")
+    status: str
+    latency_ms: float | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    #: One entry per dependency: ``mongodb``, ``redis``, ``postgres``, ``vault``.
+    checks: dict[str, Check]
+    #: ``shutting_down`` while the process drains.
+    reason: str | None = None
+
+
+class ModuleStatus(BaseModel):
+    name: str
+    enabled: bool
+    dependencies: list[str]
+    #: The module's ``health()``; null when it is disabled.
+    health: dict[str, Any] | None
+
+
+class ModuleStatusList(BaseModel):
+    items: list[ModuleStatus]
+
+
 @bp.get("/health/live")
 @declare_auth(PUBLIC)
-def live() -> ResponseReturnValue:
-    return jsonify(status="ok")
+@typed(response=Live)
+def live() -> Live:
+    """Liveness: the process answers (no dependency is checked)."""
+    return Live(status="ok")
 
 
 @bp.get("/health/ready")
 @declare_auth(PUBLIC)
-def ready() -> ResponseReturnValue:
+@typed(response=Readiness, responses={503: Readiness})
+def ready() -> tuple[dict[str, Any], int]:
+    """Readiness: every dependency answers in time and the process is not draining."""
     app_manager = get_app_manager()
     checks = app_manager.readiness()
     draining = app_manager.lifecycle.draining.is_set()
@@ -66,10 +103,12 @@ def ready() -> ResponseReturnValue:
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
     if draining:
         body["reason"] = "shutting_down"
-    return jsonify(body), 200 if ok else 503
+    return body, 200 if ok else 503
 
 
 @bp.get("/modules/status")
 @declare_auth(OPERATOR)
-def modules_status() -> ResponseReturnValue:
-    return jsonify(items=get_app_manager().modules.status())
+@typed(response=ModuleStatusList)
+def modules_status() -> dict[str, Any]:
+    """Every module: enabled or not, its dependencies and health."""
+    return {"items": get_app_manager().modules.status()}

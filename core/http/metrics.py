@@ -25,6 +25,7 @@ from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import OPERATOR
 from core.edge.problems import PROBLEM_JSON
 from core.http.auth import declare_auth
+from core.http.typed import typed
 from core.managers.metrics import UNMATCHED, MetricsManager
 
 bp = Blueprint("metrics", __name__)
@@ -37,7 +38,9 @@ _AUTH_STATUSES = frozenset({401, 403})
 
 @bp.get("/metrics")
 @declare_auth(OPERATOR)
+@typed(media_type=("text/plain", "application/openmetrics-text"))
 def scrape() -> ResponseReturnValue:
+    """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
     data, content_type = get_app_manager().metrics.exposition(request.headers.get("Accept"))
     return Response(data, content_type=content_type)
 

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import escape
+from pydantic import RootModel
 from werkzeug.routing import Rule
 
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.errors import NotFound, StartupError
 from core.http.auth import declare_auth
-from core.http.typed import ModelSchemas, route_spec, typed_operation
+from core.http.typed import ModelSchemas, problem_answers, route_spec, typed, typed_operation
 from core.managers.actions import Action
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ DOCS_ASSETS = frozenset(
         "favicon-32x32.png",
     }
 )
+#: What the Swagger UI files are served as (``.js`` differs between Python versions).
+_ASSET_TYPES = ("text/css", "text/javascript", "application/javascript", "image/png")
 _ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer"},
@@ -213,6 +216,10 @@ def action_operation(action: Action) -> dict[str, Any]:
         responses["403"] = _PROBLEM
     if action.rate_limit:
         responses["429"] = _PROBLEM
+    declared: dict[int, list[str]] = {}
+    for code, status in action.errors.items():
+        declared.setdefault(status, []).append(code)
+    responses.update(problem_answers(declared))
     requirements = [f"{name}: {value}" for name, value in action.requirements()]
     return {
         "operationId": f"action.{action.name}",
@@ -297,8 +304,13 @@ def _components(schemas: Mapping[str, Any]) -> dict[str, Any]:
 # -- routes -------------------------------------------------------------------------------
 
 
+class OpenApiDocument(RootModel[dict[str, Any]]):
+    """An OpenAPI 3.1 document."""
+
+
 @bp.get("/openapi.json")
 @declare_auth(PUBLIC)
+@typed(response=OpenApiDocument)
 def document() -> ResponseReturnValue:
     """The OpenAPI 3.1 document of this API."""
     openapi: OpenApi = current_app.extensions["openapi"]
@@ -343,6 +355,7 @@ def content_security_policy(response: Response) -> Response:
 
 @docs_bp.get("/docs")
 @declare_auth(PUBLIC)
+@typed(media_type="text/html")
 def page() -> ResponseReturnValue:
     """Swagger UI for this API."""
 
@@ -363,6 +376,7 @@ def page() -> ResponseReturnValue:
 
 @docs_bp.get("/docs/swagger-initializer.js")
 @declare_auth(PUBLIC)
+@typed(media_type="text/javascript")
 def initializer() -> ResponseReturnValue:
     """Starts Swagger UI on /openapi.json (a file, so the CSP needs no inline script)."""
     return Response(_INIT_JS, mimetype="text/javascript")
@@ -370,6 +384,7 @@ def initializer() -> ResponseReturnValue:
 
 @docs_bp.get("/docs/assets/<filename>")
 @declare_auth(PUBLIC)
+@typed(media_type=_ASSET_TYPES, errors={404: ["NOT_FOUND"]})
 def asset(filename: str) -> ResponseReturnValue:
     """A Swagger UI file from the installed package."""
     if filename not in DOCS_ASSETS:

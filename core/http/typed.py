@@ -37,23 +37,25 @@ import logging
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from pydantic_core import ErrorDetails
 
 from core.errors import InternalError, ValidationFailed
 from core.http.pipeline import json_body
 from core.managers.actions.validation import pointer, rule_message
+from core.managers.database.pages import CURSOR_MAX, LIMIT_DEFAULT, LIMIT_MAX
 
-__all__ = ["RouteSpec", "typed", "validate_model"]
+__all__ = ["PageQuery", "Paged", "RouteSpec", "typed", "validate_model"]
 
 
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+Item = TypeVar("Item")
 Model = type[BaseModel]
 View = Callable[..., Any]
 _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -77,6 +79,24 @@ class RouteSpec:
 
     def documented(self, status: int) -> bool:
         return status == self.status or status in self.responses
+
+
+class PageQuery(BaseModel):
+    """The query of a paginated list (``?limit=&cursor=``); see
+    :func:`core.managers.database.pages.paginate`."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(LIMIT_DEFAULT, ge=1, le=LIMIT_MAX)
+    #: ``next_cursor`` of the previous page; leave it out for the first page.
+    cursor: str | None = Field(None, min_length=1, max_length=CURSOR_MAX)
+
+
+class Paged(BaseModel, Generic[Item]):
+    """A page of a list: ``response=Paged[Thing]``."""
+
+    items: list[Item]
+    #: Pass it back as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
 
 
 def typed(
@@ -310,11 +330,19 @@ def typed_operation(
         errors.setdefault(400, []).extend(_VALIDATION_CODES["query"])
     for status, codes in spec.errors.items():
         errors.setdefault(status, []).extend(codes)
-    for status, listed_codes in sorted(errors.items()):
-        listed = ", ".join(f"`{code}`" for code in dict.fromkeys(listed_codes))
-        answers[str(status)] = {"$ref": _PROBLEM_REF, "description": f"A problem: {listed}."}
+    answers.update(problem_answers(errors))
     operation["responses"] = dict(sorted(answers.items()))
     return operation
+
+
+def problem_answers(errors: Mapping[int, Iterable[str]]) -> dict[str, Any]:
+    """OpenAPI responses for problem answers, ``status -> codes``: the problem by reference,
+    described by the codes a client can expect."""
+    answers = {}
+    for status, codes in sorted(errors.items()):
+        listed = ", ".join(f"`{code}`" for code in dict.fromkeys(codes))
+        answers[str(status)] = {"$ref": _PROBLEM_REF, "description": f"A problem: {listed}."}
+    return answers
 
 
 def _success(

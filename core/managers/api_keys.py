@@ -31,6 +31,7 @@ from core.errors import NotFound, Unauthorized, ValidationFailed
 from core.managers.base import Manager
 from core.managers.database import MongoStore
 from core.managers.database.json import to_json_compatible
+from core.managers.database.pages import LIMIT_DEFAULT, Page, paginate
 from core.managers.redis import RedisManager
 
 COLLECTION = "api_keys"
@@ -39,7 +40,13 @@ _ALPHABET = string.ascii_letters + string.digits
 _TOUCH_EVERY = 60
 _CACHE_MAX = 10_000
 CREATE_FIELDS = ("id", "name", "prefix", "scopes", "created_at", "expires_at")
+#: What a scope may be made of ("notes:read"), and the bounds of a new key's fields.
+SCOPE_PATTERN = r"^[a-z0-9:._-]{1,64}$"
+NAME_MAX, SCOPES_MAX, EXPIRES_MAX_DAYS = 100, 50, 3650
 _SCOPE = frozenset(string.ascii_lowercase + string.digits + ":._-")
+#: Oldest first; ``_id`` breaks ties (keys created in the same second).
+_OLDEST_FIRST = [("created_at", ASCENDING), ("_id", ASCENDING)]
+_ACTIVE = {"revoked_at": None}
 
 
 @dataclass(frozen=True)
@@ -66,20 +73,22 @@ def validate_new_key(
     """The request's values, checked; ValidationFailed lists every problem."""
 
     errors = []
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
-        errors.append({"field": "/name", "message": "must be 1-100 characters"})
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= NAME_MAX:
+        errors.append({"field": "/name", "message": f"must be 1-{NAME_MAX} characters"})
     if (
         not isinstance(scopes, list)
-        or len(scopes) > 50
+        or len(scopes) > SCOPES_MAX
         or not all(isinstance(s, str) and 0 < len(s) <= 64 and set(s) <= _SCOPE for s in scopes)
     ):
         errors.append({"field": "/scopes", "message": "must be a list of scopes like 'notes:read'"})
     if expires_in_days is not None and (
         not isinstance(expires_in_days, int)
         or isinstance(expires_in_days, bool)
-        or not 1 <= expires_in_days <= 3650
+        or not 1 <= expires_in_days <= EXPIRES_MAX_DAYS
     ):
-        errors.append({"field": "/expires_in_days", "message": "must be 1-3650 or null"})
+        errors.append(
+            {"field": "/expires_in_days", "message": f"must be 1-{EXPIRES_MAX_DAYS} or null"}
+        )
     if errors:
         raise ValidationFailed(errors)
     return name.strip(), sorted(set(scopes)), expires_in_days
@@ -95,7 +104,11 @@ class ApiKeyManager(Manager):
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._touched: dict[str, float] = {}
         mongo.declare_indexes(
-            COLLECTION, [IndexModel([("prefix", ASCENDING)], unique=True, name="prefix_unique")]
+            COLLECTION,
+            [
+                IndexModel([("prefix", ASCENDING)], unique=True, name="prefix_unique"),
+                IndexModel([("revoked_at", ASCENDING), *_OLDEST_FIRST], name="active_oldest"),
+            ],
         )
 
     def create(
@@ -140,8 +153,20 @@ class ApiKeyManager(Manager):
         }
 
     def list(self) -> list[dict[str, Any]]:
-        cursor = self.collection.find({"revoked_at": None}).sort("created_at", ASCENDING)
+        """Every active key, oldest first (the CLI's list)."""
+        cursor = self.collection.find(_ACTIVE).sort(_OLDEST_FIRST)
         return [self.public(document) for document in cursor]
+
+    def page(self, limit: int = LIMIT_DEFAULT, cursor: str | None = None) -> Page[dict[str, Any]]:
+        """A page of the active keys, oldest first (``GET /userauth/api-keys``)."""
+        return paginate(
+            self.collection,
+            _ACTIVE,
+            _OLDEST_FIRST,
+            limit=limit,
+            cursor=cursor,
+            project=self.public,
+        )
 
     def revoke(self, key_id: str) -> None:
         try:

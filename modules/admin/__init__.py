@@ -2,37 +2,39 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Blueprint
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.app_manager import get_app_manager
-from core.errors import ValidationFailed
 from core.http import maintenance
 from core.http.auth import require_roles
-from core.http.pipeline import json_body
+from core.http.typed import typed
 from core.module import BaseModule
 
 bp = Blueprint("admin", __name__)
 MESSAGE_MAX = 500
 
 
+class MaintenanceSwitch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+    #: Shown to callers as the 503 problem's ``detail``; a default one when left out.
+    message: str | None = Field(None, min_length=1, max_length=MESSAGE_MAX)
+
+
+class MaintenanceMode(BaseModel):
+    enabled: bool
+    #: null while maintenance is off.
+    message: str | None
+
+
 @bp.post("/userauth/admin/maintenance")
 @require_roles("admin")
-def set_maintenance() -> ResponseReturnValue:
-    """Body ``{enabled, message?}``; answers ``{enabled, message}`` as seen by every instance."""
-    body = json_body()
-    enabled, message = body.get("enabled"), body.get("message")
-    errors = []
-    if not isinstance(enabled, bool):
-        errors.append({"field": "/enabled", "message": "must be true or false"})
-    if message is not None and (
-        not isinstance(message, str) or not 0 < len(message) <= MESSAGE_MAX
-    ):
-        errors.append({"field": "/message", "message": f"must be 1-{MESSAGE_MAX} characters"})
-    if errors:
-        raise ValidationFailed(errors)
-    status = maintenance.set_mode(get_app_manager().state, bool(enabled), message)
-    return jsonify(status.to_dict())
+@typed(body=MaintenanceSwitch, response=MaintenanceMode, errors={409: ["STATE_CONFLICT"]})
+def set_maintenance(body: MaintenanceSwitch) -> MaintenanceMode:
+    """Switch maintenance mode on or off; answers the mode as every instance sees it."""
+    status = maintenance.set_mode(get_app_manager().state, body.enabled, body.message)
+    return MaintenanceMode(enabled=status.enabled, message=status.message)
 
 
 class AdminModule(BaseModule):

@@ -6,17 +6,18 @@ CLI surface.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint
 from flask.cli import AppGroup
-from flask.typing import ResponseReturnValue
 
 from core.app_manager import get_app_manager
 from core.errors import ApiError
 from core.http.auth import current_principal, require_roles
-from core.http.pipeline import json_body
-from core.managers.api_keys import validate_new_key
+from core.http.typed import Paged, PageQuery, typed
 from core.module import BaseModule
+from modules.api_keys.schemas import ApiKey, Caller, CreatedKey, NewKey
 
 bp = Blueprint("api_keys", __name__)
 api_keys_cli = AppGroup("api-keys", help="Manage API keys for service-to-service calls.")
@@ -24,34 +25,36 @@ api_keys_cli = AppGroup("api-keys", help="Manage API keys for service-to-service
 
 @bp.post("/userauth/api-keys")
 @require_roles("admin")
-def create_key() -> ResponseReturnValue:
-    body = json_body()
-    name, scopes, expires_in_days = validate_new_key(
-        body.get("name"), body.get("scopes"), body.get("expires_in_days")
+@typed(body=NewKey, response=CreatedKey, status=201)
+def create_key(body: NewKey) -> dict[str, Any]:
+    """Create a key; the answer is the only place its secret appears."""
+    return get_app_manager().api_keys.create(
+        body.name, body.scopes, body.expires_in_days, created_by=f"user:{current_principal().id}"
     )
-    created = get_app_manager().api_keys.create(
-        name, scopes, expires_in_days, created_by=f"user:{current_principal().id}"
-    )
-    return jsonify(created), 201
 
 
 @bp.get("/userauth/api-keys")
 @require_roles("admin")
-def list_keys() -> ResponseReturnValue:
-    return jsonify(items=get_app_manager().api_keys.list())
+@typed(query=PageQuery, response=Paged[ApiKey])
+def list_keys(query: PageQuery) -> dict[str, Any]:
+    """The active keys, oldest first, a page at a time."""
+    return get_app_manager().api_keys.page(query.limit, query.cursor).to_dict()
 
 
 @bp.delete("/userauth/api-keys/<key_id>")
 @require_roles("admin")
-def revoke_key(key_id: str) -> ResponseReturnValue:
+@typed(errors={404: ["NOT_FOUND"]})
+def revoke_key(key_id: str) -> None:
+    """Revoke a key: it stops working at once on every instance."""
     get_app_manager().api_keys.revoke(key_id)
-    return Response(status=204)
 
 
 @bp.get("/keyauth/whoami")
-def whoami() -> ResponseReturnValue:
+@typed(response=Caller)
+def whoami() -> Caller:
+    """The API key making the call."""
     principal = current_principal()
-    return jsonify(key_id=principal.id, name=principal.name, scopes=sorted(principal.scopes))
+    return Caller(key_id=principal.id, name=principal.name, scopes=sorted(principal.scopes))
 
 
 @api_keys_cli.command("create")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
-from flask.typing import ResponseReturnValue
+from typing import Any
+
+from flask import Blueprint, request
 
 from core.app_manager import get_app_manager
 from core.errors import Unauthorized
 from core.http.auth import current_principal
-from core.http.pipeline import json_body
 from core.http.rate_limiter import rate_limit
+from core.http.typed import typed
+from modules.auth.schemas import Credentials, Logout, Refresh, Registration, TokenPair, UserAnswer
 from modules.auth.service import AuthService
 from modules.auth.users import public
 
 bp = Blueprint("auth", __name__)
+_TOKEN_PROBLEMS = ["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED"]
 
 
 def service() -> AuthService:
@@ -22,32 +25,53 @@ def service() -> AuthService:
 
 @bp.post("/public/register")
 @rate_limit(ip=lambda settings: settings.rate_limit_register)
-def register() -> ResponseReturnValue:
-    user = service().register(json_body())
-    return jsonify(user=public(user)), 201
+@typed(
+    body=Registration,
+    response=UserAnswer,
+    status=201,
+    errors={409: ["EMAIL_TAKEN", "USERNAME_TAKEN"]},
+)
+def register(body: Registration) -> dict[str, Any]:
+    """Create an account (role ``user``)."""
+    return {"user": public(service().register(body.model_dump()))}
 
 
 @bp.post("/public/login")
 @rate_limit(ip=lambda settings: settings.rate_limit_login)
-def login() -> ResponseReturnValue:
-    return jsonify(service().login(json_body(), request.remote_addr or "unknown"))
+@typed(
+    body=Credentials,
+    response=TokenPair,
+    errors={401: ["INVALID_CREDENTIALS"], 429: ["LOGIN_LOCKED", "RATE_LIMITED", "BANNED"]},
+)
+def login(body: Credentials) -> dict[str, Any]:
+    """Exchange email and password for a token pair."""
+    return service().login(body.model_dump(), request.remote_addr or "unknown")
 
 
 @bp.post("/public/refresh")
 @rate_limit(ip=lambda settings: settings.rate_limit_refresh)
-def refresh() -> ResponseReturnValue:
-    return jsonify(service().refresh(json_body()))
+@typed(
+    body=Refresh,
+    response=TokenPair,
+    errors={401: [*_TOKEN_PROBLEMS, "REFRESH_TOKEN_REUSED"]},
+)
+def refresh(body: Refresh) -> dict[str, Any]:
+    """A new token pair for a refresh token, which stops working (rotation)."""
+    return service().refresh(body.model_dump())
 
 
 @bp.post("/userauth/logout")
-def logout() -> ResponseReturnValue:
-    service().logout(dict(current_principal().claims), json_body())
-    return Response(status=204)
+@typed(body=Logout, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+def logout(body: Logout) -> None:
+    """Revoke the whole login of the access token (and of the refresh token, if given)."""
+    service().logout(dict(current_principal().claims), body.model_dump(exclude_none=True))
 
 
 @bp.get("/userauth/me")
-def me() -> ResponseReturnValue:
+@typed(response=UserAnswer, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+def me() -> dict[str, Any]:
+    """The caller's account."""
     user = service().users.by_id(current_principal().id)
     if user is None:  # deleted since the token was issued
         raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
-    return jsonify(user=public(user))
+    return {"user": public(user)}

@@ -30,23 +30,46 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def check_email(email: str) -> str:
+    if len(email) > 254 or not EMAIL.fullmatch(email.strip()):
+        raise ValueError("must be a valid email address")
+    return email
+
+
+def check_username(username: str) -> str:
+    if not USERNAME.fullmatch(username):
+        raise ValueError("must be 3-32 characters of A-Z a-z 0-9 _ . -")
+    return username
+
+
+def check_password(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ValueError(f"must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    return password
+
+
+_REGISTRATION_CHECKS = {
+    "email": check_email,
+    "username": check_username,
+    "password": check_password,
+}
+
+
 def validate_registration(body: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(email, username, password) or ValidationFailed listing every problem."""
+    """(email, username, password) or ValidationFailed listing every problem (the checks of
+    the register route's model, :class:`modules.auth.schemas.Registration`)."""
     errors = []
-    email, username, password = body.get("email"), body.get("username"), body.get("password")
-    if not isinstance(email, str) or len(email) > 254 or not EMAIL.fullmatch(email.strip()):
-        errors.append({"field": "/email", "message": "must be a valid email address"})
-    if not isinstance(username, str) or not USERNAME.fullmatch(username):
-        errors.append(
-            {"field": "/username", "message": "must be 3-32 characters of A-Z a-z 0-9 _ . -"}
-        )
-    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        errors.append(
-            {"field": "/password", "message": f"must be {PASSWORD_MIN}-{PASSWORD_MAX} characters"}
-        )
+    for name, check in _REGISTRATION_CHECKS.items():
+        value = body.get(name)
+        try:
+            if not isinstance(value, str):
+                raise ValueError("must be a string")
+            check(value)
+        except ValueError as exc:
+            errors.append({"field": f"/{name}", "message": str(exc)})
     if errors:
         raise ValidationFailed(errors)
-    return normalise_email(str(email)), str(username), str(password)
+    return normalise_email(body["email"]), body["username"], body["password"]
 
 
 def validate_roles(roles: Iterable[str]) -> list[str]:

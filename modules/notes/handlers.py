@@ -22,7 +22,7 @@ def create(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
 
 def list_notes(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
     owner = context.require_principal().id
-    return {"items": _notes().list_for(owner, params["limit"])}
+    return _notes().page_for(owner, params["limit"], params.get("cursor")).to_dict()
 
 
 def delete(params: dict[str, Any], context: ActionContext) -> dict[str, Any]:

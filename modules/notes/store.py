@@ -11,6 +11,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from core.errors import NotFound
 from core.managers.database import MongoStore
+from core.managers.database.pages import Page, paginate
 
 #: This module's name (its package's). The collection and the service are named after it, so a
 #: copy of the module under another name never shares them.
@@ -31,9 +32,11 @@ class NoteStore:
         note["_id"] = self.notes.insert_one(note).inserted_id
         return public(note)
 
-    def list_for(self, owner: str, limit: int) -> list[dict[str, Any]]:
-        found = self.notes.find({"owner": owner}).sort(_NEWEST_FIRST).limit(limit)
-        return [public(note) for note in found]
+    def page_for(self, owner: str, limit: int, cursor: str | None) -> Page[dict[str, Any]]:
+        """A page of ``owner``'s notes, newest first, after ``cursor``."""
+        return paginate(
+            self.notes, {"owner": owner}, _NEWEST_FIRST, limit=limit, cursor=cursor, project=public
+        )
 
     def delete(self, owner: str, note_id: str) -> None:
         """Delete one of ``owner``'s notes; someone else's note is as missing as no note."""

@@ -135,3 +135,51 @@ def test_docs_can_be_switched_off(make_app: AppFactory) -> None:
     client = make_app({"DOCS_ENABLED": "false"}).test_client()
     problem(client.get("/docs"), 404, "NOT_FOUND")
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_every_framework_route_documents_its_request_and_response_schemas(
+    make_app: AppFactory,
+) -> None:
+    """The shipped modules and the core routes only (a test module may keep plain routes)."""
+    spec = make_app({"MODULES_PACKAGES": "modules"}).test_client().get("/openapi.json").get_json()
+    operations = [
+        (f"{method.upper()} {path}", operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    ]
+    assert len(operations) > 20
+    for label, operation in operations:
+        responses = operation["responses"]
+        successes = {status: answer for status, answer in responses.items() if status[0] == "2"}
+        assert successes, label
+        assert "2XX" not in successes, label
+        for status, answer in successes.items():
+            if status != "204":
+                schemas = [media["schema"] for media in answer["content"].values()]
+                assert schemas, f"{label} {status}"
+                assert all(schemas), f"{label} {status}"
+        if label.startswith(("POST", "PUT", "PATCH")):
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert schema != {"type": "object"}, label
+        for status, answer in responses.items():
+            if status[0] in "45" or status == "default":
+                # A problem, by reference; or a body of its own (readiness answers 503 so).
+                problem_ref = answer.get("$ref") == "#/components/responses/Problem"
+                assert problem_ref or answer["content"]["application/json"], f"{label} {status}"
+
+
+def test_contract_shapes_are_in_the_document(spec: dict[str, Any], user: dict[str, Any]) -> None:
+    """API.md's names: ``TokenPair`` and ``User`` as components, the list with its cursor."""
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["TokenPair"]["required"]) == set(user)  # a real login's answer
+    assert set(schemas["User"]["required"]) == set(user["user"])
+    assert "password_hash" not in schemas["User"]["properties"]
+    keys = spec["paths"]["/userauth/api-keys"]["get"]
+    assert {p["name"] for p in keys["parameters"]} == {"limit", "cursor"}
+    page = keys["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert set(schemas[page.rpartition("/")[2]]["required"]) == {"items", "next_cursor"}
+    created = spec["paths"]["/userauth/api-keys"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"]["$ref"].endswith("/CreatedKey")
+    assert "403" in spec["paths"]["/userauth/api-keys"]["post"]["responses"]
+    register = spec["paths"]["/public/register"]["post"]["responses"]
+    assert "EMAIL_TAKEN" in register["409"]["description"]

@@ -11,10 +11,9 @@ Checks on every response:
   (``negative_data_rejection``, negative mode);
 - every 4xx/5xx is an RFC 9457 problem document (``problem_document``, below).
 
-Actions declare their result schemas, and those are checked. Plain routes document ``2XX``
-without a body schema (docs/actions.md, "OpenAPI and /docs"), so for them schema conformance
-would be vacuous: ``contract_shape`` checks their successful answers against the shapes
-API.md promises instead (``User``, ``TokenPair``, API keys, health, maintenance).
+Every route is typed (``core.http.typed``) and every action declares its result, so every
+answer is checked against a schema: the route's status and response model (``User``,
+``TokenPair``, the API-key page, health, maintenance...), the action's ``result``.
 
 The app is served in-process through Schemathesis' WSGI transport (the Flask test client, so
 the whole WSGI stack runs: ProxyFix, in-flight accounting, the Socket.IO middleware). Only the
@@ -39,7 +38,6 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Unsatisfiable
-from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -93,132 +91,6 @@ def problem_document(ctx: Any, response: Any, case: Any) -> None:
     assert body["request_id"] == _header(response, "X-Request-ID"), f"{label}: request_id"
 
 
-_USER = {
-    "type": "object",
-    "required": ["id", "email", "username", "roles", "created_at"],
-    "properties": {
-        "id": {"type": "string"},
-        "email": {"type": "string"},
-        "username": {"type": "string"},
-        "roles": {"type": "array", "items": {"type": "string"}},
-        "created_at": {"type": "string"},
-    },
-    "not": {"anyOf": [{"required": ["password"]}, {"required": ["password_hash"]}]},
-}
-_TOKEN_PAIR = {
-    "type": "object",
-    "required": [
-        "access_token",
-        "refresh_token",
-        "token_type",
-        "expires_in",
-        "refresh_expires_in",
-        "user",
-    ],
-    "properties": {
-        "access_token": {"type": "string"},
-        "refresh_token": {"type": "string"},
-        "token_type": {"const": "Bearer"},
-        "expires_in": {"type": "integer"},
-        "refresh_expires_in": {"type": "integer"},
-        "user": _USER,
-    },
-}
-_KEY_FIELDS = ["id", "name", "prefix", "scopes", "created_at", "expires_at"]
-_NO_BODY = None
-#: API.md's promises for the plain routes: (status, body schema or None for an empty body).
-CONTRACT: dict[str, tuple[int, dict[str, Any] | None]] = {
-    "POST /public/register": (
-        201,
-        {"type": "object", "required": ["user"], "properties": {"user": _USER}},
-    ),
-    "POST /public/login": (200, _TOKEN_PAIR),
-    "POST /public/refresh": (200, _TOKEN_PAIR),
-    "POST /userauth/logout": (204, _NO_BODY),
-    "GET /userauth/me": (
-        200,
-        {"type": "object", "required": ["user"], "properties": {"user": _USER}},
-    ),
-    "POST /userauth/api-keys": (
-        201,
-        {
-            "type": "object",
-            "required": [*_KEY_FIELDS, "key"],
-            "properties": {"key": {"type": "string"}},
-        },
-    ),
-    "GET /userauth/api-keys": (
-        200,
-        {
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "items": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": _KEY_FIELDS,
-                        "not": {"required": ["key"]},
-                    },
-                }
-            },
-        },
-    ),
-    "DELETE /userauth/api-keys/{key_id}": (204, _NO_BODY),
-    "GET /keyauth/whoami": (
-        200,
-        {"type": "object", "required": ["key_id", "name", "scopes"]},
-    ),
-    "GET /actions": (
-        200,
-        {
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "items": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "description", "auth", "roles", "scopes", "params"],
-                    },
-                }
-            },
-        },
-    ),
-    "GET /health/live": (200, {"const": {"status": "ok"}}),
-    "GET /health/ready": (
-        200,
-        {
-            "type": "object",
-            "required": ["status", "checks"],
-            "properties": {"status": {"const": "ready"}, "checks": {"type": "object"}},
-        },
-    ),
-    "POST /userauth/admin/maintenance": (
-        200,
-        {
-            "type": "object",
-            "required": ["enabled", "message"],
-            "properties": {"enabled": {"type": "boolean"}},
-        },
-    ),
-}
-
-
-def contract_shape(ctx: Any, response: Any, case: Any) -> None:
-    """A successful answer of a plain route has the status and body API.md promises."""
-    label = case.operation.label
-    if label not in CONTRACT or not 200 <= response.status_code < 300:
-        return
-    status, schema = CONTRACT[label]
-    assert response.status_code == status, f"{label} answered {response.status_code}"
-    if schema is None:
-        assert not response.content, f"{label}: {status} with a body"
-        return
-    errors = [e.message for e in Draft202012Validator(schema).iter_errors(response.json())]
-    assert not errors, f"{label}: {errors}"
-
-
 CHECKS: dict[GenerationMode, list[Callable[..., Any]]] = {
     GenerationMode.POSITIVE: [
         not_a_server_error,
@@ -227,7 +99,6 @@ CHECKS: dict[GenerationMode, list[Callable[..., Any]]] = {
         response_schema_conformance,
         ignored_auth,
         problem_document,
-        contract_shape,
     ],
     GenerationMode.NEGATIVE: [
         not_a_server_error,
@@ -236,7 +107,6 @@ CHECKS: dict[GenerationMode, list[Callable[..., Any]]] = {
         response_schema_conformance,
         negative_data_rejection,
         problem_document,
-        contract_shape,
     ],
 }
 

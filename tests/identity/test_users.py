@@ -50,7 +50,7 @@ def test_register_rejects_bad_input_naming_every_field(
     client: FlaskClient, body: dict[str, Any], fields: list[str]
 ) -> None:
     errors = problem(client.post("/public/register", json=body), 400, "VALIDATION_ERROR")["errors"]
-    assert [error["field"] for error in errors] == fields
+    assert sorted(error["field"] for error in errors) == sorted(fields)
 
 
 def test_password_limits_are_inclusive(client: FlaskClient) -> None:
@@ -161,7 +161,7 @@ def test_the_lock_ends_when_the_window_passes(make_app: AppFactory) -> None:
 
 def test_login_validates_its_body(client: FlaskClient) -> None:
     errors = problem(client.post("/public/login", json={"email": "a@b.c"}), 400, "VALIDATION_ERROR")
-    assert errors["errors"] == [{"field": "/password", "message": "must be a non-empty string"}]
+    assert errors["errors"] == [{"field": "/password", "message": "is required"}]
 
 
 def test_a_changed_argon2_cost_rehashes_on_login(make_app: AppFactory) -> None:

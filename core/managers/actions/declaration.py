@@ -13,6 +13,7 @@ A declaration file is a mapping with one key, ``actions``, holding a list of dec
         params: {type: object, ...}     # JSON Schema (draft 2020-12) of the body object
         result: {...}                   # optional JSON Schema of the result
         rate_limit: "5/second;100/minute"
+        errors: {NOT_FOUND: 404}        # problem codes the handler raises, and their status
         audit: true                     # default true
         timeout: 5                      # seconds; see docs/actions.md for how it is enforced
 
@@ -66,6 +67,13 @@ FILE_SCHEMA: dict[str, Any] = {
                 "params": {"type": "object"},
                 "result": {"type": ["object", "boolean"]},
                 "rate_limit": {"type": "string", "minLength": 1},
+                "errors": {
+                    "type": "object",
+                    "patternProperties": {
+                        "^[A-Z][A-Z0-9_]*$": {"type": "integer", "minimum": 400, "maximum": 599}
+                    },
+                    "additionalProperties": False,
+                },
                 "audit": {"type": "boolean"},
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             },
@@ -133,6 +141,8 @@ class Action:
     result_validator: Validator | None = field(repr=False, compare=False)
     #: Top-level ``default`` values of ``params``, filled in for fields the caller left out.
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: The problems the handler answers with, ``code -> status`` (documented in OpenAPI).
+    errors: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def refusal(self, principal: Principal | None) -> ApiError | None:
         """Why ``principal`` may not call this action (401 / 403), or None when it may: the

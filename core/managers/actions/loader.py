@@ -194,6 +194,7 @@ class Catalog:
             params=params,
             result=result,
             rate_limit=decl.get("rate_limit"),
+            errors=dict(decl.get("errors", {})),
             audit=decl.get("audit", True),
             timeout=decl.get("timeout"),
             source=_at(source, locate(())),
