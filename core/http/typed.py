@@ -21,8 +21,8 @@ gets the models as the keyword arguments ``body`` and ``query`` (next to the pat
 The view returns its answer: a model instance, or anything the ``response`` model validates
 (a dict); it is serialised through the model, so a field the model lacks never leaks. Return
 ``(answer, status)`` for another documented status (``responses``), ``None`` when ``response``
-is ``None`` (an empty answer, 204 by default), or a ``Response`` for a non-JSON answer
-(``media_type``). Returning a status that is not documented is a bug: 500, logged.
+is ``None`` (an empty answer, 204 by default), or a ``Response``, sent as it is (a non-JSON
+answer, ``media_type``). Returning a status that is not documented is a bug: 500, logged.
 
 :mod:`core.http.openapi` reads the same declaration (:class:`RouteSpec`, on the view as
 ``route_spec``): request body, query parameters, every documented status with its schema and
@@ -228,10 +228,7 @@ def _query_values(model: Model) -> dict[str, Any]:
 
 
 def _answer(spec: RouteSpec, view: View, value: Any) -> Any:
-    if isinstance(value, Response):
-        status = value.status_code
-        if not spec.documented(status) and status < 400:
-            _undocumented(view, status)
+    if isinstance(value, Response):  # the view answered itself (a file, a 304...)
         return value
     headers: Any = None
     status = spec.status

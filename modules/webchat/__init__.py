@@ -22,10 +22,12 @@ from flask.typing import ResponseReturnValue
 from config.modules import ModuleSettings
 from core.errors import NotFound
 from core.http.auth import PUBLIC, declare_auth
+from core.http.typed import typed
 from core.module import BaseModule
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = frozenset({"chat.js", "chat.css", "favicon.svg", "socket.io.min.js"})
+ASSET_TYPES = ("text/javascript", "application/javascript", "text/css", "image/svg+xml")
 #: Scripts, styles, fetch and the socket from this origin only; nothing inline, no frames.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -48,12 +50,15 @@ def content_security_policy(response: Response) -> Response:
 
 @bp.get("/public/webchat/")
 @declare_auth(PUBLIC)
+@typed(media_type="text/html")
 def page() -> ResponseReturnValue:
+    """The chat page."""
     return send_from_directory(STATIC, "index.html", max_age=0)
 
 
 @bp.get("/public/webchat/<name>")
 @declare_auth(PUBLIC)
+@typed(media_type=ASSET_TYPES, errors={404: ["NOT_FOUND"]})
 def asset(name: str) -> ResponseReturnValue:
     """The page's script, style and the socket.io-client bundle; nothing else."""
     if name not in ASSETS:
