@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import OPERATOR, PUBLIC
 from core.http.auth import declare_auth
-from core.managers.base import SharedResult
 from core.http.typed import typed
+from core.managers.base import SharedResult
 
 bp = Blueprint("health", __name__)
 
