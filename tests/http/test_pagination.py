@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.support.http import problem
-from tests.support.identity import bearer, create_api_key, user_with_tokens
+from core.testing import bearer, create_api_key, problem, user_with_tokens
 
 
 @pytest.fixture
