@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import AppFactory
+from core.testing import AppFactory
 
 DSNS = {
     "libpq key/value": (
