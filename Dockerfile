@@ -13,6 +13,13 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # -- builder: the runtime dependencies in a virtual environment --------------------------------
 FROM ${PYTHON_IMAGE} AS builder
+# Behind a private index: --build-arg PIP_INDEX_URL=https://... and, for its CA, PIP_CERT=<a
+# bundle inside the build, e.g. mounted with -v>. Declared in this stage only: nothing of
+# them reaches the runtime image.
+ARG PIP_INDEX_URL
+ARG PIP_CERT
+# Swagger UI (/docs, off in prod by default) is an optional extra: DOCS=true keeps it.
+ARG DOCS=false
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -20,8 +27,11 @@ RUN python -m venv /opt/venv
 # The hash-locked runtime requirements (`make lock`): the exact files the tests ran with.
 COPY requirements.lock /tmp/requirements.lock
 # Wheels only (no compiler in a slim image), except psycogreen: pure Python, sdist only.
+# Then out with what only installing needs (pip, setuptools) and, unless DOCS, Swagger UI.
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
-        --no-binary=psycogreen -r /tmp/requirements.lock
+        --no-binary=psycogreen -r /tmp/requirements.lock \
+    && if [ "$DOCS" != "true" ]; then /opt/venv/bin/pip uninstall --yes swagger-ui-py; fi \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 # -- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -47,6 +57,11 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app
+
+# The base's own pip and setuptools (python:*-slim ships them) are not needed at run time.
+RUN if python -m pip --version >/dev/null 2>&1; then \
+        python -m pip uninstall --yes --disable-pip-version-check pip setuptools wheel; \
+    fi
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv lock run serve test test-fast smoke lint deploy-check format check clean-devdata bench soak
+.PHONY: venv lock run serve test test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench soak
 
 venv: $(STAMP)
 
@@ -50,6 +50,24 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## The production image (IMAGE, default python-base-04:dev): docker when a Docker engine
+## answers, else podman (apt-installed when missing, its config and storage in .image/, the
+## base made from Debian packages with mmdebstrap). PYTHON_IMAGE=... picks another base;
+## IMAGE_PIP_INDEX_URL / IMAGE_PIP_CERT reach a private index; IMAGE_DOCS=true keeps /docs.
+image: venv image-engine
+	$(BIN)/python -m core.devstack.image build
+
+## Build, then run the image read-only, non-root, no capabilities, against the dev stack's
+## servers: ready, register, log in, socket, SIGTERM -> exit 0 in time (docs/deploy.md).
+image-smoke: venv image-engine
+	$(BIN)/python -m core.devstack.image smoke
+
+image-engine:
+	@if ! docker info >/dev/null 2>&1 && ! command -v podman >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends podman buildah mmdebstrap uidmap runc fuse-overlayfs; \
+	fi
 
 ## Dockerfile lint and the Kubernetes overlays rendered and schema-checked (tests/production
 ## checks these and their cross-references as part of `make test`).

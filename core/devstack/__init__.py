@@ -7,7 +7,7 @@ SecantusDB (GPL) is only ever run as the `secantusd-py` program, never imported.
 
 from __future__ import annotations
 
-from core.devstack._base import DevServer, DevServerError, PortInUseError, free_port
+from core.devstack._base import DevServer, DevServerError, PortInUseError, free_port, wait_for
 from core.devstack.mongodb import MongoServer
 from core.devstack.postgres import PostgresServer
 from core.devstack.redis import RedisServer
@@ -24,4 +24,5 @@ __all__ = [
     "RedisServer",
     "VaultServer",
     "free_port",
+    "wait_for",
 ]

@@ -9,8 +9,7 @@ import runpy
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -18,7 +17,7 @@ from unittest.mock import patch
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.devstack import free_port
+from core.devstack import free_port, wait_for
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -38,20 +37,6 @@ def samples(text: str, name: str) -> list[dict[str, str]]:
         for found in family.samples
         if found.name == name
     ]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    """Poll until ``predicate`` is truthy; connection errors and timeouts count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or a worker still booting (a slow machine)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -205,3 +205,20 @@ def test_dockerfile_shape() -> None:
     [port] = re.findall(r"\bPORT=(\d+)", text)
     [exposed] = [line for line in final if line.startswith("EXPOSE")]
     assert port in exposed.split()
+
+
+def test_private_index_arguments_stay_in_the_builder_stage() -> None:
+    """PIP_INDEX_URL / PIP_CERT may carry credentials: declared in the builder stage only, so
+    the runtime stage (the shipped image and its history) never sees them."""
+    lines = [line.strip() for line in DOCKERFILE.read_text().replace("\\\n", " ").splitlines()]
+    starts = [n for n, line in enumerate(lines) if line.startswith("FROM ")]
+    builder, runtime = lines[starts[0] : starts[1]], lines[starts[1] :]
+    for name in ("PIP_INDEX_URL", "PIP_CERT"):
+        assert f"ARG {name}" in builder
+        assert not any(name in line for line in runtime), name
+    # What installing needs, and Swagger UI unless asked for, leaves the venv before the copy.
+    [install] = [line for line in builder if "pip install" in line]
+    assert "pip uninstall --yes pip setuptools" in install
+    assert 'if [ "$DOCS" != "true" ]; then /opt/venv/bin/pip uninstall --yes swagger-ui-py' in (
+        install
+    )
