@@ -16,6 +16,12 @@ development server (``python app.py``), against the real test servers; client th
 mix of a public action, a JWT route, a slow route (in flight when the signal lands) and
 ``/health/live`` back to back, before, during and after the drain, until the port refuses
 them.
+
+Nothing here assumes an idle machine, so there is no retry: the servers get 90 s to become
+ready (a 20 s bound once failed a setup on a busy machine, and left its gunicorn running);
+the traffic is counted (40 complete requests before the signal), not timed; a client thread
+the scheduler holds back only sends fewer requests, and one that connects after the listener
+closed is refused, which is allowed; each request has 10 s (``CLIENT_TIMEOUT``).
 """
 
 from __future__ import annotations
