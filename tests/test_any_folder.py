@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.devstack import free_port
+from core.devstack import PostgresServer, free_port
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.servers, pytest.mark.smoke]
 
@@ -58,12 +58,16 @@ def private_checkout() -> Iterator[Path]:
         shutil.copy(Path(sys.executable).parent / "secantusd-py", app / ".venv" / "bin")
         yield app
     finally:
-        link = app / ".devdata" / "postgres"
-        if link.is_symlink():  # relocated by the dev stack (root): remove the data too
-            target = link.resolve()
-            shutil.rmtree(target, ignore_errors=True)
-            target.with_name(f"{target.name}.origin").unlink(missing_ok=True)
+        _drop_relocated(app / ".devdata" / "postgres")
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _drop_relocated(link: Path) -> None:
+    """Remove the data a root dev stack moved out of a private folder (link -> data)."""
+    if link.is_symlink():
+        target = link.resolve()
+        shutil.rmtree(target, ignore_errors=True)
+        target.with_name(f"{target.name}.origin").unlink(missing_ok=True)
 
 
 def _run(app: Path, ports: dict[str, int], script: str) -> subprocess.CompletedProcess[str]:
@@ -118,3 +122,21 @@ def test_the_dev_stack_runs_from_a_checkout_in_a_private_folder(private_checkout
     third = _run(app, ports, _SQL.format("SELECT to_regclass('kept') IS NOT NULL"))
     assert third.returncode == 0, third.stderr
     assert third.stdout == "False\n"
+
+
+def test_a_private_folder_stays_private_and_restarts_still_work(tmp_path: Path) -> None:
+    """pytest resets /tmp/pytest-of-<user> to 0700 whenever any session starts: a server whose
+    data dir lies below such a folder must not depend on it staying open."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    server = PostgresServer(private / "postgres", free_port())
+    try:
+        server.start()
+        os.chmod(private, 0o700)  # what another pytest session does to its temp root
+        server.stop()
+        server.start()
+        assert server.running
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    finally:
+        server.stop()
+        _drop_relocated(private / "postgres")

@@ -12,11 +12,10 @@ private folders (a checkout under root's 0700 home, say):
 - binaries: a root-owned copy of the package's PostgreSQL install in
   /var/cache/devstack/postgres-<package version>-<machine>, world-readable, writable by root only,
   made once (atomically, so parallel starts are safe) and used whenever root starts a server;
-- data dir: used in place when the folders above it are searchable by others, or can be made so
-  without touching anything private (the dev stack's own folder, folders below the temp root);
-  otherwise it lives in /var/lib/devstack/postgres/<digest of its path> (root-owned, 0755) and
-  the data dir path becomes a symlink to it (`rm -r .devdata` drops the link; the orphaned data
-  is wiped when the same path is used again).
+- data dir: used in place when the folders above it are searchable by others; otherwise it
+  lives in /var/lib/devstack/postgres/<digest of its path> (root-owned, 0755) and the data dir
+  path becomes a symlink to it. Data whose link is gone (`rm -r .devdata`, pytest's old temp
+  dirs) is removed the next time a data dir is relocated.
 
 `postgres` is spawned directly instead of through `pg_ctl`, so it stays our child like the
 other servers (one stop path, our own log file descriptor, no daemon left behind when a start
@@ -133,32 +132,43 @@ def _ensure_system_user() -> pwd.struct_passwd:
 def _reachable_data_dir(data_dir: Path) -> Path:
     """Where the server user can work on `data_dir`: in place, or relocated behind a symlink.
 
-    In place when every folder above it is searchable by others or is one we may open (o+x
-    only): the folder holding the data dir (the dev stack root) and folders below the temp
-    root (pytest's 0700 tmp dirs). Anything else is private and stays untouched.
+    In place only when every folder above it is already searchable by others. Nothing is
+    chmod-ed: a private folder stays private, and a folder another program keeps private
+    (pytest resets its /tmp/pytest-of-<user> to 0700 whenever a session starts) cannot cut the
+    server off in the middle of a run.
     """
     if data_dir.is_symlink():
         return _reachable_data_dir(data_dir.resolve())
-    tmp_root = Path(tempfile.gettempdir()).resolve()
-    data_root = data_dir.parent
     closed = [parent for parent in data_dir.parents if not parent.stat().st_mode & stat.S_IXOTH]
-    if all(p == data_root or (p != tmp_root and p.is_relative_to(tmp_root)) for p in closed):
-        for parent in closed:
-            os.chmod(parent, stat.S_IMODE(parent.stat().st_mode) | stat.S_IXOTH)
+    if not closed:
         return data_dir
     if any(data_dir.iterdir()):
         raise DevServerError(
             f"postgres: user {PG_USER} cannot reach the data in {data_dir} ({closed[-1]} is "
             f"private); move it to a folder others can search, or remove it to start afresh"
         )
-    target = _root_owned_dir(RELOCATED_DATA) / hashlib.sha256(bytes(data_dir)).hexdigest()[:24]
+    relocated = _root_owned_dir(RELOCATED_DATA)
+    _drop_orphans(relocated)
+    target = relocated / hashlib.sha256(bytes(data_dir)).hexdigest()[:24]
     if target.exists():  # left by a data dir that was removed since: start afresh
         shutil.rmtree(target)
     target.mkdir(mode=0o700)
-    (target.parent / f"{target.name}.origin").write_text(f"{data_dir}\n")
     data_dir.rmdir()
     data_dir.symlink_to(target, target_is_directory=True)
+    # Written last: an entry with an .origin whose link is gone is an orphan (_drop_orphans).
+    (relocated / f"{target.name}.origin").write_text(f"{data_dir}\n")
     return target
+
+
+def _drop_orphans(relocated: Path) -> None:
+    """Remove relocated data dirs whose symlink is gone (`rm -r .devdata`, old pytest dirs)."""
+    for origin_file in relocated.glob("*.origin"):
+        target = relocated / origin_file.stem
+        link = Path(origin_file.read_text().strip())
+        if link.is_symlink() and link.resolve() == target:
+            continue
+        shutil.rmtree(target, ignore_errors=True)
+        origin_file.unlink(missing_ok=True)
 
 
 class PostgresServer(DevServer):
