@@ -4,6 +4,7 @@ and reconnecting after a refresh (docs/websockets.md's recipe)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -178,12 +179,19 @@ def test_an_expired_socket_reconnects_after_a_refresh(
     assert again["ok"] is False
     assert again["data"]["code"] == "TOKEN_EXPIRED"
     # ... so the client refreshes over HTTP and reconnects with the new access token.
-    refreshed = ada.http.post(
-        "/public/refresh", json={"refresh_token": ada.tokens["refresh_token"]}
-    )
-    assert refreshed.status_code == 200
-    ada.socket.request("set_token", token=refreshed.get_json()["access_token"])
-    back = ada.socket.request("reconnect")
+    # The new token lives 3 s too: on a loaded machine the round trip can outlast it, which
+    # is the only excuse for TOKEN_EXPIRED here (bounded: three tries, each timed).
+    refresh_token = ada.tokens["refresh_token"]
+    for _ in range(3):
+        refreshed = ada.http.post("/public/refresh", json={"refresh_token": refresh_token})
+        assert refreshed.status_code == 200, refreshed.get_json()
+        refresh_token = refreshed.get_json()["refresh_token"]
+        started = time.monotonic()
+        ada.socket.request("set_token", token=refreshed.get_json()["access_token"])
+        back = ada.socket.request("reconnect")
+        expired_in_flight = time.monotonic() - started >= 2.5
+        if back["ok"] or not expired_in_flight:
+            break
     assert back["ok"] is True, back
     assert back["sid"] != ada.connected["sid"]
 
