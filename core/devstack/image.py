@@ -181,7 +181,12 @@ def dev_stack() -> Iterator[dict[str, str]]:
 
 
 def exercise(url: str) -> None:
-    """What a client does first: register, log in, connect a socket and use it."""
+    """What a client does first: register, log in, connect a socket and use it; and what
+    prod keeps off (Swagger UI, the webchat example) is off."""
+    for path in ("/docs", "/public/webchat/"):
+        answer = requests.get(f"{url}{path}", timeout=10)
+        if answer.status_code != 404:
+            raise ImageError(f"{path} answered {answer.status_code} in prod (expected 404)")
     uid = uuid.uuid4().hex[:8]
     user = {"email": f"smoke{uid}@example.com", "username": f"smoke_{uid}", "password": uid * 2}
     registered = requests.post(f"{url}/public/register", json=user, timeout=10)

@@ -3,6 +3,7 @@ by the development server (Werkzeug, threading), driven by the official JavaScri
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -39,12 +40,14 @@ def serve(
 ) -> Iterator[Serve]:
     """``serve(overrides) -> base URL``: the app on a real server, production or dev."""
     with ExitStack() as stack:
+        logs = (tmp_path / f"gunicorn-{n}.log" for n in itertools.count())
 
-        def start(overrides: dict[str, str] | None = None) -> str:
+        def start(overrides: dict[str, str | None] | None = None) -> str:
+            """``overrides``: settings on top of the test's; None unsets one (gunicorn)."""
             settings = {**FAST, **(overrides or {})}
             if request.param == "dev":
                 return stack.enter_context(serving(make_app(settings)))
-            server = Gunicorn({**app_env, **settings}, tmp_path / "gunicorn.log", ())
+            server = Gunicorn({**app_env, **settings}, next(logs), ())
             stack.callback(server.stop)
             server.wait_ready()
             return server.url

@@ -191,6 +191,17 @@ def test_the_page_has_its_own_csp_and_nothing_else_is_served(serve: Serve) -> No
     assert health.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_the_page_is_off_in_prod_unless_enabled(serve: Serve) -> None:
+    prod = serve({"APP_ENV": None})  # gunicorn without APP_ENV runs the app as prod
+    assert requests.get(f"{prod}/public/webchat/", timeout=5).status_code == 404
+    assert requests.get(f"{prod}/public/webchat/chat.js", timeout=5).status_code == 404
+    enabled = serve({"APP_ENV": None, "WEBCHAT_ENABLED": "true"})
+    page = requests.get(f"{enabled}/public/webchat/", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == CSP
+
+
 def test_the_page_is_off_when_disabled(make_app: AppFactory) -> None:
     client = make_app({"WEBCHAT_ENABLED": "false"}).test_client()
     for path in ("/public/webchat/", "/public/webchat/chat.js"):
