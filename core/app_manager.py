@@ -95,7 +95,11 @@ class AppManager:
         self.actions.audit.drop_listeners.append(self.metrics.audit_dropped)
         self.authenticators: dict[str, Callable[[], None]] = {
             auth.PUBLIC: lambda: None,
-            auth.OPERATOR: auth.operator_token(self.settings.metrics_token),
+            auth.OPERATOR: auth.operator_token(
+                self.settings.metrics_token,
+                # prod, or a METRICS_PORT of their own: never open on the app's port
+                open_without_token=not (self.settings.is_prod or self.settings.metrics_port),
+            ),
             auth.JWT: auth.jwt_authenticator(self.jwt),
             auth.API_KEY: auth.api_key_authenticator(self.api_keys),
         }

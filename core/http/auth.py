@@ -97,12 +97,15 @@ def resolve_policies(app: Flask) -> dict[str, str]:
     return policies
 
 
-def operator_token(token: str | None) -> Authenticator:
-    """Bearer check against ``METRICS_TOKEN``, in constant time; open when no token is set."""
+def operator_token(token: str | None, *, open_without_token: bool = True) -> Authenticator:
+    """Bearer check against ``METRICS_TOKEN``, in constant time. Without a token the operator
+    routes are open only when ``open_without_token`` (development on the app's port);
+    otherwise the app's port, which the ingress exposes, serves them to nobody."""
     expected = token.encode() if token else None
+    closed = expected is None and not open_without_token
 
     def authenticate() -> None:
-        if not bearer_matches(request.headers.get("Authorization", ""), expected):
+        if closed or not bearer_matches(request.headers.get("Authorization", ""), expected):
             raise Unauthorized("A valid bearer token is required.", code="AUTH_REQUIRED")
 
     return authenticate

@@ -164,7 +164,9 @@ def test_socketio_polling_and_websocket_under_the_gevent_worker(gunicorn: Gunico
     uid = uuid.uuid4().hex[:8]
     user = {"email": f"g{uid}@example.com", "username": f"g_{uid}", "password": "long-password-1"}
     assert requests.post(f"{server.url}/public/register", json=user, timeout=10).status_code == 201
-    login = requests.post(f"{server.url}/public/login", json=user, timeout=10)
+    credentials = {"email": user["email"], "password": user["password"]}
+    login = requests.post(f"{server.url}/public/login", json=credentials, timeout=10)
+    assert login.status_code == 200, login.text
     token = login.json()["access_token"]
 
     for transports in (["websocket"], ["polling"]):
@@ -278,21 +280,25 @@ def test_no_environment_serves_a_non_loopback_address_with_the_published_secrets
 
 
 def test_password_hashing_does_not_stall_the_gevent_worker(gunicorn: GunicornFactory) -> None:
-    """A login flood from a few clients (argon2 at 10x the default cost) must not hold up
+    """A login flood from a few clients (argon2 at 4x the default cost) must not hold up
     the worker's other requests: compare two medians of one run, logins vs /health/live."""
-    server = gunicorn(env={"ARGON2_TIME_COST": "20", "ARGON2_MEMORY_COST": "19456"})
+    server = gunicorn(env={"ARGON2_TIME_COST": "8", "ARGON2_MEMORY_COST": "19456"})
     uid = uuid.uuid4().hex[:8]
     user = {"email": f"h{uid}@example.com", "username": f"h_{uid}", "password": "long-password-1"}
     assert requests.post(f"{server.url}/public/register", json=user, timeout=30).status_code == 201
+    credentials = {"email": user["email"], "password": user["password"]}
     stop = threading.Event()
     login_times: list[float] = []
+    failures: list[str] = []
 
     def flood() -> None:
         with requests.Session() as session:
             while not stop.is_set():
                 began = time.perf_counter()
-                answer = session.post(f"{server.url}/public/login", json=user, timeout=30)
-                assert answer.status_code == 200, answer.text
+                answer = session.post(f"{server.url}/public/login", json=credentials, timeout=30)
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                    stop.set()
                 login_times.append(time.perf_counter() - began)
 
     floods = [threading.Thread(target=flood) for _ in range(3)]
@@ -301,7 +307,7 @@ def test_password_hashing_does_not_stall_the_gevent_worker(gunicorn: GunicornFac
     live_times: list[float] = []
     try:
         with requests.Session() as session:
-            while len(live_times) < 30 or len(login_times) < 6:
+            while (len(live_times) < 20 or len(login_times) < 6) and not stop.is_set():
                 began = time.perf_counter()
                 assert session.get(f"{server.url}/health/live", timeout=30).status_code == 200
                 live_times.append(time.perf_counter() - began)
@@ -310,6 +316,7 @@ def test_password_hashing_does_not_stall_the_gevent_worker(gunicorn: GunicornFac
         stop.set()
         for thread in floods:
             thread.join(timeout=60)
+    assert not failures, failures[0]
     live, logins = statistics.median(live_times), statistics.median(login_times)
     # On the event loop every /health/live would wait for the hashes in progress.
     assert live < logins / 4, (live, logins)

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from core.devstack import RedisServer, free_port
 from core.errors import StartupError
 from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
-from core.testing import problem
+from core.testing import problem, serving
 from tests.production.helpers import ROOT, sample, samples
 from tests.support.servers import stopped
 
@@ -266,3 +266,38 @@ def test_the_grafana_dashboard_queries_only_metrics_the_app_exports(app: Flask) 
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "job", "namespace"} <= variables
+
+
+def test_operator_routes_are_never_open_on_the_apps_port_in_prod_or_beside_a_metrics_port(
+    make_app: AppFactory,
+) -> None:
+    """The ingress routes every path of the app's port: an attacker reads /metrics and
+    /modules/status there unless they are closed. Without METRICS_TOKEN they are open only in
+    development on the app's port."""
+    prod = make_app({"APP_ENV": "prod"})
+    with serving(prod) as url:
+        for path in ("/metrics", "/modules/status"):
+            problem_of(requests.get(f"{url}{path}", timeout=10), 401, "AUTH_REQUIRED")
+
+    metrics_port = free_port()
+    beside = make_app({"APP_ENV": "prod", "METRICS_PORT": str(metrics_port)})
+    with serving(beside) as url:
+        assert requests.get(f"{url}/metrics", timeout=10).status_code == 404  # not on this port
+        problem_of(requests.get(f"{url}/modules/status", timeout=10), 401, "AUTH_REQUIRED")
+    scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+    assert scraped.status_code == 200
+    assert "http_requests_total" in scraped.text
+
+    with serving(make_app({"APP_ENV": "prod", "METRICS_TOKEN": "operator-token-123"})) as url:
+        token = {"Authorization": "Bearer operator-token-123"}
+        assert requests.get(f"{url}/modules/status", headers=token, timeout=10).status_code == 200
+        assert requests.get(f"{url}/metrics", headers=token, timeout=10).status_code == 200
+
+    dev = make_app({"APP_ENV": "dev"}).test_client()  # development convenience stays
+    assert dev.get("/modules/status").status_code == 200
+
+
+def problem_of(response: requests.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == code
