@@ -1,11 +1,14 @@
-"""``flask module new NAME``: a working module and its tests, or a one-line refusal.
+"""``flask module new NAME``: a working module and its tests, or a one-line refusal; and the
+walk-through of docs/modules.md, whose files are applied on top of a scaffold and tested.
 
-The full check scaffolds a module in a copy of the project and runs, there, the new module's
-tests together with the framework tests that must not care which modules a project has."""
+The full check works in a copy of the project: it scaffolds ``inventory`` and ``shelf``,
+applies the guide's files to ``shelf`` and runs both modules' tests together with the
+framework tests that must not care which modules a project has."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,42 @@ _NOT_IN_A_CLONE = shutil.ignore_patterns(
     "test-artifacts",
     "results",
 )
+
+
+GUIDE = ROOT / "docs" / "modules.md"
+_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+_FILE_HEADER = re.compile(r"(?:#|--) ((?:modules|tests)/shelf/[\w/.]+|\.env\.example)\n")
+
+
+def guide_blocks() -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced block of the guide."""
+    return [(match[1], match[2]) for match in _BLOCK.finditer(GUIDE.read_text())]
+
+
+def guide_files() -> list[tuple[str, str]]:
+    """``(path, content)`` of the guide's blocks that are files, in order."""
+    files = []
+    for _, code in guide_blocks():
+        header = _FILE_HEADER.match(code)
+        if header:
+            files.append((header[1], code))
+    return files
+
+
+def test_every_python_example_of_the_guide_compiles_and_the_files_are_found() -> None:
+    blocks = [code for language, code in guide_blocks() if language == "python"]
+    assert len(blocks) >= 8
+    for code in blocks:
+        compile(code, str(GUIDE), "exec")
+    paths = [path for path, _ in guide_files()]
+    assert {
+        "modules/shelf/__init__.py",
+        "modules/shelf/settings.py",
+        "modules/shelf/actions.yaml",
+        "modules/shelf/handlers.py",
+        "tests/shelf/test_walkthrough.py",
+        ".env.example",
+    } <= set(paths)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +94,9 @@ def test_a_bad_or_taken_name_is_refused_in_one_line_and_nothing_is_written(
     assert (ROOT / ".env.example").read_text() == env_example
 
 
-def test_a_scaffolded_module_passes_its_tests_and_the_frameworks(tmp_path: Path) -> None:
+def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
+    tmp_path: Path,
+) -> None:
     project = tmp_path / "project"
     shutil.copytree(ROOT, project, ignore=_NOT_IN_A_CLONE)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON"))}
@@ -102,9 +143,16 @@ def test_a_scaffolded_module_passes_its_tests_and_the_frameworks(tmp_path: Path)
         f"Error: module 'inventory' already exists in {project / 'modules'}"
     ]
 
+    shelf = run("flask", "--app", "app", "module", "new", "shelf", timeout=60)
+    assert shelf.returncode == 0, shelf.stdout + shelf.stderr
+    for path, content in guide_files():
+        with (project / path).open("a" if path == ".env.example" else "w") as file:
+            file.write(content)
+
     tested = run(
         "pytest",
         "tests/inventory",
+        "tests/shelf",
         "tests/config/test_documentation.py",
         "tests/actions/test_listing.py",
         "-q",
