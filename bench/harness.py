@@ -249,8 +249,11 @@ def _stop_live() -> None:
 class Gunicorn:
     """``gunicorn -c gunicorn.conf.py APP`` (one gevent worker) on a free port."""
 
-    def __init__(self, app_spec: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self, app_spec: str, env: dict[str, str], log_dir: Path, name: str, root: Path = ROOT
+    ) -> None:
         self.app_spec = app_spec
+        self.root = root  # the checkout served (another commit's worktree for comparisons)
         self.port = free_port()
         self.env = base_env({**env, "HOST": HOST, "PORT": str(self.port)})
         self.log_path = log_dir / f"gunicorn-{name}.log"
@@ -263,11 +266,18 @@ class Gunicorn:
         return f"http://{HOST}:{self.port}"
 
     def start(self, ready_path: str, timeout: float = 60.0) -> Gunicorn:
-        command = [PYTHON, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app_spec]
+        command = [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(self.root / "gunicorn.conf.py"),
+            self.app_spec,
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

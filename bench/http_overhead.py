@@ -38,6 +38,10 @@ load: MONITOR slows Redis down). (b0) and (c2) are extra rows that split the cos
 first core to itself; wrk and the stores share the others (``--no-pin`` to leave placement to
 the kernel).
 
+``--before REF`` also serves the framework as of commit REF (a temporary git worktree, with
+hiredis hidden, as before it was a requirement) and adds (b0) and (c) on it to the same
+interleaved rounds: what moved, measured side by side.
+
 ``--profile c`` (any case keys) also samples the worker with py-spy during an extra run of
 that case and writes ``bench/results/http_overhead-profile-<case>.txt``.
 """
@@ -45,11 +49,16 @@ that case and writes ``bench/results/http_overhead-profile-<case>.txt``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,6 +384,22 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
     return "\n".join(lines), data, met
 
 
+@contextlib.contextmanager
+def _checkout(ref: str) -> Iterator[Path]:
+    """A temporary git worktree of ``ref`` (removed afterwards); the checkout itself for ''."""
+    if not ref:
+        yield harness.ROOT
+        return
+    path = Path(tempfile.mkdtemp(prefix="pb04-bench-before-"))
+    git = ["git", "-C", str(harness.ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(path), ref], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def peer_token(peer: Gunicorn) -> str:
     status, answer = harness.request("POST", peer.url + "/login")
     if status != 200:
@@ -403,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="an extra setting for the framework (repeatable)",
     )
+    parser.add_argument("--before", default="", metavar="REF", help="also serve commit REF")
     args = parser.parse_args(argv)
     wanted = [key.strip() for key in args.cases.split(",") if key.strip()]
     if "a" not in wanted:
@@ -415,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.loads[0] > 0.5:
         say(f"load average is {args.loads[0]}: other work on the machine skews the figures")
 
-    with harness.log_dir(args.keep_logs) as logs, Stack() as stack:
+    with (
+        harness.log_dir(args.keep_logs) as logs,
+        Stack() as stack,
+        _checkout(args.before) as before_root,
+    ):
         if args.load_cpus:
             stack.pin(args.load_cpus)
         env = stack.app_env(**dict(item.split("=", 1) for item in args.framework_env))
@@ -430,10 +460,13 @@ def main(argv: list[str] | None = None) -> int:
             Gunicorn("bench.peer_app:app", harness.base_env(peer_env), logs, "peer") as peer,
             Gunicorn("app:app", env, logs, "framework") as framework,
             Gunicorn("app:app", without_hiredis, logs, "framework-py") as framework_py,
+            Gunicorn("app:app", without_hiredis, logs, "before", before_root) as before,
         ):
             servers = [(bare, "/ping"), (peer, "/metrics"), (framework, "/health/ready")]
             if "c-py" in wanted:
                 servers.append((framework_py, "/health/ready"))
+            if args.before:
+                servers.append((before, "/health/ready"))
             for server, ready in servers:
                 server.start(ready)
                 if args.server_cpus:
@@ -469,6 +502,24 @@ def main(argv: list[str] | None = None) -> int:
                     body={"message": "hello", "n": 42, "tags": ["a", "b"]},
                 ),
             ]
+            if args.before:
+                ref = args.before
+                index = next(i for i, case in enumerate(cases) if case.key == "c") + 1
+                cases[index:index] = [
+                    Case(
+                        f"{key}@{ref}",
+                        f"({key}) at {ref}",
+                        "GET",
+                        path,
+                        headers,
+                        server=before,
+                    )
+                    for key, path, headers in (
+                        ("b0", "/public/bench/exempt", {}),
+                        ("c", "/userauth/bench/ping", bearer),
+                    )
+                ]
+                wanted += [case.key for case in cases[index : index + 2]]
             results = []
             for case in cases:
                 if case.key in wanted:
