@@ -1,6 +1,6 @@
 """HTTP overhead of the framework next to a bare Flask app, both under production gunicorn.
 
-    .venv/bin/python -m bench.http_overhead [--seconds 10] [--rounds 2] [--connections 4]
+    .venv/bin/python -m bench.http_overhead [--seconds 4] [--rounds 5] [--connections 4]
 
 Servers: gunicorn with ``gunicorn.conf.py`` (one gevent worker, JSON access log) serving
 (a) ``bench/bare_app.py``, (p) ``bench/peer_app.py`` and the framework (``app:app``,
@@ -409,8 +409,8 @@ def peer_token(peer: Gunicorn) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured run per round")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all cases")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured run per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of all cases")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up run per case")
     parser.add_argument("--connections", type=int, default=4, help="wrk keep-alive connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
