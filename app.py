@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import run_command
 
-from core.app_manager import AppManager
+from core.factory import create_app
 
 __all__ = ["app", "create_app"]  # noqa: F822 - `app` comes from __getattr__
-
-
-def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) -> Flask:
-    """Build the application from settings in ``environ`` (default ``os.environ``)."""
-    return AppManager.create(environ, start=start)
 
 
 _built: dict[str, Flask] = {}

@@ -21,15 +21,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import click
 from flask import Blueprint, Flask
 
 from config.modules import ModuleSettings
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 
 class BaseModule:
@@ -44,7 +41,10 @@ class BaseModule:
     #: The module's settings (``<MODULE>_<FIELD>``), read with ``settings_of(model)``.
     settings_model: ClassVar[type[ModuleSettings] | None] = None
 
-    def __init__(self, name: str, app_manager: AppManager) -> None:
+    def __init__(self, name: str, app_manager: Any) -> None:
+        """``app_manager`` is the :class:`core.app_manager.AppManager` building the app, for
+        wiring services at start-up (a subclass may annotate it); views, handlers and
+        commands use ``get_app_manager()``. Typed ``Any`` here: this class sits below it."""
         self.name = name
         self.app_manager = app_manager
 

@@ -22,13 +22,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from core.app_manager import AppManager, get_app_manager
 from core.errors import ConfigurationError, StartupError
+from core.factory import create_app
 
 logger = logging.getLogger(__name__)
 
 
 def main() -> int:
     try:
-        app = AppManager.create()
+        app = create_app()
     except (ConfigurationError, StartupError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 Both routes are declared ``public`` because their auth depends on the action, not the path.
 A request gate (:func:`authenticate`, run by the pipeline before its auth and rate-limit steps
 and before the body is read) resolves the action and runs the authenticator of its ``auth``
-(``app_manager.authenticators``), so:
+(``Routing.authenticators``), so:
 
 - an unknown action is 404 ``ACTION_NOT_FOUND`` and a missing or bad credential 401, without
   the body being read, exactly as for routes whose prefix decides;
@@ -25,10 +25,11 @@ from pydantic import BaseModel, RootModel
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import JWT_OR_API_KEY, PUBLIC, Principal
 from core.errors import StartupError
-from core.http.auth import declare_auth
+from core.http.auth import Authenticator, declare_auth
 from core.http.rate_limiter import BucketResolver
+from core.http.routing import Routing
 from core.http.typed import typed
-from core.managers.actions import Action, ActionContext
+from core.managers.actions import Action, ActionContext, ActionManager
 from core.managers.rate_limiter import Bucket
 from core.managers.rate_limiter.limits import Limit, parse_limits
 
@@ -37,11 +38,14 @@ INDEX_ENDPOINT = "actions.index"
 EXECUTE_ENDPOINT = "actions.execute"
 
 
-def install(app: Flask, app_manager: AppManager) -> None:
+def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
     """Register the routes and the auth gate (after the maintenance gate)."""
     app.register_blueprint(bp)
-    app_manager.request_gates.append(lambda endpoint: authenticate(app_manager, endpoint))
-    app_manager.bucket_resolvers[EXECUTE_ENDPOINT] = action_buckets(app_manager)
+    authenticators = routing.authenticators
+    routing.request_gates.append(
+        lambda endpoint: authenticate(app_manager.actions, authenticators, endpoint)
+    )
+    routing.bucket_resolvers[EXECUTE_ENDPOINT] = action_buckets(app_manager)
 
 
 def action_buckets(app_manager: AppManager) -> BucketResolver:
@@ -73,24 +77,19 @@ def action_buckets(app_manager: AppManager) -> BucketResolver:
     return resolve
 
 
-def authenticate(app_manager: AppManager, endpoint: str | None) -> None:
+def authenticate(
+    actions: ActionManager, authenticators: Mapping[str, Authenticator], endpoint: str | None
+) -> None:
     """The request gate: authenticate the caller of an action route as described above."""
     if endpoint not in (INDEX_ENDPOINT, EXECUTE_ENDPOINT) or request.method == "OPTIONS":
         return
     if endpoint == EXECUTE_ENDPOINT:
-        _authenticated_action(app_manager)
-    elif "X-API-Key" in request.headers or "Authorization" in request.headers:
-        app_manager.authenticators[JWT_OR_API_KEY]()
-
-
-def _authenticated_action(app_manager: AppManager) -> Action:
-    action: Action | None = g.get("action")
-    if action is None:
-        action = app_manager.actions.get((request.view_args or {})["name"])
+        action = actions.get((request.view_args or {})["name"])
         if action.auth != PUBLIC:
-            app_manager.authenticators[action.auth]()
+            authenticators[action.auth]()
         g.action = action
-    return action
+    elif "X-API-Key" in request.headers or "Authorization" in request.headers:
+        authenticators[JWT_OR_API_KEY]()
 
 
 class ActionInfo(BaseModel):
@@ -134,7 +133,8 @@ def index() -> dict[str, Any]:
 def execute(name: str, body: ActionParams) -> ActionResult:
     """Run an action with the body as its params; answers ``{"result": ...}``."""
     app_manager = get_app_manager()
-    action = _authenticated_action(app_manager)  # done by the gate; here if it is not installed
+    # Resolved by the gate; without a principal the executor still refuses with 401.
+    action: Action = g.get("action") or app_manager.actions.get(name)
     context = ActionContext(
         principal=g.get("principal"),
         request_id=g.get("request_id"),

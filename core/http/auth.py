@@ -5,8 +5,8 @@ outside those prefixes must declare its policy with :func:`declare_auth`; the ap
 start and lists every route that does not. Policies are resolved once at start-up into an
 ``endpoint -> policy`` table, so the request path does a single dict lookup.
 
-Each policy is enforced by an *authenticator* registered with the AppManager
-(``app_manager.authenticators[policy]``); an authenticator raises 401 or stores the caller as
+Each policy is enforced by an *authenticator* (``Routing.authenticators[policy]``, see
+:mod:`core.http.routing`); an authenticator raises 401 or stores the caller as
 ``g.principal`` (:func:`current_principal`). Views add role and scope checks with
 :func:`require_roles` and :func:`require_scopes`.
 """

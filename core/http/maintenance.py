@@ -20,7 +20,7 @@ from core.errors import DependencyUnavailable, Maintenance
 from core.managers.state import StateManager, StateValue
 
 if TYPE_CHECKING:
-    from core.app_manager import AppManager, RequestGate
+    from core.http.routing import RequestGate, Routing
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def gate(state: StateManager) -> RequestGate:
     return maintenance_gate
 
 
-def install(app_manager: AppManager) -> None:
+def install(state: StateManager, routing: Routing) -> None:
     """Declare the machine and put the gate first, before authentication."""
-    define(app_manager.state)
-    app_manager.request_gates.insert(0, gate(app_manager.state))
+    define(state)
+    routing.request_gates.insert(0, gate(state))

@@ -25,6 +25,7 @@ from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import OPERATOR
 from core.edge.problems import PROBLEM_JSON
 from core.http.auth import declare_auth
+from core.http.routing import Routing
 from core.http.typed import typed
 from core.managers.metrics import UNMATCHED, MetricsManager
 
@@ -51,7 +52,7 @@ def route_label() -> str:
     return rule.rule if rule is not None else UNMATCHED
 
 
-def install(app: Flask, app_manager: AppManager) -> None:
+def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
     """Register ``/metrics`` (unless METRICS_PORT) and the instrumentation hooks on ``app``.
 
     Call after the problem handlers are registered: the catch-all handler gets wrapped.
@@ -78,7 +79,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
         status = response.status_code
         metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
         if status in _AUTH_STATUSES:
-            policy = app_manager.route_policies.get(request.endpoint or "", "none")
+            policy = routing.route_policies.get(request.endpoint or "", "none")
             metrics.auth_failure(policy, _problem_code(response))
         return response
 

@@ -1,7 +1,7 @@
 """``GET /openapi.json`` (OpenAPI 3.1) and the Swagger UI page at ``/docs``.
 
 The document is built from the app itself the first time it is asked for: every rule of
-``app.url_map`` with its auth policy (``app_manager.route_policies``) as a security
+``app.url_map`` with its auth policy (``Routing.route_policies``) as a security
 requirement, and every action as ``POST /actions/<name>`` with its params schema as the
 request body and ``{"result": ...}`` as the response. Errors are problem documents
 (``application/problem+json``). The route ``/actions/{name}`` itself stays listed too.
@@ -34,6 +34,7 @@ from core.managers.actions import Action
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
+    from core.http.routing import Routing
 
 bp = Blueprint("openapi", __name__)
 docs_bp = Blueprint("docs", __name__)
@@ -67,9 +68,9 @@ _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 
-def install(app: Flask, app_manager: AppManager) -> None:
+def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
     """Serve ``/openapi.json`` always and ``/docs`` when enabled (default: outside prod)."""
-    app.extensions["openapi"] = OpenApi(app, app_manager)
+    app.extensions["openapi"] = OpenApi(app, app_manager, routing)
     app.register_blueprint(bp)
     settings = app_manager.settings
     enabled = settings.docs_enabled if settings.docs_enabled is not None else not settings.is_prod
@@ -94,9 +95,10 @@ def swagger_ui_assets() -> Path:
 class OpenApi:
     """The app's OpenAPI document, built once on first use (routes are fixed by then)."""
 
-    def __init__(self, app: Flask, app_manager: AppManager) -> None:
+    def __init__(self, app: Flask, app_manager: AppManager, routing: Routing) -> None:
         self.app = app
         self.app_manager = app_manager
+        self.routing = routing
         self._document: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -115,7 +117,7 @@ class OpenApi:
         )
         for rule in rules:
             path, parameters = openapi_path(rule)
-            policy = self.app_manager.route_policies.get(rule.endpoint, PUBLIC)
+            policy = self.routing.route_policies.get(rule.endpoint, PUBLIC)
             view = views[rule.endpoint]
             for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
                 operation = self._route_operation(rule, method.lower(), view, policy)

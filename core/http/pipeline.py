@@ -6,7 +6,7 @@ after: ``X-Request-ID``, security headers, ``Cache-Control``, the rate-limit hea
 added unless the view set it, in one pass over the response's headers.
 
 The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
-:func:`core.app_manager.AppManager.wrap_wsgi`): a spoofed ``X-Forwarded-For`` from an
+:func:`core.factory.wrap_wsgi`): a spoofed ``X-Forwarded-For`` from an
 untrusted peer changes nothing.
 """
 
@@ -23,7 +23,8 @@ from core.errors import InvalidJson, Unauthorized, UnsupportedMediaType, Validat
 from core.http import rate_limiter
 
 if TYPE_CHECKING:
-    from core.app_manager import AppManager
+    from core.http.routing import Routing
+    from core.managers.rate_limiter import RateLimiter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -76,16 +77,18 @@ def _parse_body() -> None:
     g.json_body = body
 
 
-def install(app: Flask, app_manager: AppManager) -> None:
+def install(app: Flask, limiter: RateLimiter, routing: Routing) -> None:
     """Register the pipeline hooks on ``app``."""
-    authenticators = app_manager.authenticators
-    gates = app_manager.request_gates
+    authenticators = routing.authenticators
+    gates = routing.request_gates
 
     @app.before_request
     def before() -> None:
         g.request_id = _request_id()
         endpoint = request.endpoint
-        policy = app_manager.route_policies.get(endpoint or "")
+        key = endpoint or ""
+        policy = routing.route_policies.get(key)
+        plan, resolver = routing.rate_limit_plans.get(key), routing.bucket_resolvers.get(key)
         try:
             for gate in gates:  # maintenance, then per-action auth
                 gate(endpoint)
@@ -93,9 +96,10 @@ def install(app: Flask, app_manager: AppManager) -> None:
             if policy is not None and request.method != "OPTIONS":
                 authenticators[policy]()
         except Unauthorized:
-            rate_limiter.enforce(app_manager, endpoint)  # bad credentials still count per IP
+            # Bad credentials still count per IP.
+            rate_limiter.enforce(limiter, plan, resolver, endpoint)
             raise
-        rate_limiter.enforce(app_manager, endpoint)
+        rate_limiter.enforce(limiter, plan, resolver, endpoint)
         _parse_body()
 
     @app.after_request

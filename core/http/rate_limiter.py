@@ -27,7 +27,6 @@ from core.managers.rate_limiter.limits import Limit, parse_limits
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from core.app_manager import AppManager
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: A limit string, or a function of the settings answering one (read once at start-up).
@@ -91,22 +90,26 @@ def resolve_routes(app: Flask, settings: Settings) -> dict[str, RoutePlan]:
     return plans
 
 
-def enforce(app_manager: AppManager, endpoint: str | None) -> None:
-    """The limiter step of the pipeline; stores the quota for :func:`header_items`."""
-    plan = app_manager.rate_limit_plans.get(endpoint or "") or RoutePlan()
+def enforce(
+    limiter: RateLimiter,
+    plan: RoutePlan | None,
+    resolver: BucketResolver | None,
+    endpoint: str | None,
+) -> None:
+    """The limiter step of the pipeline for ``endpoint`` with its plan and bucket resolver;
+    stores the quota for :func:`header_items`."""
+    plan = plan or RoutePlan()
     revocations: list[Revocation] = g.get("revocations", [])
     if plan.exempt:
         if revocations:
-            app_manager.rate_limiter.check([], revocations)
+            limiter.check([], revocations)
         return
-    limiter = app_manager.rate_limiter
     scope = (endpoint or "") if plan.overrides else ""
     principal: Principal | None = g.get("principal")
     buckets = [_bucket(limiter, plan, "ip", request.remote_addr or "unknown", scope)]
     if principal is not None:
         level = "user" if principal.type == "user" else "api_key"
         buckets.append(_bucket(limiter, plan, level, principal.id, scope))
-    resolver = app_manager.bucket_resolvers.get(endpoint or "")
     if resolver is not None:
         buckets.extend(resolver(request.view_args or {}, principal))
     g.rate_limit_quota = limiter.check(buckets, revocations)

@@ -1,6 +1,7 @@
 """The one shape every manager has (the Flask extension pattern).
 
-- constructed from settings, without an app;
+- constructed from settings and the managers it needs, without an app (never the
+  AppManager);
 - ``init_app(app)`` wires it in and stores it in ``app.extensions[name]``;
 - ``health()`` returns ``{"status", "latency_ms", ...}`` and never raises;
 - ``close()`` releases what it holds and is idempotent.
@@ -33,6 +34,10 @@ class Manager:
 
     def init_app(self, app: Flask) -> None:
         app.extensions[self.name] = self
+
+    def start(self) -> None:
+        """Start-up work that needs the backing store (pings, indexes, listeners); run by the
+        AppManager in start order, skipped by CLI apps. Default: nothing."""
 
     def health(self) -> HealthResult:
         return {"status": "ok", "latency_ms": 0.0}

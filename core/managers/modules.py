@@ -17,17 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Flask
 
 from config.modules import ModuleSettings
 from core.errors import ModuleError, StartupError
 from core.managers.base import Manager
+from core.managers.hooks import HooksManager
+from core.managers.services import ServicesManager
 from core.module import BaseModule
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,16 @@ class DiscoveredModule:
 class ModuleManager(Manager):
     name = "modules"
 
-    def __init__(self, packages: Iterable[str], disabled: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        packages: Iterable[str],
+        disabled: Iterable[str] = (),
+        *,
+        services: ServicesManager,
+        hooks: HooksManager,
+    ) -> None:
+        self.services = services
+        self.hooks = hooks
         self.packages = list(packages)
         self.disabled = set(disabled)
         self.loaded: list[BaseModule] = []
@@ -51,15 +59,16 @@ class ModuleManager(Manager):
         """Import every enabled module package and return them in dependency order."""
         return discover(self.packages, self.disabled)
 
-    def load(self, app: Flask, app_manager: AppManager) -> None:
-        """Instantiate modules in dependency order and register their routes."""
+    def load(self, app: Flask, app_manager: Any, websocket: Any) -> None:
+        """Instantiate modules in dependency order (each gets ``app_manager``, the composition
+        root building the app) and register their routes and socket events."""
         for discovered in self.discover():
-            with app_manager.services.owned_by(discovered.name):
+            with self.services.owned_by(discovered.name):
                 module = discovered.cls(discovered.name, app_manager)
                 module.register_routes(app)
-                module.register_socket_handlers(app_manager.websocket)
+                module.register_socket_handlers(websocket)
             self.loaded.append(module)
-            app_manager.hooks.emit("module.loaded", module=module)
+            self.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})
 
     def migration_dirs(self) -> list[tuple[str, Path]]:

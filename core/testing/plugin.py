@@ -35,9 +35,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.app_manager import AppManager
 from core.devstack import MongoServer, PostgresServer, RedisServer, VaultServer, free_port
 from core.devstack._base import DevServer
+from core.factory import create_app
 from core.testing.identity import admin_tokens, create_api_key, user_with_tokens
 from core.testing.sockets import Client, serving
 
@@ -130,7 +130,7 @@ def make_app(app_env: dict[str, str]) -> Iterator[AppFactory]:
     apps: list[Flask] = []
 
     def factory(overrides: dict[str, str] | None = None, *, start: bool = True) -> Flask:
-        application = AppManager.create({**app_env, **(overrides or {})}, start=start)
+        application = create_app({**app_env, **(overrides or {})}, start=start)
         apps.append(application)
         return application
 

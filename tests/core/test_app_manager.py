@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from app import create_app
-from core.app_manager import get_app_manager
+from core.app_manager import START_ORDER, get_app_manager
+from core.testing import AppFactory
 
 
 def test_get_app_manager_answers_the_manager_of_the_current_app() -> None:
@@ -31,3 +34,32 @@ def test_get_app_manager_outside_an_app_context_says_what_to_do() -> None:
             get_app_manager()
     finally:
         app.extensions["app_manager"].close()
+
+
+def test_managers_start_in_the_declared_order_and_close_in_reverse(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(start=False)
+    manager = app.extensions["app_manager"]
+    calls: list[tuple[str, str]] = []
+    for name in START_ORDER:
+        instance = getattr(manager, name)
+        if instance is None:  # Vault when VAULT_ADDR is not set
+            continue
+        for step in ("start", "close"):
+            original = getattr(instance, step)
+
+            def recorded(*args: Any, _o: Any = original, _n: str = name, _s: str = step) -> Any:
+                calls.append((_s, _n))
+                return _o(*args)
+
+            monkeypatch.setattr(instance, step, recorded)
+
+    manager.start()
+    manager.close()
+
+    expected = [name for name in START_ORDER if getattr(manager, name) is not None]
+    assert [n for step, n in calls if step == "start"] == expected
+    assert [n for step, n in calls if step == "close"] == expected[::-1]
+    assert expected[:3] == ["database", "redis", "hooks"]  # no Vault configured here
+    assert calls.index(("start", "websocket")) < calls.index(("close", "websocket"))

@@ -1,8 +1,8 @@
 """The public names of the ActionManager; the code is in :mod:`.manager`."""
 
 from core.managers.actions.audit import AuditRecord, params_digest
-from core.managers.actions.declaration import Action
-from core.managers.actions.executor import ActionContext, AfterExecute, BeforeExecute, Execution
+from core.managers.actions.declaration import Action, ActionContext
+from core.managers.actions.executor import AfterExecute, BeforeExecute, Execution
 from core.managers.actions.loader import Problem
 from core.managers.actions.manager import ActionManager
 

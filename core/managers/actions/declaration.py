@@ -29,14 +29,30 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal, refusal
-from core.errors import ApiError
+from core.errors import ApiError, Unauthorized
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
-    from core.managers.actions.executor import ActionContext
 
-Handler = Callable[[dict[str, Any], "ActionContext"], Any]
+@dataclass(frozen=True)
+class ActionContext:
+    """What a handler gets besides its params: ``handler(params, context)``."""
+
+    #: The caller: a user (JWT) or an API key; None for public actions.
+    principal: Principal | None
+    request_id: str | None
+    #: The action's name.
+    action: str
+
+    def require_principal(self) -> Principal:
+        """The caller; 401 when there is none (a public action called anonymously)."""
+        if self.principal is None:
+            raise Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
+        return self.principal
+
+
+Handler = Callable[[dict[str, Any], ActionContext], Any]
 
 AUTH_KINDS = (PUBLIC, JWT, API_KEY, JWT_OR_API_KEY)
 NAME_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$"

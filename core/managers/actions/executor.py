@@ -18,33 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.edge.principal import Principal
-from core.errors import ApiError, InternalError, ServiceUnavailable, Unauthorized
+from core.errors import ApiError, InternalError, ServiceUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest
-from core.managers.actions.declaration import Action
+from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.validation import pointer, validate
 from core.managers.database.json import to_json_compatible
 
 logger = logging.getLogger(__name__)
 
 _OUTCOMES = {400: "invalid", 401: "denied", 403: "denied", 429: "rate_limited"}
-
-
-@dataclass(frozen=True)
-class ActionContext:
-    """What a handler gets besides its params: ``handler(params, context)``."""
-
-    #: The caller: a user (JWT) or an API key; None for public actions.
-    principal: Principal | None
-    request_id: str | None
-    #: The action's name.
-    action: str
-
-    def require_principal(self) -> Principal:
-        """The caller; 401 when there is none (a public action called anonymously)."""
-        if self.principal is None:
-            raise Unauthorized("Authentication is required.", code="AUTH_REQUIRED")
-        return self.principal
 
 
 #: ``callback(action, context)``; raise an ApiError (e.g. TooManyRequests) to refuse the call.

@@ -22,9 +22,8 @@ from typing import Any
 from config.settings import Settings
 from core.errors import NotFound, StartupError
 from core.managers.actions.audit import AuditWriter, postgres_sink
-from core.managers.actions.declaration import Action
+from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.executor import (
-    ActionContext,
     AfterExecute,
     BeforeExecute,
     DependencyOf,

@@ -32,8 +32,10 @@ class DatabaseManager(Manager):
         return "mongodb" if isinstance(error, MongoStore.unavailable_errors) else "postgres"
 
     def start(self) -> None:
-        """Start-up work that needs the stores: declared indexes, then pending migrations
-        when ``POSTGRES_MIGRATE_ON_START`` is set."""
+        """Start-up work that needs the stores: both pinged, declared indexes, then pending
+        migrations when ``POSTGRES_MIGRATE_ON_START`` is set."""
+        self.mongo.ping()
+        self.postgres.ping()
         self.mongo.ensure_indexes()
         if self._migrate_on_start:
             self.migrator.upgrade()

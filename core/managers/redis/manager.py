@@ -139,6 +139,10 @@ class RedisManager(Manager):
 
     # -- contract ------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Fail start-up now, not on the first request, when Redis is unreachable."""
+        self.client.ping()
+
     def health(self) -> HealthResult:
         if not self._listener.running:
             return timed_check(self.client.ping)

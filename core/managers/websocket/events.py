@@ -28,7 +28,7 @@ def _room_id(data: dict[str, Any]) -> str:
 
 def register(ws: WebSocketManager) -> None:
     rooms = ws.rooms
-    hooks = ws.app_manager.hooks
+    hooks = ws.hooks
 
     def get_room(room_id: str) -> Any:
         room = rooms.get(room_id)

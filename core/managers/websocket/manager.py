@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import socketio
@@ -39,11 +39,13 @@ from config.settings import Settings
 from core.edge.json import check_json_value
 from core.errors import ApiError, DependencyUnavailable, Unauthorized
 from core.managers.base import Manager
+from core.managers.hooks import HooksManager
+from core.managers.jwt import JWTManager
+from core.managers.metrics import MetricsManager
+from core.managers.rate_limiter import RateLimiter
+from core.managers.redis import RedisManager
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
-
-if TYPE_CHECKING:
-    from core.app_manager import AppManager
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +96,27 @@ def async_mode() -> str:
 class WebSocketManager(Manager):
     name = "websocket"
 
-    def __init__(self, settings: Settings, app_manager: AppManager) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: RedisManager,
+        jwt: JWTManager,
+        rate_limiter: RateLimiter,
+        metrics: MetricsManager,
+        hooks: HooksManager,
+        dependency_of: Callable[[BaseException], str | None],
+    ) -> None:
         self.settings = settings
-        self.app_manager = app_manager
+        self.redis = redis
+        self.jwt = jwt
+        self.rate_limiter = rate_limiter
+        self.metrics = metrics
+        self.hooks = hooks
+        #: Tells a failure of an unreachable store from a bug.
+        self.dependency_of = dependency_of
         self.instance = secrets.token_hex(8)
-        self.rooms = RoomStore(app_manager.redis)
+        self.rooms = RoomStore(redis)
         self.sessions: dict[str, SocketSession] = {}
         self.queue = RedisQueue(settings.redis_url, f"{settings.redis_key_prefix}socketio")
         self.socketio = SocketIO(
@@ -115,7 +133,7 @@ class WebSocketManager(Manager):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.messages_in = self.messages_out = 0
-        app_manager.hooks.register("app.draining", lambda **_: self.tell_shutdown())
+        hooks.register("app.draining", lambda **_: self.tell_shutdown())
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -124,9 +142,6 @@ class WebSocketManager(Manager):
         self.socketio.init_app(app)
         self.socketio.on_event("connect", self._connect)
         self.socketio.on_event("disconnect", self._disconnect)
-        from core.managers.websocket import events  # events need this module loaded
-
-        events.register(self)
 
     def start(self) -> None:
         """Heartbeat, crashed-instance cleanup and the token sweep, in background threads."""
@@ -149,8 +164,8 @@ class WebSocketManager(Manager):
                 answer = self._run(name, handler, data)
                 outcome = "ok" if answer.get("ok") else answer["error"]["code"]
                 seconds = time.perf_counter() - started
-                self.app_manager.metrics.socket_event(name, outcome, seconds)
-                self.app_manager.hooks.emit("socket.event", name=name, seconds=seconds)
+                self.metrics.socket_event(name, outcome, seconds)
+                self.hooks.emit("socket.event", name=name, seconds=seconds)
                 return answer
 
             self.socketio.on_event(name, wrapper)
@@ -163,7 +178,7 @@ class WebSocketManager(Manager):
         if session is None:
             return error_ack("AUTH_REQUIRED", "Connect with a valid token first.")
         try:
-            self.app_manager.rate_limiter.check_socket(session.user_id)
+            self.rate_limiter.check_socket(session.user_id)
             if not isinstance(data, dict):
                 return error_ack("VALIDATION_ERROR", "The event data must be an object.")
             check_json_value(data)
@@ -172,7 +187,7 @@ class WebSocketManager(Manager):
         except ApiError as exc:
             return error_ack(exc.code, exc.detail)
         except Exception as exc:
-            dependency = self.app_manager.dependency_of(exc)
+            dependency = self.dependency_of(exc)
             if dependency is not None:
                 return error_ack("DEPENDENCY_UNAVAILABLE", f"{dependency} is unavailable.")
             logger.exception("socket event failed", extra={"event": name})
@@ -185,23 +200,23 @@ class WebSocketManager(Manager):
         try:
             if not isinstance(token, str) or not token:
                 raise Unauthorized("A token is required in the auth payload.", code="AUTH_REQUIRED")
-            claims = self.app_manager.jwt.verify(token)
+            claims = self.jwt.verify(token)
         except ApiError as exc:
-            self.app_manager.metrics.socket_refused(exc.code)
+            self.metrics.socket_refused(exc.code)
             raise Refused(exc.code, exc.detail) from None
         except (redis.ConnectionError, redis.TimeoutError):
-            self.app_manager.metrics.socket_refused("DEPENDENCY_UNAVAILABLE")
+            self.metrics.socket_refused("DEPENDENCY_UNAVAILABLE")
             raise Refused("DEPENDENCY_UNAVAILABLE", "redis is unavailable.") from None
         sid: str = request.sid  # type: ignore[attr-defined]
         session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
         self.sessions[sid] = session
         self.rooms.register_socket(sid, session.user_id, session.username, self.instance)
-        self.app_manager.metrics.socket_connected()
+        self.metrics.socket_connected()
 
     def _disconnect(self, *_: Any) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
         if self.sessions.pop(sid, None) is not None:
-            self.app_manager.metrics.socket_disconnected()
+            self.metrics.socket_disconnected()
             self.forget(sid)
 
     def forget(self, sid: str) -> None:
@@ -264,9 +279,9 @@ class WebSocketManager(Manager):
         live = [s for s in sessions if s.claims["exp"] > now]
         revoked: list[SocketSession] = []
         if live:
-            with self.app_manager.redis.client.pipeline(transaction=False) as pipe:
+            with self.redis.client.pipeline(transaction=False) as pipe:
                 for session in live:
-                    pipe.exists(*self.app_manager.jwt.revocation_keys(session.claims))
+                    pipe.exists(*self.jwt.revocation_keys(session.claims))
                 answers = pipe.execute()
             revoked = [s for s, hit in zip(live, answers, strict=True) if hit]
         ended = [
@@ -285,7 +300,7 @@ class WebSocketManager(Manager):
             )
             self.socketio.server.disconnect(session.sid, ignore_queue=True)
             if self.sessions.pop(session.sid, None) is not None:
-                self.app_manager.metrics.socket_disconnected()
+                self.metrics.socket_disconnected()
                 self.forget(session.sid)
             dropped.append(session.sid)
         return dropped

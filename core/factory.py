@@ -1,0 +1,138 @@
+"""The app factory: settings -> AppManager -> Flask app with the HTTP layer installed.
+
+:func:`create_app` is what ``app.create_app()``, the server, the CLI and the tests call; each
+call builds an independent app. :func:`build` puts the HTTP layer on an AppManager's app in
+the order the pieces need (the problem handlers before the metrics that wrap them, the
+maintenance gate before the per-action auth gate), and :func:`wrap_wsgi` adds the WSGI
+middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import engineio
+from flask import Flask
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config.loader import SettingsLoader
+from core.app_manager import ROOT, AppManager
+from core.cli import register_commands
+from core.http import actions, health, maintenance, openapi, pipeline, problems
+from core.http import metrics as http_metrics
+from core.http.json import JsonProvider
+from core.http.routing import Routing
+from core.lifecycle import InFlightMiddleware
+from core.log import configure_logging
+from core.managers.modules import discover, module_settings
+from core.managers.vault import VaultManager
+
+logger = logging.getLogger(__name__)
+
+#: The ``app.extensions`` key of the app's :class:`~core.http.routing.Routing`.
+ROUTING = "routing"
+#: Response headers browsers may read cross-origin.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+]
+
+
+def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) -> Flask:
+    """Build an app from settings in ``environ`` (default: ``os.environ``).
+
+    With ``start`` (the default) the start-up work that needs the stores runs now and a
+    failure stops start-up; the CLI builds with ``start=False`` so that commands such as
+    ``flask config show`` work while a store is down.
+    """
+    loader = SettingsLoader(environ)
+    bootstrap = loader.bootstrap()
+    vault = VaultManager(bootstrap.settings) if bootstrap.settings.vault_addr else None
+    try:
+        if vault is not None:
+            vault.login()
+        modules = discover(bootstrap.settings.modules_packages, bootstrap.settings.modules_disabled)
+        loaded = loader.load(
+            vault.read_secret() if vault is not None else None,
+            modules=module_settings(modules),
+        )
+    except BaseException:
+        if vault is not None:
+            vault.close()
+        raise
+    manager = AppManager(loaded, vault)
+    try:
+        app = build(manager)
+        if start:
+            manager.start()
+    except BaseException:
+        manager.close()
+        raise
+    return app
+
+
+def build(manager: AppManager) -> Flask:
+    """The Flask app of ``manager`` with the request pipeline, routes and modules."""
+    settings = manager.settings
+    configure_logging(settings.log_level, settings.effective_log_format, manager.redactor)
+    for name in manager.loaded.ignored_vault_keys:
+        logger.warning(
+            "vault key ignored: it can only come from env or a secret file",
+            extra={"setting": name},
+        )
+    app = Flask("app", root_path=str(ROOT), static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        DEBUG=False,
+        TESTING=settings.app_env == "test",
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.json = JsonProvider(app)
+    manager.init_app(app)
+    routing = app.extensions[ROUTING] = Routing(settings, manager.jwt, manager.api_keys)
+
+    if settings.cors_origins:
+        CORS(
+            app,
+            origins=settings.cors_origins,
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    problems.register_error_handlers(app, manager)
+    pipeline.install(app, manager.rate_limiter, routing)
+    maintenance.install(manager.state, routing)
+    app.register_blueprint(health.bp)
+    http_metrics.install(app, manager, routing)  # after the problem handlers: it wraps them
+    manager.modules.load(app, manager, manager.websocket)
+    for module, directory in manager.modules.migration_dirs():
+        manager.database.migrator.add_module(module, directory)
+    manager.actions.load(manager.modules.loaded)
+    actions.install(app, manager, routing)  # after maintenance: its gate comes second
+    openapi.install(app, manager, routing)
+    routing.resolve(app, settings)
+    register_commands(app)
+    app.wsgi_app = wrap_wsgi(manager, app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def wrap_wsgi(manager: AppManager, wsgi_app: Any) -> Any:
+    """Outermost first: trusted-proxy fix, then in-flight accounting.
+
+    Socket.IO's middleware (flask_socketio wraps the Flask app in engine.io's
+    ``WSGIApp``) serves ``/socket.io/`` and passes every other request through, at a
+    cost per request (under gunicorn it defines a class for each one): plain HTTP
+    requests go straight to the Flask app it wraps.
+    """
+    http_app = wsgi_app.wsgi_app if isinstance(wsgi_app, engineio.WSGIApp) else wsgi_app
+    wrapped = InFlightMiddleware(http_app, manager.lifecycle, ("/socket.io",), wsgi_app)
+    hops = manager.settings.trusted_proxies
+    if hops:
+        return ProxyFix(wrapped, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+    return wrapped
