@@ -7,6 +7,8 @@ from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
 from core.errors import ApiError
+from core.http.typed import validate_model
+from modules.auth.schemas import Registration
 from modules.auth.service import AuthService
 from modules.auth.users import normalise_email
 
@@ -27,10 +29,10 @@ def create_admin(email: str, username: str, password: str) -> None:
     """Create a user with the roles admin and user."""
     service = _service()
     try:
-        user = service.register(
-            {"email": email, "username": username, "password": password},
-            roles=("admin", "user"),
+        registration = validate_model(
+            Registration, {"email": email, "username": username, "password": password}
         )
+        user = service.register(registration, roles=("admin", "user"))
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
     click.echo(f"created admin {user['username']} <{user['email']}> id={user['_id']}")

@@ -33,7 +33,7 @@ def service() -> AuthService:
 )
 def register(body: Registration) -> dict[str, Any]:
     """Create an account (role ``user``)."""
-    return {"user": public(service().register(body.model_dump()))}
+    return {"user": public(service().register(body))}
 
 
 @bp.post("/public/login")
@@ -45,7 +45,7 @@ def register(body: Registration) -> dict[str, Any]:
 )
 def login(body: Credentials) -> dict[str, Any]:
     """Exchange email and password for a token pair."""
-    return service().login(body.model_dump(), request.remote_addr or "unknown")
+    return service().login(body, request.remote_addr or "unknown")
 
 
 @bp.post("/public/refresh")
@@ -57,14 +57,14 @@ def login(body: Credentials) -> dict[str, Any]:
 )
 def refresh(body: Refresh) -> dict[str, Any]:
     """A new token pair for a refresh token, which stops working (rotation)."""
-    return service().refresh(body.model_dump())
+    return service().refresh(body.refresh_token)
 
 
 @bp.post("/userauth/logout")
 @typed(body=Logout, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
 def logout(body: Logout) -> None:
     """Revoke the whole login of the access token (and of the refresh token, if given)."""
-    service().logout(dict(current_principal().claims), body.model_dump(exclude_none=True))
+    service().logout(dict(current_principal().claims), body.refresh_token)
 
 
 @bp.get("/userauth/me")

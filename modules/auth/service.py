@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Unauthorized, ValidationFailed
+from core.errors import Unauthorized
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager, TokenPair
 from modules.auth.lockout import LoginGuard
-from modules.auth.users import PASSWORD_MAX, UserStore, public, validate_registration
+from modules.auth.schemas import Credentials, Registration
+from modules.auth.users import UserStore, public
 
 
 def token_pair_body(pair: TokenPair, user: dict[str, Any]) -> dict[str, Any]:
@@ -29,13 +30,6 @@ def token_pair_body(pair: TokenPair, user: dict[str, Any]) -> dict[str, Any]:
         "refresh_expires_in": pair.refresh_expires_in,
         "user": public(user),
     }
-
-
-def _string(body: dict[str, Any], field: str, max_length: int = 4096) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise ValidationFailed([{"field": f"/{field}", "message": "must be a non-empty string"}])
-    return value
 
 
 class AuthService:
@@ -51,17 +45,20 @@ class AuthService:
         self.guard = guard
         self.hooks = hooks
 
-    def register(self, body: dict[str, Any], roles: tuple[str, ...] = ("user",)) -> dict[str, Any]:
-        """Create the account in one write (roles included), then emit ``user.registered``."""
-        email, username, password = validate_registration(body)
+    def register(
+        self, registration: Registration, roles: tuple[str, ...] = ("user",)
+    ) -> dict[str, Any]:
+        """Create the account in one write (roles included), then emit ``user.registered``.
+
+        ``registration`` is validated already (the route's body, or ``validate_model``)."""
+        email, username, password = registration.email, registration.username, registration.password
         self.users.ensure_available(email, username)  # before the hash: a taken email is cheap
         user = self.users.create(email, username, password, roles)
         self.hooks.emit("user.registered", user=public(user))
         return user
 
-    def login(self, body: dict[str, Any], client_ip: str) -> dict[str, Any]:
-        email = _string(body, "email", 254)
-        password = _string(body, "password", PASSWORD_MAX)
+    def login(self, credentials: Credentials, client_ip: str) -> dict[str, Any]:
+        email, password = credentials.email, credentials.password
         self.guard.reserve(email, client_ip)  # 429 LOGIN_LOCKED / RATE_LIMITED
         user = self.users.by_email(email)
         # argon2 runs for an unknown email too (a dummy hash): both failures cost the same.
@@ -76,8 +73,7 @@ class AuthService:
         self.hooks.emit("user.logged_in", user=public(user), family=pair.family)
         return token_pair_body(pair, user)
 
-    def refresh(self, body: dict[str, Any]) -> dict[str, Any]:
-        token = _string(body, "refresh_token", 8192)
+    def refresh(self, token: str) -> dict[str, Any]:
         claims = self.jwt.decode(token, "refresh")
         user = self.users.by_id(claims["sub"])
         if user is None:
@@ -85,11 +81,10 @@ class AuthService:
         pair, _ = self.jwt.rotate(token, roles=user["roles"], username=user["username"])
         return token_pair_body(pair, user)
 
-    def logout(self, access_claims: dict[str, Any], body: dict[str, Any]) -> None:
+    def logout(self, access_claims: dict[str, Any], refresh: str | None) -> None:
         """Revoke the whole login of the access token, and of the refresh token if given."""
         families = {access_claims["fam"]}
-        refresh = body.get("refresh_token")
-        if isinstance(refresh, str) and refresh:
+        if refresh:
             try:
                 refresh_claims = self.jwt.decode(refresh, "refresh")
             except Unauthorized:

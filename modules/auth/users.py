@@ -48,30 +48,6 @@ def check_password(password: str) -> str:
     return password
 
 
-_REGISTRATION_CHECKS = {
-    "email": check_email,
-    "username": check_username,
-    "password": check_password,
-}
-
-
-def validate_registration(body: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(email, username, password) or ValidationFailed listing every problem (the checks of
-    the register route's model, :class:`modules.auth.schemas.Registration`)."""
-    errors = []
-    for name, check in _REGISTRATION_CHECKS.items():
-        value = body.get(name)
-        try:
-            if not isinstance(value, str):
-                raise ValueError("must be a string")
-            check(value)
-        except ValueError as exc:
-            errors.append({"field": f"/{name}", "message": str(exc)})
-    if errors:
-        raise ValidationFailed(errors)
-    return normalise_email(body["email"]), body["username"], body["password"]
-
-
 def validate_roles(roles: Iterable[str]) -> list[str]:
     roles = sorted(set(roles))
     bad = [role for role in roles if not ROLE.fullmatch(role)]
