@@ -132,6 +132,8 @@ class Settings(SettingsModel):
     vault_kv_mount: str = _bootstrap("secret")
     vault_secret_path: str = _bootstrap("app")
     vault_timeout: float = _bootstrap(5.0)
+    #: PEM file of the CA that signed Vault's TLS certificate (None: the system CAs).
+    vault_cacert: str | None = _bootstrap(None)
     vault_kv_cache_ttl: float = _bootstrap(300.0)
     vault_transit_mount: str = _bootstrap("transit")
     vault_transit_key: str | None = _bootstrap(None)
@@ -250,6 +252,7 @@ class Settings(SettingsModel):
     @field_validator(
         "log_format",
         "vault_addr",
+        "vault_cacert",
         "mongodb_admin_uri",
         "vault_transit_key",
         "docs_enabled",

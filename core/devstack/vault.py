@@ -7,6 +7,7 @@ the dev server also opens a cluster listener on port + 1 (a clash there is logge
 from __future__ import annotations
 
 import os
+import ssl
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -45,23 +46,34 @@ class VaultServer(DevServer):
         root_token: str = "root",  # noqa: S107 - dev server, in memory
         *,
         log_file: Path | None = None,
+        tls_dir: Path | None = None,
     ) -> None:
         default_log = Path(tempfile.gettempdir()) / f"devstack-vault-{port}.log"
         super().__init__(host, port, log_file or default_log)
         self.root_token = root_token
+        #: With a folder: HTTPS with a CA and certificate the server makes there (``-dev-tls``).
+        self.tls_dir = tls_dir
         # Role and secret ids handed out so far: re-created identically after a restart, so a
         # client that logged in before an outage can log in again afterwards.
         self._approle_ids: dict[str, tuple[str, str]] = {}
 
     @property
     def addr(self) -> str:
-        return f"http://{host_port(self.host, self.port)}"
+        scheme = "https" if self.tls_dir is not None else "http"
+        return f"{scheme}://{host_port(self.host, self.port)}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA that signed the server's certificate (TLS only): what VAULT_CACERT names."""
+        return None if self.tls_dir is None else self.tls_dir / "vault-ca.pem"
 
     @property
     def address(self) -> str:
         return self.addr
 
     def _command(self) -> list[str]:
+        if self.tls_dir is not None:
+            self.tls_dir.mkdir(parents=True, exist_ok=True)
         return [
             _binary_path(),
             "server",
@@ -69,6 +81,7 @@ class VaultServer(DevServer):
             f"-dev-root-token-id={self.root_token}",
             f"-dev-listen-address={host_port(self.host, self.port)}",
             "-dev-no-store-token",  # otherwise it writes ~/.vault-token
+            *(["-dev-tls", f"-dev-tls-cert-dir={self.tls_dir}"] if self.tls_dir else []),
         ]
 
     def _cwd(self) -> Path:
@@ -80,8 +93,13 @@ class VaultServer(DevServer):
 
     def _ping(self) -> None:
         # urlopen raises on the non-200 answers (sealed, standby, not initialised).
-        url = f"{self.addr}/v1/sys/health"  # always http://host:port
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310
+        url = f"{self.addr}/v1/sys/health"  # always http(s)://host:port
+        context = None
+        if self.ca_file is not None:
+            if not self.ca_file.is_file():
+                raise DevServerError("vault: no TLS certificate yet")
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+        with urllib.request.urlopen(url, timeout=1.0, context=context) as response:  # noqa: S310
             if response.status != 200:
                 raise DevServerError(f"vault: health answered {response.status}")
 
@@ -89,7 +107,8 @@ class VaultServer(DevServer):
         """An hvac client, authenticated with the root token unless told otherwise."""
         import hvac
 
-        return hvac.Client(url=self.addr, token=token or self.root_token)
+        verify: str | bool = str(self.ca_file) if self.ca_file is not None else True
+        return hvac.Client(url=self.addr, token=token or self.root_token, verify=verify)
 
     def seed(
         self,

@@ -89,7 +89,11 @@ class VaultManager(Manager):
         assert settings.vault_addr is not None
         self.settings = settings
         self.addr = settings.vault_addr
-        self.client = hvac.Client(url=settings.vault_addr, timeout=settings.vault_timeout)
+        self.client = hvac.Client(
+            url=settings.vault_addr,
+            timeout=settings.vault_timeout,
+            verify=settings.vault_cacert or True,  # never off: a CA file, or the system CAs
+        )
         self.logins = self.renewals = self.renewal_failures = self.stale_reads = 0
         self._can_relogin = settings.vault_auth_method != "token"
         self._lock = threading.Lock()  # guards login, renewal and the lease fields below

@@ -296,6 +296,21 @@ def test_ingress_passes_websockets_with_cookie_affinity(rendered: Rendered) -> N
         assert ingress["spec"]["tls"]
 
 
+def test_prod_reaches_vault_over_https_verified_against_a_mounted_ca(rendered: Rendered) -> None:
+    config = rendered.config
+    if rendered.overlay != "prod":
+        return  # the dev overlay may use the base's in-cluster http address
+    assert urlsplit(config["VAULT_ADDR"]).scheme == "https"
+    cacert = Path(config["VAULT_CACERT"])
+    mounts = {m["name"]: m for m in rendered.container["volumeMounts"]}
+    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+    [name] = [n for n, m in mounts.items() if cacert.parent == Path(m["mountPath"])]
+    assert mounts[name]["readOnly"] is True
+    items = volumes[name]["configMap"]["items"]
+    assert cacert.name in {item["path"] for item in items}
+    assert volumes[name]["configMap"].get("optional") is not True  # no CA, no start
+
+
 def test_scaling_keeps_capacity_without_blocking_node_drains(rendered: Rendered) -> None:
     hpa = rendered.one("HorizontalPodAutoscaler")["spec"]
     pdb = rendered.one("PodDisruptionBudget")["spec"]
