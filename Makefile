@@ -50,6 +50,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m tests.support.layers
 
 ## The production image (IMAGE, default python-base-04:dev): docker when a Docker engine
 ## answers, else podman (apt-installed when missing, its config and storage in .image/, the

@@ -1,0 +1,88 @@
+"""The layer check of ``make lint`` (tests/support/layers.py): it passes on the project and
+fails on each way a floor can be broken, typing-only and function-local imports included."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.layers import ROOT, SOURCES, check
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the checked sources, to break on purpose."""
+    for source in SOURCES:
+        if (ROOT / source).is_dir():
+            shutil.copytree(
+                ROOT / source, tmp_path / source, ignore=shutil.ignore_patterns("*.pyc")
+            )
+        else:
+            shutil.copy2(ROOT / source, tmp_path / source)
+    return tmp_path
+
+
+def append(path: Path, code: str) -> int:
+    """Append ``code`` to ``path``; the line number where it starts."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "\n" + code, encoding="utf-8")
+    return text.count("\n") + 2
+
+
+def test_the_project_keeps_its_floors_and_has_no_import_circle() -> None:
+    assert check() == []
+
+
+def test_make_lint_runs_the_check() -> None:
+    assert "python -m tests.support.layers" in (ROOT / "Makefile").read_text()
+    ok = subprocess.run(
+        [sys.executable, "-m", "tests.support.layers"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stdout
+    assert "no upward import, no circle" in ok.stdout
+
+
+def test_a_function_local_upward_import_is_refused(tree: Path) -> None:
+    line = append(
+        tree / "core/managers/hooks.py",
+        "def _peek():\n    from core.http.routing import Routing\n\n    return Routing\n",
+    )
+    assert check(tree) == [
+        f"core/managers/hooks.py:{line + 1}: core.managers.hooks (managers) imports upward "
+        "core.http.routing (http)"
+    ]
+
+
+def test_a_typing_only_upward_import_is_refused(tree: Path) -> None:
+    line = append(
+        tree / "core/edge/json.py",
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+        "    from core.app_manager import AppManager\n",
+    )
+    upward, *circles = check(tree)
+    assert upward == (
+        f"core/edge/json.py:{line + 3}: core.edge.json (edge) imports upward "
+        "core.app_manager (app_manager)"
+    )
+    # The AppManager reaches core.edge.json through the managers: a circle as well.
+    assert [c.startswith("import circle") and "core.edge.json" in c for c in circles] == [True]
+
+
+def test_an_import_circle_within_one_floor_is_refused(tree: Path) -> None:
+    append(tree / "core/http/routing.py", "from core.http import openapi\n")
+    problems = check(tree)
+    assert len(problems) == 1
+    assert problems[0].startswith("import circle of ")
+    assert "core.http.openapi" in problems[0]
+    assert "core.http.routing" in problems[0]
+
+
+def test_a_module_in_no_floor_must_be_placed(tree: Path) -> None:
+    (tree / "core/newfloor.py").write_text("X = 1\n", encoding="utf-8")
+    assert check(tree) == [
+        "core.newfloor: in no floor (add it to LAYERS in layers.py)",
+    ]
