@@ -10,9 +10,8 @@ from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
 from core.errors import ApiError
-from core.http import maintenance
-from core.http.maintenance import MaintenanceStatus
-from core.managers.state import StateManager
+from core.managers.state import StateManager, maintenance
+from core.managers.state.maintenance import MaintenanceStatus
 
 maintenance_cli = AppGroup("maintenance", help="Switch maintenance mode on every instance.")
 COMMANDS = [maintenance_cli]

@@ -1,83 +1,34 @@
-"""Maintenance mode: the ``maintenance`` state machine and the request gate enforcing it.
+"""Maintenance mode in the request pipeline: the gate enforcing the ``maintenance`` machine
+(:mod:`core.managers.state.maintenance`).
 
 While the machine is ``on`` every request gets 503 ``MAINTENANCE`` (``detail`` = the message)
 on every instance, except health (``/health/...``), metrics (``/metrics``) and admin routes
 (``/userauth/admin/...``), so operators can still probe, scrape and switch it off. The gate
 reads the StateManager's local cache, kept coherent by pub/sub: no Redis round trip per
 request in the normal case. Switched by ``flask maintenance on|off`` (and, with the identity
-layer, ``POST /userauth/admin/maintenance``), both through :func:`set_mode`.
+layer, ``POST /userauth/admin/maintenance``), both through
+:func:`core.managers.state.maintenance.set_mode`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import request
 
 from core.errors import DependencyUnavailable, Maintenance
-from core.managers.state import StateManager, StateValue
+from core.managers.state import StateManager
+from core.managers.state.maintenance import DEFAULT_MESSAGE, MACHINE, ON, define
 
 if TYPE_CHECKING:
     from core.http.routing import RequestGate, Routing
 
 logger = logging.getLogger(__name__)
 
-MACHINE = "maintenance"
-OFF, ON = "off", "on"
-DEFAULT_MESSAGE = "The service is down for maintenance."
 EXEMPT_ENDPOINTS = frozenset({"health.live", "health.ready"})
 EXEMPT_PREFIXES = ("/health/", "/userauth/admin/")
 EXEMPT_PATHS = frozenset({"/metrics"})
-
-
-@dataclass(frozen=True)
-class MaintenanceStatus:
-    enabled: bool
-    message: str | None
-    version: int
-    updated_at: str | None
-
-    @classmethod
-    def of(cls, value: StateValue) -> MaintenanceStatus:
-        enabled = value.state == ON
-        message = str(value.data.get("message") or DEFAULT_MESSAGE) if enabled else None
-        return cls(enabled, message, value.version, value.updated_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The body of the admin endpoint: ``{enabled, message}``."""
-        return {"enabled": self.enabled, "message": self.message}
-
-
-def define(state: StateManager) -> None:
-    # on -> on changes the message while staying on.
-    state.define(MACHINE, {OFF, ON}, {OFF: {ON}, ON: {OFF, ON}}, initial=OFF)
-
-
-def status(state: StateManager) -> MaintenanceStatus:
-    """The current mode, read from Redis (not the cache): for operators, not the hot path."""
-    return MaintenanceStatus.of(state.refresh(MACHINE))
-
-
-def set_mode(state: StateManager, enabled: bool, message: str | None = None) -> MaintenanceStatus:
-    """Switch maintenance on (with ``message``) or off; a no-op when already so.
-
-    Raises StateConflict if another operator changed it at the same moment and
-    DependencyUnavailable when Redis or MongoDB is down.
-    """
-    current = state.refresh(MACHINE)
-    if enabled:
-        wanted = message or DEFAULT_MESSAGE
-        if current.state == ON and current.data.get("message") == wanted:
-            return MaintenanceStatus.of(current)
-        new = state.transition(MACHINE, ON, {"message": wanted}, current.version)
-    else:
-        if current.state == OFF:
-            return MaintenanceStatus.of(current)
-        new = state.transition(MACHINE, OFF, None, current.version)
-    logger.warning("maintenance mode switched", extra={"enabled": enabled})
-    return MaintenanceStatus.of(new)
 
 
 def gate(state: StateManager) -> RequestGate:

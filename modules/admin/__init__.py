@@ -6,9 +6,9 @@ from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.app_manager import get_app_manager
-from core.http import maintenance
 from core.http.auth import require_roles
 from core.http.typed import typed
+from core.managers.state import maintenance
 from core.module import BaseModule
 
 bp = Blueprint("admin", __name__)

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.http import maintenance
+from core.managers.state import maintenance
 from core.testing import AppFactory, admin_tokens, bearer, create_api_key, problem, user_with_tokens
 from tests.support.servers import wait_until
 

@@ -10,8 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.devstack import RedisServer
-from core.http import maintenance
-from core.managers.state import StateManager
+from core.managers.state import StateManager, maintenance
 from core.testing import AppFactory, problem
 from tests.support.servers import stopped, wait_until
 
