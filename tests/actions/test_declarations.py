@@ -182,6 +182,14 @@ def test_a_bad_rate_limit_is_refused(load: Load) -> None:
     assert "a.yaml:6: action 't.one': rate_limit:" in message
 
 
+def test_declared_errors_need_upper_snake_codes_and_problem_statuses(load: Load) -> None:
+    assert load({"a.yaml": declaration(errors="{NOT_FOUND: 404, NOTE_LOCKED: 409}")}) == ""
+    for bad in ("{not_found: 404}", "{NOT_FOUND: 200}", "{NOT_FOUND: '404'}", "[NOT_FOUND]"):
+        message = load({"a.yaml": declaration(errors=bad)})
+        assert "a.yaml:" in message, bad
+        assert "action 't.one'" in message, bad
+
+
 def test_roles_or_scopes_that_can_never_apply_are_refused(load: Load) -> None:
     assert "a public action cannot require roles" in load({"a.yaml": declaration(roles="[admin]")})
     assert "scopes limit API keys" in load(

@@ -183,3 +183,8 @@ def test_contract_shapes_are_in_the_document(spec: dict[str, Any], user: dict[st
     assert "403" in spec["paths"]["/userauth/api-keys"]["post"]["responses"]
     register = spec["paths"]["/public/register"]["post"]["responses"]
     assert "EMAIL_TAKEN" in register["409"]["description"]
+    # An action's declared errors (notes.delete: errors: {NOT_FOUND: 404}).
+    delete = spec["paths"]["/actions/notes.delete"]["post"]["responses"]
+    assert delete["404"]["$ref"] == "#/components/responses/Problem"
+    assert "`NOT_FOUND`" in delete["404"]["description"]
+    assert "404" not in spec["paths"]["/actions/notes.create"]["post"]["responses"]
