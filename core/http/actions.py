@@ -24,14 +24,12 @@ from pydantic import BaseModel, RootModel
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import JWT_OR_API_KEY, PUBLIC, Principal
-from core.errors import StartupError
 from core.http.auth import Authenticator, declare_auth
 from core.http.rate_limiter import BucketResolver
 from core.http.routing import Routing
 from core.http.typed import typed
 from core.managers.actions import Action, ActionContext, ActionManager
-from core.managers.rate_limiter import Bucket
-from core.managers.rate_limiter.limits import Limit, parse_limits
+from core.managers.rate_limiter import Bucket, caller_level
 
 bp = Blueprint("actions", __name__)
 INDEX_ENDPOINT = "actions.index"
@@ -49,29 +47,15 @@ def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
 
 
 def action_buckets(app_manager: AppManager) -> BucketResolver:
-    """An action's own ``rate_limit``, counted per caller in a bucket of the action, on top
-    of the defaults and in the same Redis round trip. Limit strings are parsed now, so a bad
-    one stops start-up naming the action."""
-    limits: dict[str, tuple[Limit, ...]] = {}
-    problems = []
-    for action in app_manager.actions.all():
-        if action.rate_limit:
-            try:
-                limits[action.name] = parse_limits(action.rate_limit)
-            except ValueError as exc:
-                problems.append(f"action {action.name!r}: rate_limit: {exc}")
-    if problems:
-        raise StartupError("invalid action rate limits:\n" + "\n".join(problems))
+    """An action's own ``rate_limit`` (parsed when the action was loaded), counted per caller
+    in a bucket of the action, on top of the defaults and in the same Redis round trip."""
+    limits = {action.name: action.limits for action in app_manager.actions.all() if action.limits}
 
     def resolve(view_args: Mapping[str, Any], principal: Principal | None) -> list[Bucket]:
         name = str(view_args.get("name", ""))
         if name not in limits:
             return []
-        if principal is None:
-            level, identifier = "ip", request.remote_addr or "unknown"
-        else:
-            level = "user" if principal.type == "user" else "api_key"
-            identifier = principal.id
+        level, identifier = caller_level(principal, request.remote_addr)
         return [app_manager.rate_limiter.bucket(level, identifier, limits[name], f"action:{name}")]
 
     return resolve

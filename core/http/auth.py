@@ -124,20 +124,7 @@ def current_principal() -> Principal:
 
 def require_roles(*roles: str) -> Callable[[F], F]:
     """403 ``FORBIDDEN`` unless the caller is a user with every one of ``roles``."""
-    needed = frozenset(roles)
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            refused = refusal(current_principal(), JWT, roles=needed)
-            if refused is not None:
-                raise refused
-            return view(*args, **kwargs)
-
-        wrapper.required_roles = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)
-        return cast(F, wrapper)
-
-    return decorator
+    return _guard(JWT, roles=frozenset(roles))
 
 
 def require_scopes(*scopes: str) -> Callable[[F], F]:
@@ -145,17 +132,27 @@ def require_scopes(*scopes: str) -> Callable[[F], F]:
 
     Users (JWT) are not limited by scopes; their roles govern them.
     """
-    needed = frozenset(scopes)
+    return _guard(JWT_OR_API_KEY, scopes=frozenset(scopes))
+
+
+def _guard(
+    auth: str, roles: frozenset[str] = frozenset(), scopes: frozenset[str] = frozenset()
+) -> Callable[[F], F]:
+    """Wrap a view with :func:`core.edge.principal.refusal` for the current caller."""
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            refused = refusal(current_principal(), JWT_OR_API_KEY, scopes=needed)
+            refused = refusal(current_principal(), auth, roles, scopes)
             if refused is not None:
                 raise refused
             return view(*args, **kwargs)
 
-        wrapper.required_scopes = needed  # type: ignore[attr-defined]  # read by OpenAPI (403)
+        # Read by OpenAPI (403 answers); functools.wraps kept those of a guard below this one.
+        if roles:
+            wrapper.required_roles = roles  # type: ignore[attr-defined]
+        if scopes:
+            wrapper.required_scopes = scopes  # type: ignore[attr-defined]
         return cast(F, wrapper)
 
     return decorator

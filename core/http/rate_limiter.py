@@ -22,7 +22,7 @@ from flask import Flask, g, request
 
 from core.edge.principal import Principal
 from core.errors import StartupError
-from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation
+from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation, caller_level
 from core.managers.rate_limiter.limits import Limit, parse_limits
 
 if TYPE_CHECKING:
@@ -108,8 +108,8 @@ def enforce(
     principal: Principal | None = g.get("principal")
     buckets = [_bucket(limiter, plan, "ip", request.remote_addr or "unknown", scope)]
     if principal is not None:
-        level = "user" if principal.type == "user" else "api_key"
-        buckets.append(_bucket(limiter, plan, level, principal.id, scope))
+        level, identifier = caller_level(principal, None)
+        buckets.append(_bucket(limiter, plan, level, identifier, scope))
     if resolver is not None:
         buckets.extend(resolver(request.view_args or {}, principal))
     g.rate_limit_quota = limiter.check(buckets, revocations)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal, refusal
 from core.errors import ApiError, Unauthorized
+from core.managers.rate_limiter.limits import Limit
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -149,6 +150,8 @@ class Action:
     params: dict[str, Any]
     result: dict[str, Any] | bool | None
     rate_limit: str | None
+    #: ``rate_limit`` parsed once at start-up (empty without one).
+    limits: tuple[Limit, ...]
     audit: bool
     timeout: float | None
     #: ``file:line`` (or ``module <name>`` for actions declared in code).

@@ -27,7 +27,7 @@ from core.managers.actions.declaration import (
     Handler,
     close_objects,
 )
-from core.managers.rate_limiter.limits import parse_limits
+from core.managers.rate_limiter.limits import Limit, parse_limits
 
 _FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
 _ACTION_VALIDATOR = Draft202012Validator(FILE_SCHEMA["$defs"]["action"])
@@ -150,9 +150,10 @@ class Catalog:
         if auth == API_KEY and roles:
             problem("roles govern users; an api_key action is only called by API keys", "roles")
 
+        limits: tuple[Limit, ...] = ()
         if "rate_limit" in decl:
             try:
-                parse_limits(decl["rate_limit"])  # the grammar of the RATE_LIMIT_* settings
+                limits = parse_limits(decl["rate_limit"])  # the RATE_LIMIT_* grammar
             except ValueError as exc:
                 problem(f"rate_limit: {exc}", "rate_limit")
         params = dict(decl.get("params") or {"type": "object"})
@@ -194,6 +195,7 @@ class Catalog:
             params=params,
             result=result,
             rate_limit=decl.get("rate_limit"),
+            limits=limits,
             errors=dict(decl.get("errors", {})),
             audit=decl.get("audit", True),
             timeout=decl.get("timeout"),

@@ -6,6 +6,7 @@ from core.managers.rate_limiter.manager import (
     Quota,
     RateLimiter,
     Revocation,
+    caller_level,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "Quota",
     "RateLimiter",
     "Revocation",
+    "caller_level",
 ]

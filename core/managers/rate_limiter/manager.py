@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from config.settings import Settings
+from core.edge.principal import Principal
 from core.errors import (
     ApiError,
     ConfigurationError,
@@ -47,6 +48,16 @@ from core.managers.redis.scripts import Script
 logger = logging.getLogger(__name__)
 
 LEVELS = ("ip", "user", "api_key", "socket")
+
+
+def caller_level(principal: Principal | None, client_ip: str | None) -> tuple[str, str]:
+    """The level and identifier a caller is counted under: ``user`` (JWT) or ``api_key`` by
+    the principal's id, ``ip`` by the client address when nobody is authenticated."""
+    if principal is None:
+        return "ip", client_ip or "unknown"
+    return ("user" if principal.type == "user" else "api_key"), principal.id
+
+
 _LUA = (Path(__file__).parent / "limiter.lua").read_text()
 _LOG_EVERY = 10.0  # seconds between "limiter fails open" log lines during an outage
 
