@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask_socketio import join_room, leave_room
+from jsonschema import Draft202012Validator
 
 from core.errors import Forbidden, NotFound, NotInRoom, ValidationFailed
+from core.managers.actions.validation import validate
 from core.managers.database.json import to_json_compatible
 
 if TYPE_CHECKING:
@@ -17,6 +19,18 @@ if TYPE_CHECKING:
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096
 MEMBERS_MAX = 100
+_USER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+CREATE_ROOM = Draft202012Validator(
+    {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": r"\S"},
+            "private": {"type": "boolean"},
+            "members": {"type": "array", "maxItems": MEMBERS_MAX, "items": _USER_ID},
+        },
+    }
+)
 
 
 def _room_id(data: dict[str, Any]) -> str:
@@ -38,24 +52,9 @@ def register(ws: WebSocketManager) -> None:
 
     @ws.event("create_room")
     def create_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        name, private, members = (
-            data.get("name"),
-            data.get("private", False),
-            data.get("members", []),
-        )
-        errors = []
-        if not isinstance(name, str) or not 0 < len(name.strip()) <= NAME_MAX:
-            errors.append({"field": "/name", "message": f"must be 1-{NAME_MAX} characters"})
-        if not isinstance(private, bool):
-            errors.append({"field": "/private", "message": "must be true or false"})
-        if (
-            not isinstance(members, list)
-            or len(members) > MEMBERS_MAX
-            or not all(isinstance(m, str) and 0 < len(m) <= 64 for m in members)
-        ):
-            errors.append({"field": "/members", "message": "must be a list of user ids"})
-        if errors:
-            raise ValidationFailed(errors)
+        validate(CREATE_ROOM, data)  # the actions' JSON-Schema path: one error per field
+        name, private = data["name"], data.get("private", False)
+        members = data.get("members", [])
         room = rooms.create(str(name).strip(), bool(private), session.user_id, members)
         join_room(room.id)
         rooms.enter(room, session.sid, session.user_id)
