@@ -8,7 +8,6 @@ worker), and load from ``wrk``. Every process started here is stopped by the con
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import http.client
@@ -17,7 +16,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from core.devstack.process import ChildProcess, NotReady
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -236,18 +236,10 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
 
 # -- gunicorn --------------------------------------------------------------------------------
 
-_live: list[Gunicorn] = []
-
-
-@atexit.register
-def _stop_live() -> None:
-    for server in list(_live):
-        with contextlib.suppress(Exception):
-            server.stop()
-
 
 class Gunicorn:
-    """``gunicorn -c gunicorn.conf.py APP`` (one gevent worker) on a free port."""
+    """``gunicorn -c gunicorn.conf.py APP`` (one gevent worker) on a free port, run as a
+    :class:`~core.devstack.process.ChildProcess`."""
 
     def __init__(
         self, app_spec: str, env: dict[str, str], log_dir: Path, name: str, root: Path = ROOT
@@ -258,7 +250,7 @@ class Gunicorn:
         self.env = base_env({**env, "HOST": HOST, "PORT": str(self.port)})
         self.log_path = log_dir / f"gunicorn-{name}.log"
         self.name = name
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: ChildProcess | None = None
         self.worker = 0
 
     @property
@@ -266,38 +258,19 @@ class Gunicorn:
         return f"http://{HOST}:{self.port}"
 
     def start(self, ready_path: str, timeout: float = 60.0) -> Gunicorn:
-        command = [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(self.root / "gunicorn.conf.py"),
-            self.app_spec,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+        command = [PYTHON, "-m", "gunicorn", "-c", str(self.root / "gunicorn.conf.py")]
+        child = ChildProcess([*command, self.app_spec], self.log_path, env=self.env, cwd=self.root)
+        self.child = child.start()
+        try:
+            child.wait_ready(
+                lambda: request("GET", self.url + ready_path, timeout=2)[0] == 200,
+                timeout,
+                f"gunicorn {self.name}",
             )
-        _live.append(self)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn {self.name} exited: {self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                status, _ = request("GET", self.url + ready_path, timeout=2)
-                if status == 200:
-                    break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"gunicorn {self.name} not ready: {self.log_tail()}")
-            time.sleep(0.1)
-        workers = children(self.proc.pid)
+        except NotReady as exc:
+            raise RuntimeError(f"{exc}: {self.log_tail()}") from None
+        assert child.proc is not None
+        workers = children(child.proc.pid)
         if len(workers) != 1:
             raise RuntimeError(f"gunicorn {self.name}: expected one worker, found {workers}")
         self.worker = workers[0]
@@ -311,21 +284,9 @@ class Gunicorn:
             return "(no log)"
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        self.proc = None
-        if self in _live:
-            _live.remove(self)
+        if self.child is not None:
+            self.child.stop(grace=30)
+            self.child = None
 
     def __enter__(self) -> Gunicorn:
         return self

@@ -1,4 +1,5 @@
-"""Process handling shared by the dev servers: port check, spawn, readiness wait, stop."""
+"""The dev servers' base: port check, then a :class:`~core.devstack.process.ChildProcess`
+waited on until the server answers its protocol, and stopped with its own signal."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
+
+from core.devstack.process import ChildProcess, NotReady
 
 _POLL_INTERVAL = 0.05
 _TAIL_LINES = 5
@@ -87,8 +90,7 @@ class DevServer(ABC):
         self.host = host
         self.port = port
         self.log_file = log_file
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
+        self._child: ChildProcess | None = None
         self._lock = threading.RLock()
 
     # --- hooks for the concrete servers -------------------------------------------------
@@ -128,11 +130,11 @@ class DevServer(ABC):
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child is not None and self._child.running
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc is not None else None
+        return self._child.pid if self._child is not None else None
 
     def start(self, timeout: float = 30.0) -> None:
         with self._lock:
@@ -148,18 +150,11 @@ class DevServer(ABC):
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
-            proc = self._proc
-            if proc is None:
+            child = self._child
+            if child is None:
                 return
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(self.stop_signal)
-                self._after_stop_signal(proc)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._kill(proc)
-            self._proc = None
+            child.stop(self.stop_signal, timeout, after_signal=self._after_stop_signal)
+            self._child = None
             with _registry_lock:
                 if self in _registry:
                     _registry.remove(self)
@@ -186,50 +181,35 @@ class DevServer(ABC):
 
     def _spawn(self) -> None:
         command = self._command()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            log.write(f"--- devstack: starting {self.name} at {time.ctime()} ---\n".encode())
-            log.flush()
-            self._log_offset = log.tell()
-            try:
-                self._proc = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Own session: a terminal Ctrl-C must not kill the servers before the
-                    # supervisor has stopped the app and then them, in order.
-                    start_new_session=True,
-                    cwd=self._cwd(),
-                    env=self._env(),
-                    **self._popen_extra(),
-                )
-            except OSError as exc:
-                raise DevServerError(f"{self.name}: cannot run {command[0]}: {exc}") from None
+        child = ChildProcess(
+            command,
+            self.log_file,
+            env=self._env(),
+            cwd=self._cwd(),
+            banner=f"devstack: starting {self.name}",
+            **self._popen_extra(),
+        )
+        try:
+            self._child = child.start()
+        except OSError as exc:
+            raise DevServerError(f"{self.name}: cannot run {command[0]}: {exc}") from None
         with _registry_lock:
             if self not in _registry:
                 _registry.append(self)
 
+    def _answers(self) -> bool:
+        # Cheap TCP probe first: client libraries retry for their whole timeout.
+        with socket.create_connection((self.host, self.port), timeout=0.5):
+            pass
+        self._ping()
+        return True
+
     def _wait_ready(self, timeout: float) -> None:
-        proc = self._proc
-        assert proc is not None
-        deadline = time.monotonic() + timeout
-        last_error = "no answer yet"
-        while True:
-            code = proc.poll()
-            if code is not None:
-                self._fail(f"exited with code {code} while starting")
-            try:
-                # Cheap TCP probe first: client libraries retry for their whole timeout.
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    pass
-                self._ping()
-                break
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
-                last_error = one_line(exc) or type(exc).__name__
-            if time.monotonic() >= deadline:
-                self._fail(f"not ready after {timeout:g}s ({last_error})")
-            time.sleep(_POLL_INTERVAL)
+        assert self._child is not None
+        try:
+            self._child.wait_ready(self._answers, timeout, self.name, _POLL_INTERVAL)
+        except NotReady as exc:
+            self._fail(exc.reason)
         try:
             self._after_ready()
         except DevServerError:
@@ -238,38 +218,22 @@ class DevServer(ABC):
         except Exception as exc:  # noqa: BLE001
             self._fail(f"setup failed: {one_line(exc)}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
+        tail = self._log_tail()
         self._discard()
-        raise DevServerError(f"{self.name}: {message}; log {self.log_file}: {self._log_tail()}")
+        raise DevServerError(f"{self.name}: {message}; log {self.log_file}: {tail}")
 
     def _discard(self) -> None:
-        proc = self._proc
-        if proc is not None:
-            self._kill(proc)
-        self._proc = None
+        if self._child is not None:
+            self._child.kill()
+        self._child = None
         with _registry_lock:
             if self in _registry:
                 _registry.remove(self)
 
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the whole group: postgres backends too
-            except OSError:
-                with contextlib.suppress(OSError):
-                    proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-
     def _log_tail(self) -> str:
-        try:
-            with open(self.log_file, "rb") as log:
-                log.seek(self._log_offset)
-                data = log.read()
-        except OSError:
-            return "(no log)"
-        lines = [one_line(line) for line in data.decode(errors="replace").splitlines()]
+        written = self._child.log_lines() if self._child is not None else []
+        lines = [one_line(line) for line in written]
         tail = " | ".join([line for line in lines if line][-_TAIL_LINES:])
         if len(tail) > _TAIL_CHARS:
             tail = "..." + tail[-_TAIL_CHARS:]

@@ -3,11 +3,8 @@ the production server."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import runpy
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +14,8 @@ from unittest.mock import patch
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.devstack import free_port, wait_for
+from core.devstack import free_port
+from core.devstack.process import ChildProcess, NotReady
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -58,51 +56,40 @@ READY_TIMEOUT = 90.0
 class ServedProcess:
     """The app served by a child process on a free loopback port, logging to a file.
 
-    It runs in its own session (process group), so ``stop()`` kills it with every worker it
-    forked, and a failed start stops it before raising: no test leaves it behind, whatever
-    fails (the session-end sweep in tests.support.processes is the net under this).
+    A :class:`~core.devstack.process.ChildProcess`: its own session, so ``stop()`` kills it
+    with every worker it forked, and a failed start kills it before raising: no test leaves
+    it behind, whatever fails (the session-end sweep in tests.support.processes is the net
+    under this).
     """
 
     def __init__(self, argv: list[str], env: dict[str, str | None], log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self._log_file = log.open("wb")
         # A None value unsets the variable; HOST may be overridden (still reached on loopback).
         merged = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={name: value for name, value in merged.items() if value is not None},
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        environ = {name: value for name, value in merged.items() if value is not None}
+        self.child = ChildProcess(argv, log, env=environ, cwd=ROOT).start()
+        assert self.child.proc is not None
+        self.proc = self.child.proc
 
     def output(self) -> str:
         return self.log.read_text()
 
     def wait_ready(self) -> None:
-        """Wait for /health/ready to answer 200; stop the process if it never does."""
+        """Wait for /health/ready to answer 200; kill the process if it never does."""
+        what = f"{Path(self.child.argv[0]).name} to serve /health/ready"
         try:
-            wait_for(
-                lambda: (
-                    self.proc.poll() is not None
-                    or requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-                ),
-                timeout=READY_TIMEOUT,
-                what=f"{Path(self.proc.args[0]).name} to serve /health/ready",
+            self.child.wait_ready(
+                lambda: requests.get(f"{self.url}/health/ready", timeout=2).status_code == 200,
+                READY_TIMEOUT,
+                what,
             )
-            assert self.proc.poll() is None, self.output()
-        except BaseException:
-            self.stop()
-            raise
+        except NotReady as exc:
+            raise AssertionError(f"{exc}\n{self.output()}") from None
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log_file.close()
+        self.child.kill()
 
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"

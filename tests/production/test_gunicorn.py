@@ -25,8 +25,8 @@ import requests
 import socketio
 
 from config.settings import DEV_JWT_SECRET, Settings
-from core.devstack import free_port
-from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, sample, wait_for
+from core.devstack import free_port, wait_for
+from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, sample
 
 GunicornFactory = Callable[..., Gunicorn]
 

@@ -37,7 +37,8 @@ from typing import Protocol
 import pytest
 import socketio
 
-from tests.production.helpers import DevelopmentServer, Gunicorn, wait_for
+from core.devstack import wait_for
+from tests.production.helpers import DevelopmentServer, Gunicorn
 from tests.support.load import Hammer, RawOutcome, register_user
 
 THREADS = 6
