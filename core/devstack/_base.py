@@ -3,8 +3,6 @@ waited on until the server answers its protocol, and stopped with its own signal
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import errno
 import os
 import signal
@@ -64,20 +62,6 @@ def host_port(host: str, port: int) -> str:
 
 def one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-_registry: list[DevServer] = []
-_registry_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_registered() -> None:
-    # Servers run in their own session, so nothing else stops them if we exit early.
-    with _registry_lock:
-        servers = list(reversed(_registry))
-    for server in servers:
-        with contextlib.suppress(Exception):
-            server.stop()
 
 
 class DevServer(ABC):
@@ -153,11 +137,8 @@ class DevServer(ABC):
             child = self._child
             if child is None:
                 return
-            child.stop(self.stop_signal, timeout, after_signal=self._after_stop_signal)
+            child.stop(timeout)
             self._child = None
-            with _registry_lock:
-                if self in _registry:
-                    _registry.remove(self)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -187,15 +168,14 @@ class DevServer(ABC):
             env=self._env(),
             cwd=self._cwd(),
             banner=f"devstack: starting {self.name}",
+            stop_signal=self.stop_signal,
+            after_signal=self._after_stop_signal,
             **self._popen_extra(),
         )
         try:
             self._child = child.start()
         except OSError as exc:
             raise DevServerError(f"{self.name}: cannot run {command[0]}: {exc}") from None
-        with _registry_lock:
-            if self not in _registry:
-                _registry.append(self)
 
     def _answers(self) -> bool:
         # Cheap TCP probe first: client libraries retry for their whole timeout.
@@ -227,9 +207,6 @@ class DevServer(ABC):
         if self._child is not None:
             self._child.kill()
         self._child = None
-        with _registry_lock:
-            if self in _registry:
-                _registry.remove(self)
 
     def _log_tail(self) -> str:
         written = self._child.log_lines() if self._child is not None else []

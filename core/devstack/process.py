@@ -4,8 +4,10 @@
   stops things in order, and :meth:`ChildProcess.kill` takes the whole group (PostgreSQL's
   backends, gunicorn's worker) with it.
 - Output appended to a log file; :meth:`ChildProcess.log_lines` reads what this run wrote.
-- :meth:`ChildProcess.stop` sends a signal, waits a grace period, then kills the group.
-- Every process still running when the interpreter exits is stopped.
+- :meth:`ChildProcess.stop` sends its stop signal (and runs its ``after_signal``), waits a
+  grace period, then kills the group.
+- Every process still running when the interpreter exits is stopped that way, the last
+  started first.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         banner: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        after_signal: Callable[[subprocess.Popen[bytes]], None] | None = None,
         **popen_extra: Any,
     ) -> None:
         self.argv = list(argv)
@@ -60,6 +64,8 @@ class ChildProcess:
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.banner = banner
+        self.stop_signal = stop_signal
+        self.after_signal = after_signal
         self.popen_extra = popen_extra
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -120,19 +126,14 @@ class ChildProcess:
                 raise NotReady(what, f"not ready after {timeout:g}s ({last})")
             time.sleep(interval)
 
-    def stop(
-        self,
-        sig: signal.Signals = signal.SIGTERM,
-        grace: float = 10.0,
-        after_signal: Callable[[subprocess.Popen[bytes]], None] | None = None,
-    ) -> None:
-        """Send ``sig``, wait up to ``grace`` seconds, then kill the group. Idempotent."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Send the stop signal, wait up to ``grace`` seconds, then kill the group. Idempotent."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            if after_signal is not None:
-                after_signal(proc)
+                proc.send_signal(self.stop_signal)
+            if self.after_signal is not None:
+                self.after_signal(proc)
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
