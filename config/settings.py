@@ -197,6 +197,9 @@ class Settings(SettingsModel):
     rate_limit_fail_closed: list[str] = Field(default_factory=list)
     #: The limiter's own Redis timeout: a slow Redis must not slow every request.
     rate_limit_redis_timeout_ms: int = Field(100, ge=5)
+    #: IPv6 clients are limited (and banned) per network of this prefix length: one host
+    #: owns a whole /64 and rotates addresses inside it.
+    rate_limit_ipv6_prefix: int = Field(64, ge=32, le=128)
 
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -207,6 +210,9 @@ class Settings(SettingsModel):
     docs_enabled: bool | None = None
     #: Audit rows buffered for the background writer before new ones are dropped (and counted).
     audit_queue_size: int = Field(10000, ge=10)
+    #: HMAC key of the audit log's digests (params, login emails); unset: derived from
+    #: ENCRYPTION_KEY.
+    audit_digest_key: str | None = secret(None)
     #: Serve /metrics on this separate port instead of the app's port (None: the app's port).
     metrics_port: int | None = Field(None, ge=1, le=65535)
 
@@ -219,6 +225,17 @@ class Settings(SettingsModel):
     socketio_sweep_interval: float = Field(1.0, gt=0)
     #: An instance missing heartbeats this long is presumed dead; its presence is cleaned.
     socketio_instance_ttl: float = Field(15.0, ge=1)
+    #: Seconds a connection may stay open without a Socket.IO connect that was accepted.
+    socketio_connect_timeout: float = Field(10.0, gt=0, le=30)
+    #: Sockets one user may have open at once, over every instance.
+    socketio_max_sockets_per_user: int = Field(10, ge=1)
+    #: Rooms one user may own at once; members a private room may list (owner included).
+    socketio_max_rooms_per_owner: int = Field(20, ge=1)
+    socketio_max_room_members: int = Field(100, ge=1)
+    #: A room nobody is in is deleted after this many seconds.
+    socketio_room_empty_ttl: int = Field(3600, ge=1)
+    #: Most rooms ``list_rooms`` answers (public rooms first, newest first).
+    socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
 
     # Modules, health and lifecycle.
     modules_packages: list[str] = Field(default_factory=lambda: ["modules"])
@@ -257,6 +274,7 @@ class Settings(SettingsModel):
         "vault_transit_key",
         "docs_enabled",
         "metrics_port",
+        "audit_digest_key",
         mode="before",
     )
     @classmethod

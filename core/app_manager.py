@@ -29,6 +29,7 @@ from core.errors import DependencyUnavailable, FrameworkError, StartupError
 from core.lifecycle import Lifecycle
 from core.log import Redactor
 from core.managers.actions import ActionManager
+from core.managers.actions.security import SecurityEvents
 from core.managers.api_keys import ApiKeyManager
 from core.managers.base import HealthCheck, Manager, SharedResult
 from core.managers.database import DatabaseManager
@@ -133,6 +134,15 @@ class AppManager:
             lambda run: self.metrics.action_finished(run.action.name, run.code or "ok", run.seconds)
         )
         self.actions.audit.drop_listeners.append(self.metrics.audit_dropped)
+        #: ``security.record(event, outcome, **details)``: audit row, log line and metric.
+        self.security = SecurityEvents(
+            self.actions.audit, self.actions.digest, self.metrics.security_event
+        )
+        self.rate_limiter.ban_listeners.append(
+            lambda level, identifier: self.security.record(
+                "ratelimit.ban", "denied", level=level, identifier=identifier
+            )
+        )
         #: Runs the readiness checks side by side, each bounded by HEALTH_CHECK_TIMEOUT.
         self._checks_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
         #: One shared run of the checks per HEALTH_READY_CACHE_SECONDS (readiness, gauges).

@@ -95,7 +95,14 @@ def build(manager: AppManager) -> Flask:
     )
     app.json = JsonProvider(app)
     manager.init_app(app)
-    routing = app.extensions[ROUTING] = Routing(settings, manager.jwt, manager.api_keys)
+    routing = app.extensions[ROUTING] = Routing(
+        settings,
+        manager.jwt,
+        manager.api_keys,
+        on_key_invalid=lambda code: manager.security.record("api_key.invalid", "denied", code=code),
+    )
+    # A Socket.IO connect passes the same gates (maintenance) as a request.
+    manager.websocket.connect_gates = routing.request_gates
 
     if settings.cors_origins:
         CORS(

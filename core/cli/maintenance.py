@@ -21,13 +21,13 @@ COMMANDS = [maintenance_cli]
 @click.option("--message", "-m", default=None, help="The detail of the 503 answers.")
 def on(message: str | None) -> None:
     """Answer 503 MAINTENANCE to every request except health, metrics and admin routes."""
-    _run(lambda state: maintenance.set_mode(state, True, message))
+    _run(lambda state: maintenance.set_mode(state, True, message), "maintenance.on")
 
 
 @maintenance_cli.command("off")
 def off() -> None:
     """Serve requests again."""
-    _run(lambda state: maintenance.set_mode(state, False))
+    _run(lambda state: maintenance.set_mode(state, False), "maintenance.off")
 
 
 @maintenance_cli.command("status")
@@ -36,12 +36,17 @@ def status() -> None:
     _run(maintenance.status)
 
 
-def _run(action: Callable[[StateManager], MaintenanceStatus]) -> None:
+def _run(action: Callable[[StateManager], MaintenanceStatus], event: str = "") -> None:
+    """Run ``action``; a switch (``event``) is recorded as a security event."""
     state: StateManager = get_app_manager().state
     try:
         result = action(state)
     except ApiError as exc:  # DependencyUnavailable, StateConflict: say it, exit 1
         raise click.ClickException(exc.detail) from exc
+    if event:
+        security = get_app_manager().security
+        security.record(event, principal_type="cli")
+        security.flush()
     mode = f"on: {result.message}" if result.enabled else "off"
     since = result.updated_at or "never changed"
     click.echo(f"maintenance {mode} (version {result.version}, {since})")

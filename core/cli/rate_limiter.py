@@ -37,4 +37,7 @@ def unban(level: str, identifier: str) -> None:
     """Lift the ban of IDENTIFIER at LEVEL, on every instance at once."""
     if not _limiter().unban(level, identifier):
         raise click.ClickException(f"no ban for {level} {identifier}")
+    security = get_app_manager().security
+    security.record("ratelimit.unban", principal_type="cli", level=level, identifier=identifier)
+    security.flush()
     click.echo(f"unbanned {level} {identifier}")

@@ -55,7 +55,8 @@ def action_buckets(app_manager: AppManager) -> BucketResolver:
         name = str(view_args.get("name", ""))
         if name not in limits:
             return []
-        level, identifier = caller_level(principal, request.remote_addr)
+        client = app_manager.rate_limiter.ip_identifier(request.remote_addr)
+        level, identifier = caller_level(principal, client)
         return [app_manager.rate_limiter.bucket(level, identifier, limits[name], f"action:{name}")]
 
     return resolve

@@ -204,13 +204,25 @@ def jwt_authenticator(tokens: TokenVerifier) -> Authenticator:
     return authenticate
 
 
-def api_key_authenticator(keys: KeyVerifier) -> Authenticator:
+def api_key_authenticator(
+    keys: KeyVerifier, on_invalid: Callable[[str], None] = lambda code: None
+) -> Authenticator:
+    """``on_invalid(code)`` is told of every refused key (a security event)."""
+
+    def revoked() -> ApiError:
+        on_invalid("API_KEY_REVOKED")
+        return _key_revoked()
+
     def authenticate() -> None:
         presented = request.headers.get("X-API-Key", "").strip()
         if not presented:
             raise Unauthorized("An X-API-Key header is required.", code="API_KEY_REQUIRED")
-        key = keys.verify(presented, check_revoked=False)
-        g.revocations = [Revocation(keys.revoked_key(key.prefix), _key_revoked)]
+        try:
+            key = keys.verify(presented, check_revoked=False)
+        except Unauthorized as exc:
+            on_invalid(exc.code)
+            raise
+        g.revocations = [Revocation(keys.revoked_key(key.prefix), revoked)]
         g.principal = Principal(
             "api_key", key.id, key.name, scopes=frozenset(key.scopes), claims={}
         )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g, request
 
 from core.edge.json import load_json
-from core.errors import InvalidJson, Unauthorized, UnsupportedMediaType, ValidationFailed
+from core.errors import InvalidJson, NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
 from core.http import rate_limiter
 
 if TYPE_CHECKING:
@@ -95,8 +95,8 @@ def install(app: Flask, limiter: RateLimiter, routing: Routing) -> None:
             # CORS preflights carry no credentials by design; they reach no view.
             if policy is not None and request.method != "OPTIONS":
                 authenticators[policy]()
-        except Unauthorized:
-            # Bad credentials still count per IP.
+        except (Unauthorized, NotFound):
+            # Bad credentials and unknown actions still count per IP: guessing is limited.
             rate_limiter.enforce(limiter, plan, resolver, endpoint)
             raise
         rate_limiter.enforce(limiter, plan, resolver, endpoint)

@@ -106,7 +106,7 @@ def enforce(
         return
     scope = (endpoint or "") if plan.overrides else ""
     principal: Principal | None = g.get("principal")
-    buckets = [_bucket(limiter, plan, "ip", request.remote_addr or "unknown", scope)]
+    buckets = [_bucket(limiter, plan, "ip", limiter.ip_identifier(request.remote_addr), scope)]
     if principal is not None:
         level, identifier = caller_level(principal, None)
         buckets.append(_bucket(limiter, plan, level, identifier, scope))

@@ -35,9 +35,16 @@ RequestGate = Callable[[str | None], None]
 class Routing:
     """The tables above for one app (``app.extensions["routing"]``)."""
 
-    def __init__(self, settings: Settings, jwt: JWTManager, api_keys: ApiKeyManager) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        jwt: JWTManager,
+        api_keys: ApiKeyManager,
+        *,
+        on_key_invalid: Callable[[str], None] = lambda code: None,
+    ) -> None:
         user = jwt_authenticator(jwt)
-        service = api_key_authenticator(api_keys)
+        service = api_key_authenticator(api_keys, on_key_invalid)
         self.authenticators: dict[str, Authenticator] = {
             PUBLIC: lambda: None,
             OPERATOR: operator_token(

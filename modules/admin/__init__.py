@@ -33,7 +33,9 @@ class MaintenanceMode(BaseModel):
 @typed(body=MaintenanceSwitch, response=MaintenanceMode, errors={409: ["STATE_CONFLICT"]})
 def set_maintenance(body: MaintenanceSwitch) -> MaintenanceMode:
     """Switch maintenance mode on or off; answers the mode as every instance sees it."""
-    status = maintenance.set_mode(get_app_manager().state, body.enabled, body.message)
+    manager = get_app_manager()
+    status = maintenance.set_mode(manager.state, body.enabled, body.message)
+    manager.security.record("maintenance.on" if body.enabled else "maintenance.off")
     return MaintenanceMode(enabled=status.enabled, message=status.message)
 
 

@@ -28,9 +28,12 @@ api_keys_cli = AppGroup("api-keys", help="Manage API keys for service-to-service
 @typed(body=NewKey, response=CreatedKey, status=201)
 def create_key(body: NewKey) -> dict[str, Any]:
     """Create a key; the answer is the only place its secret appears."""
-    return get_app_manager().api_keys.create(
+    manager = get_app_manager()
+    created = manager.api_keys.create(
         body.name, body.scopes, body.expires_in_days, created_by=f"user:{current_principal().id}"
     )
+    manager.security.record("api_key.created", key_id=created["id"], key_prefix=created["prefix"])
+    return created
 
 
 @bp.get("/userauth/api-keys")
@@ -46,7 +49,9 @@ def list_keys(query: PageQuery) -> dict[str, Any]:
 @typed(errors={404: ["NOT_FOUND"]})
 def revoke_key(key_id: str) -> None:
     """Revoke a key: it stops working at once on every instance."""
-    get_app_manager().api_keys.revoke(key_id)
+    manager = get_app_manager()
+    manager.api_keys.revoke(key_id)
+    manager.security.record("api_key.revoked", key_id=key_id)
 
 
 @bp.get("/keyauth/whoami")
@@ -69,6 +74,10 @@ def create_command(name: str, scopes: tuple[str, ...], expires_in_days: int | No
         created = manager.api_keys.create(name, list(scopes), expires_in_days, created_by="cli")
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
+    manager.security.record(
+        "api_key.created", principal_type="cli", key_id=created["id"], key_prefix=created["prefix"]
+    )
+    manager.security.flush()
     click.echo(
         f"id={created['id']} prefix={created['prefix']} scopes={','.join(created['scopes'])}"
     )
@@ -90,10 +99,13 @@ def list_command() -> None:
 @click.argument("key_id")
 def revoke_command(key_id: str) -> None:
     """Revoke a key; it stops working at once on every instance."""
+    manager = get_app_manager()
     try:
-        get_app_manager().api_keys.revoke(key_id)
+        manager.api_keys.revoke(key_id)
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
+    manager.security.record("api_key.revoked", principal_type="cli", key_id=key_id)
+    manager.security.flush()
     click.echo(f"revoked {key_id}")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from core.app_manager import get_app_manager
-from core.errors import Unauthorized
+from core.errors import ApiError, Unauthorized
 from core.http.auth import current_principal
 from core.http.rate_limiter import rate_limit
 from core.http.typed import typed
@@ -21,6 +21,27 @@ _TOKEN_PROBLEMS = ["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED"]
 
 def service() -> AuthService:
     return get_app_manager().services.get("auth", AuthService)
+
+
+#: Security events of refused logins and refreshes, by problem code.
+_REFUSALS = {
+    "INVALID_CREDENTIALS": ("login.failed", "failed"),
+    "LOGIN_LOCKED": ("login.locked", "denied"),
+    "REFRESH_TOKEN_REUSED": ("refresh.reused", "denied"),
+}
+
+
+def _refused(exc: ApiError, user_id: str | None = None, **details: str) -> None:
+    if exc.code in _REFUSALS:
+        event, outcome = _REFUSALS[exc.code]
+        get_app_manager().security.record(
+            event,
+            outcome,
+            status=exc.status,
+            principal_type="user",
+            principal_id=user_id,
+            **details,
+        )
 
 
 @bp.post("/public/register")
@@ -45,7 +66,16 @@ def register(body: Registration) -> dict[str, Any]:
 )
 def login(body: Credentials) -> dict[str, Any]:
     """Exchange email and password for a token pair."""
-    return service().login(body, request.remote_addr or "unknown")
+    manager = get_app_manager()
+    # Per-IP failures are keyed like the ip level: an IPv6 client by its /64.
+    client = manager.rate_limiter.ip_identifier(request.remote_addr)
+    try:
+        answer = service().login(body, client)
+    except ApiError as exc:  # the email as its keyed digest: a typo'd password is never stored
+        _refused(exc, email_digest=manager.security.digest(body.email.strip().lower()))
+        raise
+    manager.security.record("login.ok", principal_type="user", principal_id=answer["user"]["id"])
+    return answer
 
 
 @bp.post("/public/refresh")
@@ -57,7 +87,13 @@ def login(body: Credentials) -> dict[str, Any]:
 )
 def refresh(body: Refresh) -> dict[str, Any]:
     """A new token pair for a refresh token, which stops working (rotation)."""
-    return service().refresh(body.refresh_token)
+    try:
+        return service().refresh(body.refresh_token)
+    except ApiError as exc:
+        if exc.code == "REFRESH_TOKEN_REUSED":  # likely theft: whose login was revoked
+            claims = get_app_manager().jwt.decode(body.refresh_token, "refresh")
+            _refused(exc, claims["sub"], family=claims["fam"])
+        raise
 
 
 @bp.post("/userauth/logout")
@@ -65,6 +101,7 @@ def refresh(body: Refresh) -> dict[str, Any]:
 def logout(body: Logout) -> None:
     """Revoke the whole login of the access token (and of the refresh token, if given)."""
     service().logout(dict(current_principal().claims), body.refresh_token)
+    get_app_manager().security.record("logout")
 
 
 @bp.get("/userauth/me")

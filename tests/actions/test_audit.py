@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import threading
@@ -16,8 +17,8 @@ from flask.testing import FlaskClient
 
 from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable
-from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest, postgres_sink
-from core.testing import bearer, problem
+from core.managers.actions.audit import AuditRecord, AuditWriter, Digest, postgres_sink
+from core.testing import TEST_ENCRYPTION_KEY, AppFactory, bearer, problem
 from tests.actions.conftest import audit_rows
 from tests.support.servers import stopped
 
@@ -63,7 +64,8 @@ def test_an_audited_execution_writes_one_row_with_who_what_and_how(
     assert first["duration_ms"] >= 0
     assert first["details"] == {}
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-    assert first["params_digest"] == hashlib.sha256(canonical.encode()).hexdigest()
+    key = hmac.new(TEST_ENCRYPTION_KEY.encode(), b"audit-digest-key", "sha256").digest()
+    assert first["params_digest"] == hmac.new(key, canonical.encode(), "sha256").hexdigest()
     assert (second["principal_type"], second["principal_id"]) == ("user", user["user"]["id"])
     assert second["action"] == "acts.jwt"
 
@@ -80,8 +82,37 @@ def test_no_params_are_stored_only_their_digest(app: Flask, client: FlaskClient)
 
 
 def test_the_digest_ignores_key_order() -> None:
-    assert params_digest({"a": 1, "b": [1, 2]}) == params_digest({"b": [1, 2], "a": 1})
-    assert params_digest({"a": 1}) != params_digest({"a": 2})
+    digest = Digest(b"k")
+    assert digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
+    assert digest({"a": 1}) != digest({"a": 2})
+    assert Digest(b"other")({"a": 1}) != digest({"a": 1})
+
+
+def test_a_small_secret_cannot_be_recovered_from_its_digest(
+    make_app: AppFactory, acts_package: str
+) -> None:
+    """The attack: hash every 4-digit PIN and look for the row's digest. With an unkeyed
+    SHA-256 it is found in milliseconds; the keyed HMAC (AUDIT_DIGEST_KEY) defeats it."""
+    app = make_app(
+        {
+            "MODULES_PACKAGES": f"modules,{acts_package}",
+            "AUDIT_DIGEST_KEY": "an-audit-key-from-the-secrets-chain",
+        }
+    )
+    request_id = rid()
+    app.test_client().post(
+        "/actions/acts.open", json={"pin": "4821"}, headers={"X-Request-ID": request_id}
+    )
+    (row,) = rows_for(app, request_id)
+    candidates = {
+        hashlib.sha256(
+            json.dumps({"pin": f"{n:04d}"}, separators=(",", ":")).encode()
+        ).hexdigest(): n
+        for n in range(10_000)
+    }
+    assert row["params_digest"] not in candidates
+    keyed = Digest(b"an-audit-key-from-the-secrets-chain")
+    assert row["params_digest"] == keyed({"pin": "4821"})
 
 
 def test_an_action_with_audit_false_writes_no_row(

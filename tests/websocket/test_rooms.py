@@ -118,6 +118,8 @@ def test_list_rooms_shows_public_rooms_and_the_callers_own(
         return {r["name"] for r in who.call("list_rooms", {})["rooms"]}
 
     assert names(ada) >= {"lobby", "secret"}
+    assert "secret" not in names(bob)  # invited: listed once bob joins it himself
+    assert bob.call("join_room", {"room_id": secret["id"]})["ok"] is True
     assert names(bob) >= {"lobby", "secret"}
     assert "secret" not in names(eve)
     assert "lobby" in names(eve)

@@ -1,6 +1,6 @@
 """The public names of the ActionManager; the code is in :mod:`.manager`."""
 
-from core.managers.actions.audit import AuditRecord, params_digest
+from core.managers.actions.audit import AuditRecord, Digest
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.executor import AfterExecute, BeforeExecute, Execution
 from core.managers.actions.loader import Problem
@@ -13,7 +13,7 @@ __all__ = [
     "AfterExecute",
     "AuditRecord",
     "BeforeExecute",
+    "Digest",
     "Execution",
     "Problem",
-    "params_digest",
 ]

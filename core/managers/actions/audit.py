@@ -17,7 +17,7 @@ background thread (``audit-writer``) writes them to PostgreSQL in batches. The t
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import hmac
 import json
 import logging
 import queue
@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg2.extras
 
+from config.settings import Settings
 from core.errors import DependencyUnavailable
 from core.managers.database import PostgresStore
 from core.managers.database.json import to_json_compatible
@@ -45,12 +46,35 @@ _DROP_LOG_INTERVAL = 10.0
 Sink = Callable[[Sequence["AuditRecord"]], None]
 
 
-def params_digest(params: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``params``: sorted keys, no spaces, UTF-8."""
-    canonical = json.dumps(
+class Digest:
+    """Keyed HMAC-SHA256 (hex) of values, so a digest of a small value (a PIN, an email)
+    cannot be reversed by hashing every candidate without the key.
+
+    The key is ``AUDIT_DIGEST_KEY`` (secret file > Vault > env); unset, it is derived from
+    ``ENCRYPTION_KEY``, so production needs no extra secret.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Digest:
+        if settings.audit_digest_key:
+            return cls(settings.audit_digest_key.encode())
+        derived = hmac.new(settings.encryption_key.encode(), b"audit-digest-key", "sha256")
+        return cls(derived.digest())
+
+    def __call__(self, value: Any) -> str:
+        """Of a string, its UTF-8; of anything else, its canonical JSON (sorted keys, no
+        spaces, UTF-8)."""
+        text = value if isinstance(value, str) else _canonical(value)
+        return hmac.new(self._key, text.encode(), "sha256").hexdigest()
+
+
+def _canonical(params: Any) -> str:
+    return json.dumps(
         to_json_compatible(params), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,8 +87,8 @@ class AuditRecord:
     principal_type: str | None
     principal_id: str | None
     outcome: str
-    status: int
-    duration_ms: float
+    status: int | None
+    duration_ms: float | None
     request_id: str | None
     params_digest: str | None
     details: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import ApiError, InternalError, ServiceUnavailable
-from core.managers.actions.audit import AuditRecord, AuditWriter, params_digest
+from core.managers.actions.audit import AuditRecord, AuditWriter, Digest
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.validation import pointer, validate
 from core.managers.database.json import to_json_compatible
@@ -61,6 +61,7 @@ def execute(
     before: Sequence[BeforeExecute],
     after: Sequence[AfterExecute],
     audit: AuditWriter,
+    digest: Digest,
     dependency_of: DependencyOf,
 ) -> Any:
     """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures."""
@@ -87,7 +88,7 @@ def execute(
         seconds = time.perf_counter() - started
         done = Execution(action, context, status, code, _outcome(status, code), seconds)
         if action.audit:
-            audit.write(_record(done, params, occurred_at))
+            audit.write(_record(done, digest(params), occurred_at))
         for listener in after:
             try:
                 listener(done)
@@ -150,7 +151,7 @@ def _outcome(status: int, code: str | None) -> str:
     return _OUTCOMES.get(status, "rejected" if status < 500 else "error")
 
 
-def _record(done: Execution, params: dict[str, Any], occurred_at: datetime) -> AuditRecord:
+def _record(done: Execution, params_digest: str, occurred_at: datetime) -> AuditRecord:
     principal = done.context.principal
     return AuditRecord(
         occurred_at=occurred_at,
@@ -162,6 +163,6 @@ def _record(done: Execution, params: dict[str, Any], occurred_at: datetime) -> A
         status=done.status,
         duration_ms=round(done.seconds * 1000, 3),
         request_id=done.context.request_id,
-        params_digest=params_digest(params),
+        params_digest=params_digest,
         details={"code": done.code} if done.code else {},
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 from config.settings import Settings
 from core.errors import NotFound, StartupError
-from core.managers.actions.audit import AuditWriter, postgres_sink
+from core.managers.actions.audit import AuditWriter, Digest, postgres_sink
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.executor import (
     AfterExecute,
@@ -59,6 +59,8 @@ class ActionManager(Manager):
         self.dependency_of = dependency_of
         self.actions_dirs = [ACTIONS_DIR] if actions_dirs is None else list(actions_dirs)
         self.audit = AuditWriter(postgres_sink(postgres), settings.audit_queue_size)
+        #: Keyed digest of params in audit rows (``AUDIT_DIGEST_KEY``).
+        self.digest = Digest.from_settings(settings)
         #: ``callback(action, context)`` run after roles/scopes, before params validation:
         #: the hook point for per-action rate limits. Raise an ApiError to refuse the call.
         self.before_execute: list[BeforeExecute] = []
@@ -149,6 +151,7 @@ class ActionManager(Manager):
             before=self.before_execute,
             after=self.after_execute,
             audit=self.audit,
+            digest=self.digest,
             dependency_of=self.dependency_of,
         )
 

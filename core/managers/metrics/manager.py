@@ -20,6 +20,7 @@ What the framework records:
     socketio_connections, socketio_connects_total{outcome},
     socketio_events_total{event,outcome}, socketio_event_duration_seconds{event}
     actions_total{action,outcome}, action_duration_seconds{action}, audit_rows_dropped_total
+    security_events_total{event,outcome}                 security_event() (logins, bans, ...)
     process_* and python_* (CPU, memory, file descriptors, GC)
 
 ``route`` is the URL rule (``/userauth/api-keys/<key_id>``), never the raw path; requests that
@@ -191,6 +192,9 @@ class MetricsManager(Manager):
         self.audit_rows_dropped = self.counter(
             "audit_rows_dropped_total", "Audit rows dropped because the write queue was full"
         )
+        self.security_events = self.counter(
+            "security_events_total", "Security events recorded", ("event", "outcome")
+        )
         self._codes = _BoundedValues()
         self._events = _BoundedValues()
         self._actions = _BoundedValues()
@@ -300,6 +304,10 @@ class MetricsManager(Manager):
 
     def audit_dropped(self, rows: int = 1) -> None:
         self.audit_rows_dropped.inc(rows)
+
+    def security_event(self, event: str, outcome: str) -> None:
+        """A recorded security event (``login.failed``, ``ratelimit.ban``...)."""
+        self.security_events.labels(self._events(event), self._codes(outcome)).inc()
 
     def track_dependencies(self, provider: ChecksProvider) -> None:
         """Where ``dependency_*`` come from: a callable returning the readiness checks."""

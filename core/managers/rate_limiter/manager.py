@@ -21,6 +21,7 @@ follow ``REVOCATION_FAIL_OPEN`` (default closed: 503).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -28,8 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import redis
 
 from config.settings import Settings
 from core.edge.principal import Principal
@@ -131,6 +130,7 @@ class RateLimiter(Manager):
         if unknown:
             raise ConfigurationError(f"RATE_LIMIT_FAIL_CLOSED: unknown levels {sorted(unknown)}")
         self.enabled = settings.rate_limit_enabled
+        self.ipv6_prefix = settings.rate_limit_ipv6_prefix
         self.fail_closed = frozenset(settings.rate_limit_fail_closed)
         self.revocation_fail_open = settings.revocation_fail_open
         self.ban_args = (
@@ -146,6 +146,8 @@ class RateLimiter(Manager):
         self._plans: dict[tuple[str, str, tuple[Limit, ...]], _BucketPlan] = {}
         self.metrics = metrics
         self.redis_errors = 0
+        #: ``callback(level, identifier)`` for every new ban (security events).
+        self.ban_listeners: list[Callable[[str, str], None]] = []
         self._last_error_log = 0.0
 
     # -- keys ---------------------------------------------------------------------------
@@ -181,6 +183,22 @@ class RateLimiter(Manager):
         identifier = bucket.identifier
         return [head + identifier + tail for head, tail in self._plan(bucket).keys]
 
+    def ip_identifier(self, address: str | None) -> str:
+        """The ``ip`` level's identifier of a client address: IPv4 as is, IPv6 as its network
+        of ``RATE_LIMIT_IPV6_PREFIX`` bits (one host owns a whole /64 and can rotate
+        addresses inside it)."""
+        if not address:
+            return "unknown"
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(parsed, ipaddress.IPv6Address):
+            if parsed.ipv4_mapped is not None:
+                return str(parsed.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{parsed}/{self.ipv6_prefix}", strict=False))
+        return str(parsed)
+
     def bucket(
         self, level: str, identifier: str, limits: Sequence[Limit] | None = None, scope: str = ""
     ) -> Bucket:
@@ -210,7 +228,7 @@ class RateLimiter(Manager):
             args.extend(self._plan(bucket).args)
         try:
             status, index, first, second, third = self.script(keys, args)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except RedisManager.unavailable_errors:  # down, slow, or out of memory
             self._redis_failed(buckets, revocations)
             return None
         if status == 3:
@@ -236,6 +254,8 @@ class RateLimiter(Manager):
         self.metrics.rate_limit_rejected(bucket.level, "ban")
         if new:
             self.metrics.ban_issued(bucket.level)
+            for listener in self.ban_listeners:
+                listener(bucket.level, bucket.identifier)
         raise TooManyRequests(
             "Too many requests: this client is temporarily banned.",
             code="BANNED",
@@ -249,7 +269,10 @@ class RateLimiter(Manager):
         now = time.monotonic()
         if now - self._last_error_log > _LOG_EVERY:
             self._last_error_log = now
-            logger.warning("rate limiter cannot reach redis", extra={"errors": self.redis_errors})
+            logger.warning(
+                "rate limiter cannot use redis (unreachable, slow or out of memory)",
+                extra={"errors": self.redis_errors},
+            )
         if revocations and not self.revocation_fail_open:
             raise DependencyUnavailable("redis")
         if any(bucket.level in self.fail_closed for bucket in buckets):

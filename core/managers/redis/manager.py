@@ -6,12 +6,13 @@ below (JSON values, the cache, pub/sub, Lua scripts) take *logical* names and na
 themselves; code using ``client`` directly builds its keys with :meth:`key`. TLS
 (``rediss://``) and the password come from ``REDIS_URL``.
 
-Redis errors are not swallowed: ``redis.ConnectionError``/``TimeoutError`` reach the HTTP
-layer as 503 ``DEPENDENCY_UNAVAILABLE`` (see ``unavailable_errors``).
+Redis errors are not swallowed: ``redis.ConnectionError``/``TimeoutError`` and an out-of-memory
+refusal reach the HTTP layer as 503 ``DEPENDENCY_UNAVAILABLE`` (see ``unavailable_errors``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,15 +21,25 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config.settings import Settings
+from core.errors import StartupError
 from core.managers.base import HealthCheck, HealthResult, Manager, timed_check
 from core.managers.redis import codec
 from core.managers.redis.pubsub import Callback, Listener, Message
 from core.managers.redis.scripts import Script, ScriptArg, ScriptRegistry
 
+logger = logging.getLogger(__name__)
+#: The only policy under which Redis never drops a key before it expires.
+REQUIRED_EVICTION_POLICY = "noeviction"
+
 
 class RedisManager(Manager):
     name = "redis"
-    unavailable_errors = (redis.ConnectionError, redis.TimeoutError)
+    # Out of memory (maxmemory reached under noeviction) refuses writes: unavailable, not a bug.
+    unavailable_errors = (
+        redis.ConnectionError,
+        redis.TimeoutError,
+        redis.exceptions.OutOfMemoryError,
+    )
 
     def __init__(self, settings: Settings) -> None:
         timeout = settings.redis_socket_timeout_ms / 1000
@@ -137,11 +148,28 @@ class RedisManager(Manager):
         """Run the registered script ``name`` by SHA; reloaded if Redis forgot it."""
         return self.scripts.get(name)(keys, args)
 
+    def check_eviction_policy(self) -> None:
+        """Refuse a server that may evict keys: revocation marks, bans, lockouts and rooms
+        must stay until they expire. Only ``noeviction`` keeps them (``volatile-*`` evicts
+        exactly the keys with a TTL, such as revocation marks). A server that does not say
+        (a proxy hiding INFO) is logged and accepted."""
+        policy = self.client.info("memory").get("maxmemory_policy")
+        if policy is None:
+            logger.warning("redis does not report maxmemory-policy; noeviction is required")
+            return
+        if policy != REQUIRED_EVICTION_POLICY:
+            raise StartupError(
+                f"redis maxmemory-policy is {policy!r}: it may evict revocation marks and bans;"
+                f" set maxmemory-policy {REQUIRED_EVICTION_POLICY} (see docs/deploy.md)"
+            )
+
     # -- contract ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Fail start-up now, not on the first request, when Redis is unreachable."""
+        """Fail start-up now, not on the first request, when Redis is unreachable or may
+        evict keys."""
         self.client.ping()
+        self.check_eviction_policy()
 
     def health(self) -> HealthResult:
         if not self._listener.running:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask_socketio import join_room, leave_room
 from jsonschema import Draft202012Validator
 
-from core.errors import Forbidden, NotFound, NotInRoom, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
 from core.managers.actions.validation import validate
 from core.managers.database.json import to_json_compatible
 
@@ -18,19 +18,27 @@ if TYPE_CHECKING:
 
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096
-MEMBERS_MAX = 100
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
-CREATE_ROOM = Draft202012Validator(
-    {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": r"\S"},
-            "private": {"type": "boolean"},
-            "members": {"type": "array", "maxItems": MEMBERS_MAX, "items": _USER_ID},
-        },
-    }
-)
+
+
+def create_room_schema(members_max: int) -> Draft202012Validator:
+    """``create_room``'s data; ``members_max`` from ``SOCKETIO_MAX_ROOM_MEMBERS``."""
+    return Draft202012Validator(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": NAME_MAX,
+                    "pattern": r"\S",
+                },
+                "private": {"type": "boolean"},
+                "members": {"type": "array", "maxItems": members_max, "items": _USER_ID},
+            },
+        }
+    )
 
 
 def _room_id(data: dict[str, Any]) -> str:
@@ -43,6 +51,9 @@ def _room_id(data: dict[str, Any]) -> str:
 def register(ws: WebSocketManager) -> None:
     rooms = ws.rooms
     hooks = ws.hooks
+    settings = ws.settings
+    # The owner is a member too.
+    create_room_data = create_room_schema(settings.socketio_max_room_members - 1)
 
     def get_room(room_id: str) -> Any:
         room = rooms.get(room_id)
@@ -52,10 +63,21 @@ def register(ws: WebSocketManager) -> None:
 
     @ws.event("create_room")
     def create_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        validate(CREATE_ROOM, data)  # the actions' JSON-Schema path: one error per field
+        validate(create_room_data, data)  # the actions' JSON-Schema path: one error per field
         name, private = data["name"], data.get("private", False)
         members = data.get("members", [])
-        room = rooms.create(str(name).strip(), bool(private), session.user_id, members)
+        room = rooms.create(
+            str(name).strip(),
+            bool(private),
+            session.user_id,
+            members,
+            settings.socketio_max_rooms_per_owner,
+        )
+        if room is None:
+            raise Conflict(
+                f"You own {settings.socketio_max_rooms_per_owner} rooms; close one first.",
+                code="TOO_MANY_ROOMS",
+            )
         join_room(room.id)
         rooms.enter(room, session.sid, session.user_id)
         hooks.emit("room.created", room=room.public(), user=session.user)
@@ -114,7 +136,19 @@ def register(ws: WebSocketManager) -> None:
 
     @ws.event("list_rooms")
     def list_rooms(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        return {"rooms": [room.public() for room in rooms.list_for(session.user_id)]}
+        found, more = rooms.list_for(session.user_id, settings.socketio_list_rooms_max)
+        return {"rooms": [room.public() for room in found], "more": more}
+
+    @ws.event("forget_room")
+    def forget_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+        """Leave a room for good: off its member list (private) and the caller's list."""
+        room = get_room(_room_id(data))
+        if room.owner == session.user_id:
+            raise Forbidden("The owner cannot forget a room; close it.", code="FORBIDDEN")
+        if rooms.is_in(room.id, session.sid):
+            leave(session, data)
+        rooms.forget(room, session.user_id)
+        return {}
 
     @ws.event("room_members")
     def room_members(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:

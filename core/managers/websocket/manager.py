@@ -37,13 +37,14 @@ from flask_socketio import SocketIO
 
 from config.settings import Settings
 from core.edge.json import check_json_value
-from core.errors import ApiError, DependencyUnavailable, Unauthorized
+from core.errors import ApiError, DependencyUnavailable, TooManyRequests
 from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
+from core.managers.websocket import guard
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
 
@@ -118,17 +119,29 @@ class WebSocketManager(Manager):
         self.instance = secrets.token_hex(8)
         self.rooms = RoomStore(redis)
         self.sessions: dict[str, SocketSession] = {}
+        #: ``gate(endpoint)`` run on every connect before the token (maintenance): the
+        #: HTTP request gates, handed over by the app factory.
+        self.connect_gates: list[Callable[[str | None], None]] = []
         self.queue = RedisQueue(settings.redis_url, f"{settings.redis_key_prefix}socketio")
         self.socketio = SocketIO(
             async_mode=async_mode(),
             client_manager=self.queue,
-            cors_allowed_origins=settings.cors_origins or [],
+            # CORS_ORIGINS empty: same origin only (None); Origin-less clients are not browsers.
+            cors_allowed_origins=settings.cors_origins or None,
             max_http_buffer_size=settings.socketio_max_buffer,
             ping_interval=settings.socketio_ping_interval,
             ping_timeout=settings.socketio_ping_timeout,
             manage_session=False,
             logger=False,
             engineio_logger=False,
+        )
+        self.reaper = guard.HandshakeReaper(
+            settings.socketio_connect_timeout,
+            # In a task of its own: closing waits for the socket's queue to drain, and one
+            # slow client must not hold up the sweep.
+            lambda eio_sid: self.socketio.start_background_task(
+                self.socketio.server.eio.disconnect, eio_sid
+            ),
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -196,21 +209,29 @@ class WebSocketManager(Manager):
     # -- connect / disconnect -------------------------------------------------------------
 
     def _connect(self, auth: Any = None) -> None:
-        token = auth.get("token") if isinstance(auth, dict) else None
+        sid: str = request.sid  # type: ignore[attr-defined]
         try:
-            if not isinstance(token, str) or not token:
-                raise Unauthorized("A token is required in the auth payload.", code="AUTH_REQUIRED")
-            claims = self.jwt.verify(token)
+            claims = guard.admit(self, auth)
+            session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
+            if not self.rooms.register_socket(
+                sid,
+                session.user_id,
+                session.username,
+                self.instance,
+                self.settings.socketio_max_sockets_per_user,
+            ):
+                raise TooManyRequests(
+                    "Too many open sockets for this user; close one first.",
+                    code="TOO_MANY_SOCKETS",
+                    retry_after=1,
+                )
         except ApiError as exc:
             self.metrics.socket_refused(exc.code)
             raise Refused(exc.code, exc.detail) from None
         except (redis.ConnectionError, redis.TimeoutError):
             self.metrics.socket_refused("DEPENDENCY_UNAVAILABLE")
             raise Refused("DEPENDENCY_UNAVAILABLE", "redis is unavailable.") from None
-        sid: str = request.sid  # type: ignore[attr-defined]
-        session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
         self.sessions[sid] = session
-        self.rooms.register_socket(sid, session.user_id, session.username, self.instance)
         self.metrics.socket_connected()
 
     def _disconnect(self, *_: Any) -> None:
@@ -247,6 +268,7 @@ class WebSocketManager(Manager):
             try:
                 self.rooms.heartbeat(self.instance, self.settings.socketio_instance_ttl)
                 self.reap_dead_instances()
+                self.rooms.expire_empty(self.settings.socketio_room_empty_ttl)
             except (redis.ConnectionError, redis.TimeoutError):
                 logger.warning("socket heartbeat failed: redis unavailable")
             self._stop.wait(interval)
@@ -266,10 +288,17 @@ class WebSocketManager(Manager):
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self.settings.socketio_sweep_interval):
+            self.reap_handshakes()
             try:
                 self.sweep()
             except (redis.ConnectionError, redis.TimeoutError, DependencyUnavailable):
                 logger.warning("socket token sweep skipped: redis unavailable")
+
+    def reap_handshakes(self) -> list[str]:
+        """Close Engine.IO connections without an accepted connect (``guard``)."""
+        server = self.socketio.server
+        admitted = {server.manager.eio_sid_from_sid(sid, "/") for sid in list(self.sessions)}
+        return self.reaper.reap(list(server.eio.sockets), admitted)
 
     def sweep(self) -> list[str]:
         """Disconnect this instance's sockets whose token expired or was revoked."""

@@ -3,11 +3,14 @@
 Keys (all through ``RedisManager.key``):
 
 - ``ws:room:<id>`` hash ``{id, name, private, owner, created_at}``;
-  ``ws:room:<id>:allowed`` owner and members of a private room;
-  ``ws:rooms:public`` public room ids; ``ws:user:<uid>:rooms`` rooms a user owns, is a
-  member of or joined;
+  ``ws:room:<id>:allowed`` owner and invited members of a private room;
+  ``ws:rooms:public`` public room ids; ``ws:user:<uid>:rooms`` rooms a user owns or joined
+  (never written by someone else: an invitation only lets a user join);
+  ``ws:owner:<uid>:rooms`` rooms a user owns (the per-owner cap); ``ws:rooms:empty`` sorted
+  set of rooms nobody is in, scored by when they became empty (deleted after the TTL);
 - presence: ``ws:room:<id>:sids`` sockets in the room; ``ws:sid:<sid>`` hash
   ``{user_id, username, instance}``; ``ws:sid:<sid>:rooms``; ``ws:instance:<iid>:sids``;
+  ``ws:user:<uid>:sids`` a user's sockets on every instance (the per-user cap);
 - instances: ``ws:instances`` and ``ws:instance:<iid>:alive`` (a heartbeat with a TTL).
 
 A socket's presence is removed when it disconnects; an instance that stops heartbeating is
@@ -17,6 +20,7 @@ presumed crashed and any other instance removes its sockets' presence.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,7 +55,11 @@ class RoomStore:
 
     # -- rooms ----------------------------------------------------------------------------
 
-    def create(self, name: str, private: bool, owner: str, members: Iterable[str]) -> Room:
+    def create(
+        self, name: str, private: bool, owner: str, members: Iterable[str], max_owned: int
+    ) -> Room | None:
+        """The new room, or None when ``owner`` already owns ``max_owned`` rooms (counted
+        after adding, then undone: concurrent creates cannot exceed the cap)."""
         room = Room(secrets.token_urlsafe(12), name, private, owner)
         allowed = {owner, *members}
         with self.client.pipeline(transaction=True) as pipe:
@@ -69,9 +77,13 @@ class RoomStore:
                 pipe.sadd(self._k("room", room.id, "allowed"), *allowed)
             else:
                 pipe.sadd(self._k("rooms", "public"), room.id)
-            for user_id in allowed if private else {owner}:
-                pipe.sadd(self._k("user", user_id, "rooms"), room.id)
-            pipe.execute()
+            pipe.sadd(self._k("user", owner, "rooms"), room.id)
+            pipe.sadd(self._k("owner", owner, "rooms"), room.id)
+            pipe.scard(self._k("owner", owner, "rooms"))
+            owned = pipe.execute()[-1]
+        if owned > max_owned:
+            self.delete(room)
+            return None
         return room
 
     def get(self, room_id: str) -> Room | None:
@@ -86,21 +98,45 @@ class RoomStore:
             return True
         return bool(self.client.sismember(self._k("room", room.id, "allowed"), user_id))
 
-    def list_for(self, user_id: str) -> list[Room]:
-        """Public rooms and the rooms the user owns, is a member of, or joined."""
-        ids = self.client.sunion([self._k("rooms", "public"), self._k("user", user_id, "rooms")])
+    def list_for(self, user_id: str, limit: int) -> tuple[list[Room], bool]:
+        """At most ``limit`` rooms: the user's own (owned or joined) first, then public ones;
+        and whether there were more. Reads at most about ``limit`` ids of each set."""
+        ids: list[str] = []
+        more = False
+        for key in (self._k("user", user_id, "rooms"), self._k("rooms", "public")):
+            for raw in self.client.sscan_iter(key, count=limit):
+                room_id = _text(raw)
+                if room_id in ids:
+                    continue
+                if len(ids) >= limit:
+                    more = True
+                    break
+                ids.append(room_id)
+            if more:
+                break
         with self.client.pipeline(transaction=False) as pipe:
-            for room_id in sorted(_text(i) for i in ids):
+            for room_id in ids:
                 pipe.hgetall(self._k("room", room_id))
             rows = pipe.execute()
-        rooms = []
-        for data in rows:
+        rooms, gone = [], []
+        for room_id, data in zip(ids, rows, strict=True):
             if data:
                 fields = {_text(k): _text(v) for k, v in data.items()}
                 rooms.append(
                     Room(fields["id"], fields["name"], fields["private"] == "1", fields["owner"])
                 )
-        return rooms
+            else:
+                gone.append(room_id)
+        if gone:  # rooms deleted since the user joined them
+            self.client.srem(self._k("user", user_id, "rooms"), *gone)
+        return sorted(rooms, key=lambda room: (room.name, room.id)), more
+
+    def forget(self, room: Room, user_id: str) -> None:
+        """The user leaves the room's member list and their own list of rooms."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.srem(self._k("room", room.id, "allowed"), user_id)
+            pipe.srem(self._k("user", user_id, "rooms"), room.id)
+            pipe.execute()
 
     def delete(self, room: Room) -> list[str]:
         """Remove the room; returns the sockets that were in it."""
@@ -111,7 +147,9 @@ class RoomStore:
                 pipe.srem(self._k("sid", sid, "rooms"), room.id)
             for user_id in {room.owner, *(_text(a) for a in allowed)}:
                 pipe.srem(self._k("user", user_id, "rooms"), room.id)
+            pipe.srem(self._k("owner", room.owner, "rooms"), room.id)
             pipe.srem(self._k("rooms", "public"), room.id)
+            pipe.zrem(self._k("rooms", "empty"), room.id)
             pipe.delete(
                 self._k("room", room.id),
                 self._k("room", room.id, "allowed"),
@@ -122,20 +160,36 @@ class RoomStore:
 
     # -- presence ---------------------------------------------------------------------------
 
-    def register_socket(self, sid: str, user_id: str, username: str, instance: str) -> None:
+    def register_socket(
+        self, sid: str, user_id: str, username: str, instance: str, max_per_user: int
+    ) -> bool:
+        """Record the socket; False (and nothing recorded) when the user would have more
+        than ``max_per_user`` sockets. Added, then counted, then undone if over: concurrent
+        connects can never exceed the cap."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._k("sid", sid),
                 mapping={"user_id": user_id, "username": username, "instance": instance},
             )
             pipe.sadd(self._k("instance", instance, "sids"), sid)
+            pipe.sadd(self._k("user", user_id, "sids"), sid)
+            pipe.scard(self._k("user", user_id, "sids"))
+            count = pipe.execute()[-1]
+        if count <= max_per_user:
+            return True
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.srem(self._k("user", user_id, "sids"), sid)
+            pipe.srem(self._k("instance", instance, "sids"), sid)
+            pipe.delete(self._k("sid", sid))
             pipe.execute()
+        return False
 
     def enter(self, room: Room, sid: str, user_id: str) -> None:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.sadd(self._k("room", room.id, "sids"), sid)
             pipe.sadd(self._k("sid", sid, "rooms"), room.id)
             pipe.sadd(self._k("user", user_id, "rooms"), room.id)
+            pipe.zrem(self._k("rooms", "empty"), room.id)
             pipe.execute()
 
     def leave(self, room_id: str, sid: str) -> None:
@@ -143,6 +197,34 @@ class RoomStore:
             pipe.srem(self._k("room", room_id, "sids"), sid)
             pipe.srem(self._k("sid", sid, "rooms"), room_id)
             pipe.execute()
+        self._mark_if_empty([room_id])
+
+    def _mark_if_empty(self, room_ids: list[str]) -> None:
+        """Note when rooms became empty; :meth:`expire_empty` deletes them after the TTL."""
+        if not room_ids:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.scard(self._k("room", room_id, "sids"))
+            counts = pipe.execute()
+        empty = {r: time.time() for r, n in zip(room_ids, counts, strict=True) if n == 0}
+        if empty:
+            self.client.zadd(self._k("rooms", "empty"), empty, nx=True)
+
+    def expire_empty(self, ttl: float, batch: int = 100) -> int:
+        """Delete rooms empty for longer than ``ttl`` seconds (up to ``batch`` a call)."""
+        key = self._k("rooms", "empty")
+        due = self.client.zrangebyscore(key, 0, time.time() - ttl, start=0, num=batch)
+        deleted = 0
+        for raw in due:
+            room_id = _text(raw)
+            room = self.get(room_id)
+            if room is not None and self.client.scard(self._k("room", room_id, "sids")) == 0:
+                self.delete(room)
+                deleted += 1
+            else:
+                self.client.zrem(key, room_id)
+        return deleted
 
     def is_in(self, room_id: str, sid: str) -> bool:
         return bool(self.client.sismember(self._k("room", room_id, "sids"), sid))
@@ -179,8 +261,11 @@ class RoomStore:
                 pipe.srem(self._k("room", room_id, "sids"), sid)
             if info.get("instance"):
                 pipe.srem(self._k("instance", info["instance"], "sids"), sid)
+            if info.get("user_id"):
+                pipe.srem(self._k("user", info["user_id"], "sids"), sid)
             pipe.delete(self._k("sid", sid), self._k("sid", sid, "rooms"))
             pipe.execute()
+        self._mark_if_empty(rooms)
         return info, rooms
 
     # -- instances ------------------------------------------------------------------------

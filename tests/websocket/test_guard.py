@@ -1,0 +1,222 @@
+"""Attacks on ``/socket.io`` itself: each is performed against a served app and refused.
+
+A connect passes the IP level, bans, maintenance and the token's revocation in one Redis round
+trip; a connection that never sends (or never gets accepted) a Socket.IO CONNECT is closed
+after ``SOCKETIO_CONNECT_TIMEOUT``; sockets per user are capped; browsers' origins are checked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import engineio
+import pytest
+import requests
+import socketio
+
+from core.devstack.redis import client_commands
+from core.testing import Client, admin_tokens, bearer
+from tests.websocket.conftest import Person
+
+Serve = Callable[..., tuple[Any, str]]
+MakePerson = Callable[[Any, str], Person]
+
+
+def refused_code(client: Client, url: str, token: str | None) -> str:
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(url, token)
+    code: str = client.connect_error["code"]
+    return code
+
+
+def test_connect_counts_against_the_ip_level_and_its_bans(
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
+) -> None:
+    app, url = serve(
+        {
+            "RATE_LIMIT_IP": "5/minute",
+            "RATE_LIMIT_BAN_AFTER": "1",
+            "RATE_LIMIT_BAN_SECONDS": "60",
+        }
+    )
+    ada = person(app, url)  # register, login and a connect: 3 of the IP's 5
+
+    token = ada.tokens["access_token"]
+    outcomes = []
+    for _ in range(7):
+        client = socket_clients()
+        try:
+            client.connect(url, token)
+            outcomes.append("ok")
+        except socketio.exceptions.ConnectionError:
+            outcomes.append(client.connect_error["code"])
+    # At most the IP's 5 connects pass (register and login may have used some), then the
+    # limit, then the ban.
+    oks = outcomes.count("ok")
+    assert 1 <= oks <= 4
+    assert outcomes[oks:] == ["RATE_LIMITED", "BANNED", *["BANNED"] * (5 - oks)]
+    # The ban holds for a bad token too: refused before the token is even looked at.
+    assert refused_code(socket_clients(), url, "garbage") == "BANNED"
+
+
+def test_connect_without_a_valid_token_still_counts_against_the_ip(
+    serve: Serve, socket_clients: Callable[[], Client]
+) -> None:
+    _, url = serve({"RATE_LIMIT_IP": "3/minute"})
+    codes = [refused_code(socket_clients(), url, "garbage") for _ in range(4)]
+    assert codes == ["TOKEN_INVALID"] * 3 + ["RATE_LIMITED"]
+
+
+def test_connect_is_refused_during_maintenance(
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
+) -> None:
+    app, url = serve()
+    ada = person(app, url)
+    admin_client = app.test_client()
+    admin = admin_tokens(app, admin_client)
+    switched = admin_client.post(
+        "/userauth/admin/maintenance",
+        json={"enabled": True, "message": "Upgrading."},
+        headers=bearer(admin["access_token"]),
+    )
+    assert switched.status_code == 200
+    client = socket_clients()
+    assert refused_code(client, url, ada.tokens["access_token"]) == "MAINTENANCE"
+    assert client.connect_error["message"] == "Upgrading."
+
+
+def test_connect_checks_revocation_limits_and_bans_in_one_round_trip(
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
+) -> None:
+    app, url = serve({"SOCKETIO_SWEEP_INTERVAL": "60"})  # no sweep commands in the count
+    ada = person(app, url)
+    redis_url = app.extensions["app_manager"].settings.redis_url
+
+    def connect() -> None:
+        socket_clients().connect(url, ada.tokens["access_token"])
+
+    commands = client_commands(redis_url, connect)
+    scripts = [c for c in commands if c.startswith(("EVALSHA", "EVAL "))]
+    assert len(scripts) == 1, commands
+    # Nothing else reads before the guard's script: the presence writes come after it.
+    assert commands[0].startswith("EVALSHA"), commands
+    assert not [c for c in commands if c.startswith(("EXISTS", "GET "))], commands
+    # The script got the token's revocation keys and both levels' keys.
+    assert ":jwt:revoked:" in scripts[0]
+    assert ":rl:ban:ip:127.0.0.1" in scripts[0]
+    assert f":rl:ban:user:{ada.id}" in scripts[0]
+
+    app.test_client().post("/userauth/logout", headers=bearer(ada.tokens["access_token"]))
+    assert refused_code(socket_clients(), url, ada.tokens["access_token"]) == "TOKEN_REVOKED"
+
+
+def test_sockets_per_user_are_capped_over_every_connect(
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
+) -> None:
+    app, url = serve({"SOCKETIO_MAX_SOCKETS_PER_USER": "3"})
+    ada = person(app, url)  # socket 1
+    token = ada.tokens["access_token"]
+    others = [socket_clients() for _ in range(2)]
+    for client in others:
+        client.connect(url, token)  # sockets 2 and 3
+
+    # Many at once cannot slip past the cap either.
+    attempts = [socket_clients() for _ in range(6)]
+    results: list[str] = []
+
+    def attempt(client: Client) -> None:
+        try:
+            client.connect(url, token)
+            results.append("ok")
+        except socketio.exceptions.ConnectionError:
+            results.append(client.connect_error["code"])
+
+    threads = [threading.Thread(target=attempt, args=(c,)) for c in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == ["TOO_MANY_SOCKETS"] * 6
+
+    others[0].sio.disconnect()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the server registers the disconnect
+        if app.extensions["app_manager"].websocket.connected() == 2:
+            break
+        time.sleep(0.05)
+    socket_clients().connect(url, token)  # a slot is free again
+
+
+class RawEngineIO:
+    """An Engine.IO client that answers pings but speaks no Socket.IO unless told to."""
+
+    def __init__(self, url: str) -> None:
+        self.eio = engineio.Client()
+        self.closed = threading.Event()
+        self.messages: list[Any] = []
+        self.eio.on("disconnect", lambda *_: self.closed.set())
+        self.eio.on("message", self.messages.append)
+        self.eio.connect(url, transports=["websocket"], engineio_path="socket.io")
+
+    def close(self) -> None:
+        if not self.closed.is_set():
+            threading.Thread(target=self.eio.disconnect, daemon=True).start()
+
+
+def test_connections_that_never_connect_or_authenticate_are_closed(serve: Serve) -> None:
+    app, url = serve({"SOCKETIO_CONNECT_TIMEOUT": "1"})
+    silent = RawEngineIO(url)  # never sends the Socket.IO CONNECT packet
+    refused = RawEngineIO(url)
+    refused.eio.send('0{"token":"garbage"}')  # a CONNECT that is refused, then nothing
+    try:
+        assert silent.eio.sid in app.extensions["app_manager"].websocket.socketio.server.eio.sockets
+        # Pings keep both alive on today's engine.io; the guard closes them (timeout 1 s,
+        # checked every sweep interval).
+        assert silent.closed.wait(10), "a connection without a connect was left open"
+        assert refused.closed.wait(10), "a refused connection was left open"
+        assert any("TOKEN_INVALID" in str(m) for m in refused.messages)
+    finally:
+        silent.close()
+        refused.close()
+
+
+def test_an_accepted_socket_is_not_closed_by_the_handshake_timeout(
+    serve: Serve, person: MakePerson
+) -> None:
+    app, url = serve({"SOCKETIO_CONNECT_TIMEOUT": "0.5"})
+    ada = person(app, url)
+    time.sleep(2)  # several sweeps past the timeout
+    assert ada.socket.sio.connected
+    assert ada.call("list_rooms", {})["ok"] is True
+
+
+def polling_handshake(url: str, origin: str | None) -> int:
+    headers = {"Origin": origin} if origin else {}
+    response = requests.get(f"{url}/socket.io/?EIO=4&transport=polling", headers=headers, timeout=5)
+    return response.status_code
+
+
+def test_cross_site_origins_are_refused(serve: Serve) -> None:
+    _, url = serve()  # CORS_ORIGINS empty: same origin only
+    assert polling_handshake(url, "https://evil.example") == 400
+    assert polling_handshake(url, url) == 200  # the app's own origin
+    assert polling_handshake(url, None) == 200  # not a browser: nothing to forge
+
+    _, listed = serve({"CORS_ORIGINS": "https://app.example"})
+    assert polling_handshake(listed, "https://app.example") == 200
+    assert polling_handshake(listed, "https://evil.example") == 400
+
+
+def test_a_cross_site_websocket_is_refused(serve: Serve) -> None:
+    _, url = serve()
+    client = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(
+            url,
+            headers={"Origin": "https://evil.example"},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
