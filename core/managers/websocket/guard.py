@@ -22,37 +22,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import request
 
 from core.errors import ApiError, Unauthorized
-from core.managers.rate_limiter import Revocation
+from core.managers.jwt import JWTManager
+from core.managers.rate_limiter import RateLimiter, Revocation
 
-if TYPE_CHECKING:
-    from core.managers.websocket.manager import WebSocketManager
+#: ``gate(endpoint)``: raises the ApiError that refuses (maintenance).
+Gate = Callable[[str | None], None]
 
 
 def _revoked() -> ApiError:
     return Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
 
 
-def admit(ws: WebSocketManager, auth: Any) -> Mapping[str, Any]:
+def admit(
+    gates: Iterable[Gate], limiter: RateLimiter, jwt: JWTManager, auth: Any
+) -> Mapping[str, Any]:
     """The claims of the connect's token; raises the ApiError that refuses the connect."""
-    for gate in ws.connect_gates:
+    for gate in gates:
         gate(None)
-    limiter = ws.rate_limiter
     buckets = [limiter.bucket("ip", limiter.ip_identifier(request.remote_addr))]
     token = auth.get("token") if isinstance(auth, dict) else None
     try:
         if not isinstance(token, str) or not token:
             raise Unauthorized("A token is required in the auth payload.", code="AUTH_REQUIRED")
-        claims = ws.jwt.decode(token)
+        claims = jwt.decode(token)
     except Unauthorized:
         limiter.check(buckets)  # guessing tokens is limited like anything else
         raise
     buckets.append(limiter.bucket("user", claims["sub"]))
-    revocations = [Revocation(key, _revoked) for key in ws.jwt.revocation_keys(claims)]
+    revocations = [Revocation(key, _revoked) for key in jwt.revocation_keys(claims)]
     limiter.check(buckets, revocations)
     return claims
 

@@ -211,7 +211,7 @@ class WebSocketManager(Manager):
     def _connect(self, auth: Any = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
         try:
-            claims = guard.admit(self, auth)
+            claims = guard.admit(self.connect_gates, self.rate_limiter, self.jwt, auth)
             session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
             if not self.rooms.register_socket(
                 sid,
