@@ -86,3 +86,17 @@ def test_a_module_in_no_floor_must_be_placed(tree: Path) -> None:
     assert check(tree) == [
         "core.newfloor: in no floor (add it to LAYERS in layers.py)",
     ]
+
+
+def test_managers_are_reached_only_through_get_app_manager() -> None:
+    """One accessor: no framework or module code reads the AppManager out of
+    ``app.extensions`` itself or keeps a "current" one of its own."""
+    files = [*(ROOT / "core").rglob("*.py"), *(ROOT / "modules").rglob("*.py"), ROOT / "app.py"]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in files
+        if path != ROOT / "core/app_manager.py"
+        for text in [path.read_text(encoding="utf-8")]
+        if 'extensions["app_manager"]' in text or "AppManager.current(" in text
+    ]
+    assert offenders == []

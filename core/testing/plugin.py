@@ -35,6 +35,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.app_manager import get_app_manager
 from core.devstack import MongoServer, PostgresServer, RedisServer, VaultServer, free_port
 from core.devstack._base import DevServer
 from core.factory import create_app
@@ -136,7 +137,8 @@ def make_app(app_env: dict[str, str]) -> Iterator[AppFactory]:
 
     yield factory
     for application in apps:
-        application.extensions["app_manager"].close()
+        with application.app_context():
+            get_app_manager().close()
 
 
 @pytest.fixture
