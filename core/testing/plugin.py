@@ -122,6 +122,9 @@ def app_env(
         # Tests watch readiness change at once when a store stops; the shared run and its
         # cache are tested in the framework's tests/http/test_health.py.
         "HEALTH_READY_CACHE_SECONDS": "0",
+        # The limiter's 100 ms Redis budget is a production latency bound; on a loaded test
+        # machine it turned a few connects into 503s. Tests of the timeout set their own.
+        "RATE_LIMIT_REDIS_TIMEOUT_MS": "1000",
     }
 
 
