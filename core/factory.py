@@ -114,7 +114,7 @@ def build(manager: AppManager) -> Flask:
         )
     problems.register_error_handlers(app, manager)
     pipeline.install(app, manager.rate_limiter, routing)
-    maintenance.install(manager.state, routing)
+    maintenance.install(manager.state, routing)  # the first request gate: before any auth
     app.register_blueprint(health.bp)
     http_metrics.install(app, manager, routing)  # after the problem handlers: it wraps them
     manager.modules.load(app, manager, manager.websocket)

@@ -53,6 +53,6 @@ def gate(state: StateManager) -> RequestGate:
 
 
 def install(state: StateManager, routing: Routing) -> None:
-    """Declare the machine and put the gate first, before authentication."""
+    """Declare the machine and add its gate (the factory installs it first of all gates)."""
     define(state)
-    routing.request_gates.insert(0, gate(state))
+    routing.request_gates.append(gate(state))
