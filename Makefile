@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv lock run serve test test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench soak
+.PHONY: venv lock run serve test test-deps test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench soak
 
 venv: $(STAMP)
 
@@ -43,8 +43,13 @@ serve: venv
 	$(BIN)/python -m core.devstack run -- $(BIN)/gunicorn -c gunicorn.conf.py app:app
 
 ## The whole test suite against real servers started by the fixtures (PYTEST_ARGS to narrow).
-test: venv
+test: venv test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## System packages the suite needs beyond Python (Chromium for the browser test), installed
+## when missing: as root with apt-get, else through sudo, else one line saying what to run.
+test-deps:
+	@bash tests/clients/system-deps.sh
 
 lint: venv
 	$(BIN)/ruff check .
