@@ -39,7 +39,7 @@ import socketio
 
 from core.devstack import wait_for
 from tests.production.helpers import DevelopmentServer, Gunicorn
-from tests.support.load import Hammer, RawOutcome, register_user
+from tests.support.load import Hammer, RawOutcome, raw_request, register_user
 
 THREADS = 6
 #: The load never pauses, so the drain never sees zero requests in flight: it ends after this
@@ -49,6 +49,8 @@ SHUTDOWN_TIMEOUT = "3"
 #: Kubernetes the preStop pause comes first; without it a connection can still land in the
 #: listen queue between the last accept() and close() and be reset (docs/deploy.md).
 LB_REACTION = 1.0
+#: In flight from before the signal until well after the load balancer reacted.
+LONG_REQUEST = f"/public/probe/slow?seconds={LB_REACTION + 1.5}"
 SETTINGS = {
     "SHUTDOWN_TIMEOUT": SHUTDOWN_TIMEOUT,
     "RATE_LIMIT_IP": "100000/second",
@@ -98,6 +100,25 @@ def test_sigterm_under_load_fails_no_accepted_request(server: Server) -> None:
             lambda: sum(o.result == "complete" for o in hammer.snapshot()) >= 40,
             what="traffic to flow",
         )
+        # The drain ends at the first moment no request is in flight, and short requests on
+        # fresh connections leave such moments: one long request, accepted before the signal
+        # (requests sent after it have completed), keeps the drain, and so the listener, open
+        # for the whole load-balancer reaction, as a preStop pause would in Kubernetes.
+        long_sent = time.monotonic()
+        long_request: list[RawOutcome] = []
+        holder = threading.Thread(
+            target=lambda: long_request.append(
+                raw_request("127.0.0.1", server.port, "GET", LONG_REQUEST)
+            )
+        )
+        holder.start()
+        wait_for(
+            lambda: (
+                sum(o.result == "complete" and o.started > long_sent for o in hammer.snapshot())
+                >= 10
+            ),
+            what="the long request to be accepted",
+        )
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         # Traffic goes on while readiness answers 503, then stops, as a load balancer stops
@@ -105,7 +126,9 @@ def test_sigterm_under_load_fails_no_accepted_request(server: Server) -> None:
         time.sleep(LB_REACTION)
         hammer.stop()
         code = server.proc.wait(timeout=float(SHUTDOWN_TIMEOUT) + 20)
+        holder.join(timeout=10)
     outcomes = hammer.snapshot()
+    assert [(o.result, o.status) for o in long_request] == [("complete", 200)], long_request
 
     assert code == 0, server.output()[-3000:]
     broken = [o for o in outcomes if o.result == "broken"]
