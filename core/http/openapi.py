@@ -29,6 +29,7 @@ from werkzeug.routing import Rule
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.errors import NotFound, StartupError
 from core.http.auth import declare_auth
+from core.http.pipeline import content_security_policy
 from core.http.typed import ModelSchemas, problem_answers, route_spec, typed, typed_operation
 from core.managers.actions import Action
 
@@ -349,10 +350,7 @@ _INIT_JS = """window.addEventListener("load", function () {
 """
 
 
-@docs_bp.after_request
-def content_security_policy(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = DOCS_CSP
-    return response
+content_security_policy(docs_bp, DOCS_CSP)
 
 
 @docs_bp.get("/docs")

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, send_from_directory
+from flask import Blueprint, Flask, send_from_directory
 from flask.typing import ResponseReturnValue
 
 from config.modules import ModuleSettings
 from core.errors import NotFound
 from core.http.auth import PUBLIC, declare_auth
+from core.http.pipeline import content_security_policy
 from core.http.typed import typed
 from core.module import BaseModule
 
@@ -42,10 +43,7 @@ class WebchatSettings(ModuleSettings):
     enabled: bool | None = None
 
 
-@bp.after_request
-def content_security_policy(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+content_security_policy(bp, CSP)
 
 
 @bp.get("/public/webchat/")
