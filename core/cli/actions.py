@@ -6,21 +6,15 @@ import click
 from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
-from core.managers.actions import ActionManager
 
 actions_cli = AppGroup("actions", help="YAML-declared actions.")
 COMMANDS = [actions_cli]
 
 
-def _actions() -> ActionManager:
-    manager: ActionManager = get_app_manager().actions
-    return manager
-
-
 @actions_cli.command("list")
 def list_command() -> None:
     """Every action: name, auth, roles, scopes, rate limit, audit, handler and source."""
-    for action in _actions().all():
+    for action in get_app_manager().actions.all():
         needs = [f"{name}={value}" for name, value in action.requirements()]
         if not action.audit:
             needs.append("audit=off")
@@ -30,7 +24,7 @@ def list_command() -> None:
 @actions_cli.command("check")
 def check_command() -> None:
     """Check the declarations as they are on disk now; exit 1 listing every problem."""
-    manager = _actions()
+    manager = get_app_manager().actions
     actions, problems = manager.check()
     for problem in problems:
         click.echo(str(problem), err=True)

@@ -12,18 +12,12 @@ from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
 from core.errors import FrameworkError
-from core.managers.database import DatabaseManager
 from core.managers.database.json import to_json_compatible
 
 db_cli = AppGroup("db", help="PostgreSQL schema migrations.")
 COMMANDS = [db_cli]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _database() -> DatabaseManager:
-    manager: DatabaseManager = get_app_manager().database
-    return manager
 
 
 def _clean_errors(command: F) -> F:
@@ -43,7 +37,7 @@ def _clean_errors(command: F) -> F:
 @_clean_errors
 def upgrade() -> None:
     """Apply pending migrations and print each one applied."""
-    applied = _database().migrator.upgrade()
+    applied = get_app_manager().database.migrator.upgrade()
     for migration in applied:
         click.echo(f"applied {migration.label}")
     if not applied:
@@ -55,7 +49,7 @@ def upgrade() -> None:
 def status() -> None:
     """List every migration per source (core, then each module): applied (with its time),
     pending, changed or missing."""
-    lines = _database().migrator.status()
+    lines = get_app_manager().database.migrator.status()
     if not lines:
         click.echo("no migrations")
     width = max((len(line.module) for line in lines), default=0)

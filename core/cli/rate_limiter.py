@@ -6,21 +6,16 @@ import click
 from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
-from core.managers.rate_limiter import LEVELS, RateLimiter
+from core.managers.rate_limiter import LEVELS
 
 ratelimit_cli = AppGroup("ratelimit", help="Inspect and lift rate-limit bans.")
 COMMANDS = [ratelimit_cli]
 
 
-def _limiter() -> RateLimiter:
-    limiter: RateLimiter = get_app_manager().rate_limiter
-    return limiter
-
-
 @ratelimit_cli.command("bans")
 def bans() -> None:
     """List active bans: level, identifier, offences, seconds left."""
-    found = _limiter().bans()
+    found = get_app_manager().rate_limiter.bans()
     if not found:
         click.echo("no active bans")
     for ban in found:
@@ -35,7 +30,7 @@ def bans() -> None:
 @click.argument("identifier")
 def unban(level: str, identifier: str) -> None:
     """Lift the ban of IDENTIFIER at LEVEL, on every instance at once."""
-    if not _limiter().unban(level, identifier):
+    if not get_app_manager().rate_limiter.unban(level, identifier):
         raise click.ClickException(f"no ban for {level} {identifier}")
     security = get_app_manager().security
     security.record("ratelimit.unban", principal_type="cli", level=level, identifier=identifier)
