@@ -81,6 +81,52 @@ def test_an_import_circle_within_one_floor_is_refused(tree: Path) -> None:
     assert "core.http.routing" in problems[0]
 
 
+def test_a_circle_through_a_package_init_is_refused(tree: Path) -> None:
+    """``from pkg import sub`` runs ``pkg/__init__.py``, which imports the importer back: a
+    circle, though ``sub`` itself imports nothing of the package."""
+    append(tree / "core/managers/database/mongo.py", "from core.managers.database import json\n")
+    assert check(tree) == [
+        "import circle of 3 modules: core.managers.database, core.managers.database.manager, "
+        "core.managers.database.mongo"
+    ]
+
+
+def test_make_lint_refuses_a_circle_through_a_package_init(tree: Path) -> None:
+    """The command ``make lint`` runs, on a copy where a sibling reads its package."""
+    append(tree / "core/managers/redis/pubsub.py", "from core.managers.redis import codec\n")
+    (tree / "tests/support").mkdir(parents=True)
+    for name in ("tests/__init__.py", "tests/support/__init__.py", "tests/support/layers.py"):
+        shutil.copy2(ROOT / name, tree / name)
+    refused = subprocess.run(
+        [sys.executable, "-m", "tests.support.layers"], cwd=tree, capture_output=True, text=True
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stdout.splitlines() == [
+        "import circle of 3 modules: core.managers.redis, core.managers.redis.manager, "
+        "core.managers.redis.pubsub",
+        "layer check: 1 problem(s); the floors are in __main__.LAYERS",
+    ]
+
+
+def test_importing_a_sibling_module_directly_is_no_circle(tree: Path) -> None:
+    """Inside a package, ``from pkg.sub import name`` needs only ``sub``: the package's own
+    ``__init__`` is already running when its modules are imported."""
+    append(tree / "core/managers/database/mongo.py", "from core.managers.database.json import *\n")
+    assert check(tree) == []
+
+
+def test_an_outside_import_of_a_submodule_runs_its_package(tree: Path) -> None:
+    """``from a.b.c import x`` from outside ``a.b`` runs ``a/b/__init__.py`` first: when that
+    ``__init__`` imports the importer back, it is a circle."""
+    append(tree / "core/managers/hooks.py", "from core.managers.database.json import *\n")
+    append(tree / "core/managers/database/__init__.py", "from core.managers import hooks\n")
+    problems = check(tree)
+    assert len(problems) == 1
+    assert problems[0].startswith("import circle of ")
+    assert "core.managers.database, " in problems[0]
+    assert "core.managers.hooks" in problems[0]
+
+
 def test_a_module_in_no_floor_must_be_placed(tree: Path) -> None:
     (tree / "core/newfloor.py").write_text("X = 1\n", encoding="utf-8")
     assert check(tree) == [

@@ -1,5 +1,8 @@
 """The layer check run by ``make lint``: floors import only downwards, and nothing imports in a
-circle. Every import counts: module level, inside functions and under ``TYPE_CHECKING``.
+circle. Every import counts: module level, inside functions and under ``TYPE_CHECKING``, and so
+does every package ``__init__`` an import runs (``from pkg import sub`` runs ``pkg``): inside a
+package, modules import their siblings by their own names (``from pkg.sub import name``),
+never through the package.
 
     python -m tests.support.layers        # exit 1 listing each upward import and each circle
 
@@ -50,6 +53,8 @@ class Import:
     imported: str
     path: Path
     line: int
+    #: Run only as a parent package of what the statement names.
+    implicit: bool = False
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -67,7 +72,15 @@ def module_names(root: Path) -> dict[str, Path]:
 
 
 def imports(root: Path) -> Iterator[Import]:
-    """Every import between two modules of :data:`SOURCES`, wherever it is written."""
+    """Every import between two modules of :data:`SOURCES`, wherever it is written.
+
+    An import runs more than the module it names, and each of those runs is an edge:
+
+    - ``from pkg import name`` reads ``pkg``'s namespace, so it imports ``pkg`` (its
+      ``__init__``), and the submodule ``pkg.name`` too when there is one;
+    - importing ``a.b.c`` runs the ``__init__`` of ``a`` and ``a.b`` first, except those of
+      the importer's own packages, which are already running when the importer runs.
+    """
     modules = module_names(root)
 
     def known(name: str) -> str | None:
@@ -75,8 +88,13 @@ def imports(root: Path) -> Iterator[Import]:
             name = name.rpartition(".")[0]
         return name or None
 
+    def parents(name: str) -> list[str]:
+        parts = name.split(".")
+        return [".".join(parts[:i]) for i in range(1, len(parts))]
+
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        running = {package, *parents(package)}  # the importer's packages: already importing
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
@@ -86,12 +104,15 @@ def imports(root: Path) -> Iterator[Import]:
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*parent, *([node.module] if node.module else [])])
-                # ``from pkg import sub`` imports the submodule ``pkg.sub`` when there is one.
-                targets = [f"{base}.{alias.name}" for alias in node.names] or [base]
-            for target in targets:
-                imported = known(target)
-                if imported is not None and imported != name:
-                    yield Import(name, imported, path, node.lineno)
+                # ``from pkg import sub``: the namespace ``pkg``, and the submodule ``pkg.sub``
+                # when there is one.
+                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            named = {m for m in map(known, targets) if m is not None}
+            run = {p for m in named for p in parents(m) if p in modules and p not in running}
+            for imported in sorted(named - {name}):
+                yield Import(name, imported, path, node.lineno)
+            for imported in sorted(run - named - {name}):
+                yield Import(name, imported, path, node.lineno, implicit=True)
 
 
 #: Package ``__init__`` files that only name a namespace: on the lowest floor.
@@ -154,10 +175,14 @@ def check(root: Path = ROOT) -> list[str]:
     for name in edges:
         if floor_of(name) is None:
             problems.append(f"{name}: in no floor (add it to LAYERS in {Path(__file__).name})")
+    upward: set[tuple[Path, int]] = set()  # statements reported: one line each
     for found in imports(root):
         edges[found.importer].add(found.imported)
         low, high = floor_of(found.importer), floor_of(found.imported)
         if low is not None and high is not None and high > low:
+            if found.implicit and (found.path, found.line) in upward:
+                continue
+            upward.add((found.path, found.line))
             where = f"{found.path.relative_to(root)}:{found.line}"
             problems.append(
                 f"{where}: {found.importer} ({LAYERS[low][0].split(':')[0]}) imports upward "

@@ -23,7 +23,7 @@ from redis.retry import Retry
 from config.settings import Settings
 from core.errors import StartupError
 from core.managers.base import HealthCheck, HealthResult, Manager, timed_check
-from core.managers.redis import codec
+from core.managers.redis.codec import dumps, loads
 from core.managers.redis.pubsub import Callback, Listener, Message
 from core.managers.redis.scripts import Script, ScriptArg, ScriptRegistry
 
@@ -82,12 +82,12 @@ class RedisManager(Manager):
 
     def set_json(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` as JSON under ``key``, expiring after ``ttl`` seconds if given."""
-        self.client.set(self.key(key), codec.dumps(value), px=_ttl_ms(ttl))
+        self.client.set(self.key(key), dumps(value), px=_ttl_ms(ttl))
 
     def get_json(self, key: str, default: Any = None) -> Any:
         """The value stored by :meth:`set_json`, or ``default`` when the key does not exist."""
         raw = self.client.get(self.key(key))
-        return default if raw is None else codec.loads(raw)
+        return default if raw is None else loads(raw)
 
     def delete(self, *keys: str) -> int:
         """Delete ``keys``; returns how many existed."""
@@ -102,9 +102,9 @@ class RedisManager(Manager):
         full_key = self.key(key)
         raw = self.client.get(full_key)
         if raw is not None:
-            return codec.loads(raw)
+            return loads(raw)
         value = compute()
-        self.client.set(full_key, codec.dumps(value), px=_ttl_ms(ttl))
+        self.client.set(full_key, dumps(value), px=_ttl_ms(ttl))
         return value
 
     # -- pub/sub -------------------------------------------------------------------------
@@ -113,7 +113,7 @@ class RedisManager(Manager):
         """Publish a JSON object on ``channel``; returns how many subscribers received it."""
         if not isinstance(message, dict):
             raise TypeError("a pub/sub message is a dict")
-        return int(self.client.publish(self.key(channel), codec.dumps(message)))
+        return int(self.client.publish(self.key(channel), dumps(message)))
 
     def subscribe(self, channel: str, callback: Callback) -> bool:
         """Call ``callback(message)`` for each message on ``channel``, on the listener thread.

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from core.managers.redis import codec
+from core.managers.redis.codec import loads
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Listener:
         if message["type"] != "message":
             return
         try:
-            payload = codec.loads(message["data"])
+            payload = loads(message["data"])
         except ValueError:
             logger.warning("pub/sub message is not JSON; dropped", extra={"channel": channel})
             return

@@ -44,7 +44,7 @@ from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
-from core.managers.websocket import guard
+from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
 
@@ -135,7 +135,7 @@ class WebSocketManager(Manager):
             logger=False,
             engineio_logger=False,
         )
-        self.reaper = guard.HandshakeReaper(
+        self.reaper = HandshakeReaper(
             settings.socketio_connect_timeout,
             # In a task of its own: closing waits for the socket's queue to drain, and one
             # slow client must not hold up the sweep.
@@ -211,7 +211,7 @@ class WebSocketManager(Manager):
     def _connect(self, auth: Any = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
         try:
-            claims = guard.admit(self.connect_gates, self.rate_limiter, self.jwt, auth)
+            claims = admit(self.connect_gates, self.rate_limiter, self.jwt, auth)
             session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
             if not self.rooms.register_socket(
                 sid,
