@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv lock run serve test test-deps test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench soak
+.PHONY: venv lock run serve test test-deps test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench bench-deps bench-smoke soak
 
 venv: $(STAMP)
 
@@ -88,21 +88,32 @@ deploy-check: venv
 
 ## Benchmarks (docs/performance.md): HTTP overhead next to bare Flask under production
 ## gunicorn (load from wrk, apt-installed when missing), Socket.IO fan-out, auth primitives.
-## Starts and stops its own servers on loopback; results in bench/results/. Not in CI.
-bench: venv
-	$(PIP) install -r bench/requirements.txt
+## Starts and stops its own servers on loopback; results in bench/results/. CI runs only
+## `make bench-smoke` (below).
+bench: bench-deps
 	$(BIN)/python -m bench.http_overhead
 	$(BIN)/python -m bench.socket_fanout
 	$(BIN)/python -m bench.auth_primitives
 	@echo; tail -q -n 1 bench/results/http_overhead.txt bench/results/socket_fanout.txt \
 		bench/results/auth_primitives.txt
 
-## Load and soak (not in CI): concurrent users for SOAK_MINUTES minutes against production
+## Load and soak (CI runs its smoke mode only): concurrent users for SOAK_MINUTES minutes against production
 ## gunicorn; fails on any error or on worker memory growth beyond the bound.
 SOAK_MINUTES ?= 3
-soak: venv
-	$(PIP) install -r bench/requirements.txt
+soak: bench-deps
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
+## Every benchmark for a few seconds (--smoke), as CI runs them so that none rots unnoticed:
+## each must still start its servers and finish without an error; no figure is judged.
+## About a minute and a half; results in bench/results/*-smoke.txt.
+bench-smoke: bench-deps
+	$(BIN)/python -m bench.http_overhead --smoke
+	$(BIN)/python -m bench.socket_fanout --smoke
+	$(BIN)/python -m bench.auth_primitives --smoke
+	$(BIN)/python -m bench.soak --smoke
+
+bench-deps: venv
+	$(PIP) install -r bench/requirements.txt
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -1,6 +1,6 @@
 """Per-operation cost of the authentication primitives, with the configured (default) settings.
 
-    .venv/bin/python -m bench.auth_primitives [--min-time 0.3] [--repeat 5]
+    .venv/bin/python -m bench.auth_primitives [--min-time 0.3] [--repeat 5] [--smoke]
 
 timeit-style loops in this process (no gevent, no HTTP): each operation runs in batches of at
 least ``--min-time`` seconds, ``--repeat`` times; the table gives the median and best wall time
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds per batch")
     parser.add_argument("--repeat", type=int, default=5, help="batches per operation")
-    args = parser.parse_args(argv)
+    args = harness.parse_args(parser, argv, {"min_time": 0.01, "repeat": 1})
     args.load_before = harness.load_average()
 
     with Stack(("mongodb", "redis")) as stack:
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "summary": summary,
     }
-    path = harness.save("auth_primitives", text, data)
+    path = harness.save("auth_primitives", text, data, args.smoke)
     say(f"results in {path} (and .json)")
     return 0
 

@@ -44,6 +44,9 @@ interleaved rounds: what moved, measured side by side.
 
 ``--profile c`` (any case keys) also samples the worker with py-spy during an extra run of
 that case and writes ``bench/results/http_overhead-profile-<case>.txt``.
+
+``--smoke`` runs every case for a second (CI: ``make bench-smoke``): it checks that the
+benchmark runs and that no request fails; its figures are not meant to be read.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def measure_round(measured: Measured, args: argparse.Namespace, warm_up: bool) -
     """One saturating run of the case (after a warm-up in the first round)."""
     case = measured.case
     say(f"round {len(measured.rounds) + 1}: ({case.key}) {case.title}")
-    if warm_up:
+    if warm_up and args.warmup > 0:
         _load(case, args, args.warmup, args.connections)
     worker = _server(case).worker
     before = harness.cpu_seconds(worker)
@@ -356,6 +359,8 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
     if trips:
         summary_parts.append("Redis commands/request " + ", ".join(trips))
     summary_parts.append(f"load average {loads}")
+    if args.smoke:
+        summary_parts.append("smoke run: the figures are not judged")
     summary = "http_overhead: " + "; ".join(summary_parts)
     lines += ["", summary]
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
@@ -429,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         help="an extra setting for the framework (repeatable)",
     )
     parser.add_argument("--before", default="", metavar="REF", help="also serve commit REF")
-    args = parser.parse_args(argv)
+    smoke = {"seconds": 1.0, "rounds": 1, "warmup": 0.0, "single_seconds": 1.0, "sample": 5}
+    args = harness.parse_args(parser, argv, smoke)
     wanted = [key.strip() for key in args.cases.split(",") if key.strip()]
     if "a" not in wanted:
         parser.error("case a (bare Flask) is the baseline and cannot be left out")
@@ -542,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text, data, _ = report(results, args)
     print(text, flush=True)
-    path = harness.save("http_overhead", text, data)
+    path = harness.save("http_overhead", text, data, args.smoke)
     say(f"results in {path} (and .json)")
     errors = sum(m.errors for m in results)
     if errors:

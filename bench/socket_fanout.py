@@ -1,6 +1,6 @@
 """Socket.IO fan-out: one message to a room of N clients, one instance and two over Redis.
 
-    .venv/bin/python -m bench.socket_fanout [--sizes 10,100,500] [--messages 30]
+    .venv/bin/python -m bench.socket_fanout [--sizes 10,100,500] [--messages 30] [--smoke]
 
 Servers: the framework under gunicorn with ``gunicorn.conf.py`` (one gevent worker each),
 ``APP_ENV=prod``, against real MongoDB, PostgreSQL and Redis (``core.devstack``). "two" runs
@@ -17,8 +17,12 @@ Per room size and topology:
 - latency: ``--messages`` messages, one at a time; each body carries the send time
   (``time.time()``, same machine), every receiver records ``now - sent``; p50/p99/max over all
   deliveries;
-- throughput: a burst of ``--deliveries`` / N messages (at least 200, at most 2000) with up
-  to ``--window`` unacknowledged sends; messages/s and deliveries/s until the last delivery.
+- throughput: a burst of ``--deliveries`` / N messages (at least ``--min-burst``, 200, at
+  most 2000) with up to ``--window`` unacknowledged sends; messages/s and deliveries/s until
+  the last delivery.
+
+``--smoke`` runs a room of 5 for a few messages (CI: ``make bench-smoke``): it checks that
+the benchmark runs, its figures are not meant to be read.
 
 CPU use of the server worker(s) and of this client process is reported next to the figures,
 so a client-bound run can be told from a server-bound one.
@@ -241,7 +245,7 @@ async def one_run(
         latencies = [s * 1000 for s in fanout.latencies]
 
         # Throughput: a burst with a bounded window of unacknowledged sends.
-        burst = max(200, min(2000, args.deliveries // size))
+        burst = max(args.min_burst, min(2000, args.deliveries // size))
         fanout.latencies = []
         fanout.delivered = 0
         fanout.target = burst * size
@@ -327,7 +331,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> tuple[str, dict[str, An
             f"servers: gunicorn -c gunicorn.conf.py (1 gevent worker each), Redis message queue; "
             f"receivers: {CLIENTS[args.client]} (aiohttp websockets, one process); "
             f"{args.messages} messages one at a time for latency, then a burst of "
-            f"{args.deliveries} / N messages (200-2000, window {args.window}) for throughput; "
+            f"{args.deliveries} / N messages ({args.min_burst}-2000, window {args.window}) for "
+            f"throughput; "
             f"CPU in cores (1.00 = one core busy) during the burst; "
             f"load average before: {args.load_before}",
             "",
@@ -364,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topologies", default="one,two", help="one, two or both")
     parser.add_argument("--messages", type=int, default=30, help="messages for latency")
     parser.add_argument("--deliveries", type=int, default=100_000, help="deliveries per burst")
+    parser.add_argument("--min-burst", type=int, default=200, help="fewest messages in a burst")
     parser.add_argument("--window", type=int, default=8, help="unacknowledged sends in a burst")
     parser.add_argument("--timeout", type=float, default=10.0, help="per message, seconds")
     parser.add_argument("--burst-timeout", type=float, default=90.0, help="per burst, seconds")
@@ -374,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         help="receivers: a minimal protocol client (default) or python-socketio's AsyncClient",
     )
     parser.add_argument("--keep-logs", action="store_true")
-    args = parser.parse_args(argv)
+    smoke = {"sizes": "5", "messages": 3, "deliveries": 50, "min_burst": 10, "timeout": 5.0}
+    args = harness.parse_args(parser, argv, smoke)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.topologies = [t.strip() for t in args.topologies.split(",") if t.strip()]
     if not set(args.topologies) <= {"one", "two"}:
@@ -395,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text, data = report(rows, args)
     print(text, flush=True)
-    path = harness.save("socket_fanout", text, data)
+    path = harness.save("socket_fanout", text, data, args.smoke)
     say(f"results in {path} (and .json)")
     return 1 if any(r.lost for r in rows) else 0
 

@@ -24,6 +24,7 @@ from bench.harness.common import (
     RESULTS,
     ROOT,
     base_env,
+    parse_args,
     say,
 )
 from bench.harness.host import (
@@ -68,6 +69,7 @@ __all__ = [
     "log_dir",
     "machine",
     "machine_line",
+    "parse_args",
     "percentile",
     "pin",
     "profile_summary",

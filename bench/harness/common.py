@@ -3,9 +3,11 @@ environment of the servers they start."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -31,3 +33,22 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(extra)
     return env
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, smoke: dict[str, Any]
+) -> argparse.Namespace:
+    """The benchmark's options, with ``--smoke``: every step for a few seconds with the
+    ``smoke`` values as defaults (options given explicitly still win). A smoke run checks
+    that the benchmark still runs end to end (CI: ``make bench-smoke``); its figures mean
+    nothing and no goal is judged, only errors fail it."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds per step to check the benchmark runs; figures not judged",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**smoke)
+        args = parser.parse_args(argv)
+    return args

@@ -46,15 +46,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def save(name: str, text: str, data: dict[str, Any]) -> Path:
-    """Write bench/results/<name>.txt and .json (latest run) and a timestamped copy."""
+def save(name: str, text: str, data: dict[str, Any], smoke: bool = False) -> Path:
+    """Write bench/results/<name>.txt and .json (latest run) and a timestamped copy; a smoke
+    run only bench/results/<name>-smoke.txt and .json (it never replaces real figures)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    data = {"benchmark": name, "time": stamp, "machine": machine(), **data}
-    for target in (RESULTS / name, RESULTS / f"{name}-{stamp}"):
+    data = {"benchmark": name, "time": stamp, "machine": machine(), "smoke": smoke, **data}
+    targets = (
+        [RESULTS / f"{name}-smoke"] if smoke else [RESULTS / name, RESULTS / f"{name}-{stamp}"]
+    )
+    for target in targets:
         target.with_suffix(".txt").write_text(text + "\n")
         target.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return RESULTS / f"{name}.txt"
+    return targets[0].with_suffix(".txt")
 
 
 @contextlib.contextmanager
