@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.loader import SettingsLoader
 from core.app_manager import ROOT, AppManager
-from core.cli import register_commands
+from core.cli.registry import register_commands
 from core.http import actions, health, maintenance, openapi, pipeline, problems
 from core.http import metrics as http_metrics
 from core.http.json import JsonProvider

@@ -1,8 +1,10 @@
 """``BaseModule``: what a feature module subclasses.
 
-A module is a package ``modules/<name>/`` whose ``__init__.py`` defines (or imports) exactly
-one ``BaseModule`` subclass. The framework discovers it, orders it after the modules named in
-``dependencies``, and calls its hooks once per app:
+A module is a package ``modules/<name>/`` whose ``__init__.py`` re-exports exactly one
+``BaseModule`` subclass, defined in a named module of the package (``module.py`` by
+convention: an ``__init__.py`` holds imports, ``__all__`` and a docstring only). The
+framework discovers it, orders it after the modules named in ``dependencies``, and calls its
+hooks once per app:
 
 - ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``)
   and the module's CLI ``commands``;

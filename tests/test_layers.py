@@ -127,6 +127,19 @@ def test_an_outside_import_of_a_submodule_runs_its_package(tree: Path) -> None:
     assert "core.managers.hooks" in problems[0]
 
 
+def test_an_init_file_holding_code_is_refused(tree: Path) -> None:
+    """Imports, ``__all__`` and a docstring pass; a function, a class or another assignment in
+    a package ``__init__`` is reported with its line."""
+    init = tree / "core/managers/state/__init__.py"
+    line = append(init, "TIMEOUT = 5\n\n\ndef helper():\n    return TIMEOUT\n")
+    assert check(tree) == [
+        f"core/managers/state/__init__.py:{line}: an __init__.py only re-exports "
+        "(imports, __all__, a docstring): move this assign into a named module",
+        f"core/managers/state/__init__.py:{line + 3}: an __init__.py only re-exports "
+        "(imports, __all__, a docstring): move this function into a named module",
+    ]
+
+
 def test_a_module_in_no_floor_must_be_placed(tree: Path) -> None:
     (tree / "core/newfloor.py").write_text("X = 1\n", encoding="utf-8")
     assert check(tree) == [

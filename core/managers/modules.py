@@ -167,7 +167,9 @@ def _module_classes(package: ModuleType) -> list[type[BaseModule]]:
         for _, obj in inspect.getmembers(package, inspect.isclass)
         if issubclass(obj, BaseModule)
         and obj is not BaseModule
-        and obj.__module__.startswith(package.__name__)
+        and (
+            obj.__module__ == package.__name__ or obj.__module__.startswith(package.__name__ + ".")
+        )
     ]
 
 

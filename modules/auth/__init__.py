@@ -4,45 +4,6 @@ Owns the ``users`` MongoDB collection and the login-attempt counters in Redis; i
 through the JWTManager. Emits ``user.registered``, ``user.logged_in`` and ``user.logged_out``.
 """
 
-from __future__ import annotations
+from modules.auth.module import AuthModule
 
-from core.app_manager import AppManager
-from core.module import BaseModule
-from modules.auth.cli import users_cli
-from modules.auth.lockout import LoginGuard, LoginLimits
-from modules.auth.passwords import PasswordHasher
-from modules.auth.routes import bp
-from modules.auth.service import AuthService
-from modules.auth.users import UserStore
-
-
-class AuthModule(BaseModule):
-    blueprint = bp
-    commands = (users_cli,)
-
-    def __init__(self, name: str, app_manager: AppManager) -> None:
-        super().__init__(name, app_manager)
-        settings = app_manager.settings
-        runs = app_manager.metrics.counter(
-            "auth_argon2_runs_total",
-            "Password hashes and verifications run with argon2 (~30 ms of CPU each)",
-            ("operation",),
-        )
-        hasher = PasswordHasher(settings, lambda operation: runs.labels(operation=operation).inc())
-        users = UserStore(app_manager.database.mongo, hasher)
-        limits = LoginLimits(
-            max_failures=settings.login_max_failures,
-            window_seconds=settings.login_lockout_seconds,
-            lock_seconds=settings.login_lock_seconds,
-            ip_max_failures=settings.login_ip_max_failures,
-            ip_window_seconds=settings.login_ip_window_seconds,
-        )
-        app_manager.services.register(
-            "auth",
-            AuthService(
-                users,
-                app_manager.jwt,
-                LoginGuard(app_manager.redis, limits),
-                app_manager.hooks,
-            ),
-        )
+__all__ = ["AuthModule"]

@@ -5,6 +5,7 @@
   so ``notes.create`` here), their auth and the JSON Schema of their params; the framework
   validates, authenticates, rate-limits and audits;
 - ``handlers.py``: what each action runs, ``handler(params, context)``;
+- ``module.py``: the ``BaseModule`` subclass, re-exported here (where discovery looks for it);
 - ``store.py``: the collection named after this package, owned by this module; every query is
   scoped to the owner, so a user never sees or deletes another user's notes.
 
@@ -12,15 +13,6 @@ Nothing here names the package: imports are relative and the collection, the ser
 actions take the package's name, so a copy under another name owns its own data.
 """
 
-from __future__ import annotations
+from .module import NotesModule
 
-from core.app_manager import AppManager
-from core.module import BaseModule
-
-from .store import NAME, NoteStore
-
-
-class NotesModule(BaseModule):
-    def __init__(self, name: str, app_manager: AppManager) -> None:
-        super().__init__(name, app_manager)
-        app_manager.services.register(NAME, NoteStore(app_manager.database.mongo))
+__all__ = ["NotesModule"]

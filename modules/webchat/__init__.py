@@ -12,62 +12,6 @@ inline); the rest of the app keeps the default. On outside ``prod``; in ``prod``
 ``WEBCHAT_ENABLED=true``.
 """
 
-from __future__ import annotations
+from modules.webchat.module import WebchatModule, WebchatSettings
 
-from pathlib import Path
-
-from flask import Blueprint, Flask, send_from_directory
-from flask.typing import ResponseReturnValue
-
-from config.modules import ModuleSettings
-from core.errors import NotFound
-from core.http.auth import PUBLIC, declare_auth
-from core.http.pipeline import content_security_policy
-from core.http.typed import typed
-from core.module import BaseModule
-
-STATIC = Path(__file__).resolve().parent / "static"
-ASSETS = frozenset({"chat.js", "chat.css", "favicon.svg", "socket.io.min.js"})
-ASSET_TYPES = ("text/javascript", "application/javascript", "text/css", "image/svg+xml")
-#: Scripts, styles, fetch and the socket from this origin only; nothing inline, no frames.
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
-
-bp = Blueprint("webchat", __name__)
-
-
-class WebchatSettings(ModuleSettings):
-    #: Serve the page (None: on outside prod, off in prod).
-    enabled: bool | None = None
-
-
-content_security_policy(bp, CSP)
-
-
-@bp.get("/public/webchat/")
-@declare_auth(PUBLIC)
-@typed(media_type="text/html")
-def page() -> ResponseReturnValue:
-    """The chat page."""
-    return send_from_directory(STATIC, "index.html", max_age=0)
-
-
-@bp.get("/public/webchat/<name>")
-@declare_auth(PUBLIC)
-@typed(media_type=ASSET_TYPES, errors={404: ["NOT_FOUND"]})
-def asset(name: str) -> ResponseReturnValue:
-    """The page's script, style and the socket.io-client bundle; nothing else."""
-    if name not in ASSETS:
-        raise NotFound("No such file.")
-    return send_from_directory(STATIC, name, max_age=0)
-
-
-class WebchatModule(BaseModule):
-    settings_model = WebchatSettings
-
-    def register_routes(self, app: Flask) -> None:
-        enabled = self.app_manager.settings_of(WebchatSettings).enabled
-        if enabled if enabled is not None else not self.app_manager.settings.is_prod:
-            app.register_blueprint(bp)
+__all__ = ["WebchatModule", "WebchatSettings"]

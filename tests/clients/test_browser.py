@@ -22,7 +22,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 import modules.webchat
 from core.testing import PASSWORD, AppFactory, register
-from modules.webchat import CSP
+from modules.webchat.routes import CSP
 from tests.clients.conftest import Serve
 from tests.production.helpers import ROOT
 from tests.support.http import RemoteClient

@@ -61,7 +61,7 @@ def test_every_python_example_of_the_guide_compiles_and_the_files_are_found() ->
         compile(code, str(GUIDE), "exec")
     paths = [path for path, _ in guide_files()]
     assert {
-        "modules/shelf/__init__.py",
+        "modules/shelf/module.py",
         "modules/shelf/settings.py",
         "modules/shelf/actions.yaml",
         "modules/shelf/handlers.py",
@@ -125,6 +125,7 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
         "modules/inventory/actions.yaml",
         "modules/inventory/handlers.py",
         "modules/inventory/migrations/0001_inventory_archive.sql",
+        "modules/inventory/module.py",
         "modules/inventory/routes.py",
         "modules/inventory/settings.py",
         "modules/inventory/store.py",

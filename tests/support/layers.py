@@ -1,10 +1,12 @@
-"""The layer check run by ``make lint``: floors import only downwards, and nothing imports in a
-circle. Every import counts: module level, inside functions and under ``TYPE_CHECKING``, and so
-does every package ``__init__`` an import runs (``from pkg import sub`` runs ``pkg``): inside a
+"""The layer check run by ``make lint``: floors import only downwards, nothing imports in a
+circle, and package ``__init__`` files only re-export (imports, ``__all__``, a docstring).
+
+Every import counts: module level, inside functions and under ``TYPE_CHECKING``, and so does
+every package ``__init__`` an import runs (``from pkg import sub`` runs ``pkg``): inside a
 package, modules import their siblings by their own names (``from pkg.sub import name``),
 never through the package.
 
-    python -m tests.support.layers        # exit 1 listing each upward import and each circle
+    python -m tests.support.layers        # exit 1 listing each problem
 
 The floors are :data:`LAYERS`, bottom first: a module belongs to the floor of its longest
 matching prefix, and a module in none of them is an error, so a new package is placed on
@@ -168,9 +170,32 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def init_problems(root: Path) -> Iterator[str]:
+    """A package ``__init__`` re-exports only: imports, ``__all__`` and a docstring. Code in it
+    runs whenever any module of the package is imported, and hides from the name a reader
+    looks for: it lives in a named module of the package."""
+    for path in module_names(root).values():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            if isinstance(node, ast.Expr) and isinstance(getattr(node.value, "value", 0), str):
+                continue
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if all(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                    continue
+            what = type(node).__name__.lower().removesuffix("def")
+            yield (
+                f"{path.relative_to(root)}:{node.lineno}: an __init__.py only re-exports "
+                f"(imports, __all__, a docstring): move this {what} into a named module"
+            )
+
+
 def check(root: Path = ROOT) -> list[str]:
     """Every problem, one line each; empty when the layers hold."""
-    problems: list[str] = []
+    problems: list[str] = list(init_problems(root))
     edges: dict[str, set[str]] = {name: set() for name in module_names(root)}
     for name in edges:
         if floor_of(name) is None:
@@ -200,7 +225,10 @@ def main() -> int:
     if problems:
         print(f"layer check: {len(problems)} problem(s); the floors are in {__name__}.LAYERS")
         return 1
-    print(f"layer check: {len(LAYERS)} floors, no upward import, no circle")
+    print(
+        f"layer check: {len(LAYERS)} floors, no upward import, no circle, "
+        "__init__ files re-export only"
+    )
     return 0
 
 
