@@ -238,8 +238,12 @@ class Settings(SettingsModel):
     socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
 
     # Modules, health and lifecycle.
-    modules_packages: list[str] = Field(default_factory=lambda: ["modules"])
-    modules_disabled: list[str] = Field(default_factory=list)
+    #: Which modules exist decides which settings exist: like Vault's own settings, these
+    #: come from secret files, the environment or defaults, never from Vault.
+    modules_packages: list[str] = Field(
+        default_factory=lambda: ["modules"], json_schema_extra={"bootstrap": True}
+    )
+    modules_disabled: list[str] = Field(default_factory=list, json_schema_extra={"bootstrap": True})
     health_check_timeout: float = Field(2.0, gt=0)
     #: /health/ready (and the dependency gauges) reuse one run of the checks this long;
     #: concurrent callers share the run in flight, so a probe flood cannot load the stores.

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -36,7 +36,7 @@ from core.managers.database import DatabaseManager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
-from core.managers.modules import ModuleManager
+from core.managers.modules import DiscoveredModule, ModuleManager
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.services import ServicesManager
@@ -84,7 +84,7 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
     "rate_limiter": lambda m: RateLimiter(m.settings, m.redis, m.metrics),
     "services": lambda m: ServicesManager(),
     "modules": lambda m: ModuleManager(
-        m.settings.modules_packages,
+        m.discovered,
         m.settings.modules_disabled,
         services=m.services,
         hooks=m.hooks,
@@ -107,6 +107,8 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
 class AppManager:
     """Owns the managers of one app; reached with :func:`get_app_manager`."""
 
+    #: The enabled feature modules, in dependency order, found once for this build.
+    discovered: tuple[DiscoveredModule, ...]
     vault: VaultManager | None
     database: DatabaseManager
     redis: RedisManager
@@ -121,8 +123,17 @@ class AppManager:
     actions: ActionManager
     websocket: WebSocketManager
 
-    def __init__(self, loaded: LoadedSettings, vault: VaultManager | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedSettings,
+        vault: VaultManager | None = None,
+        *,
+        modules: Sequence[DiscoveredModule],
+    ) -> None:
+        """``loaded``: the settings, resolved with the settings of ``modules`` (what
+        :func:`~core.managers.modules.discover` found for them, once per build)."""
         self.loaded = loaded
+        self.discovered = tuple(modules)
         self.settings: Settings = loaded.settings
         self.redactor = Redactor(loaded.secret_values())
         self.lifecycle = Lifecycle()

@@ -53,11 +53,14 @@ def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) 
     """
     loader = SettingsLoader(environ)
     bootstrap = loader.bootstrap()
+    # Once per build: the modules' settings are resolved for these classes, and the
+    # ModuleManager loads the same ones (MODULES_* are bootstrap settings: Vault cannot
+    # change them between the two).
+    modules = discover(bootstrap.settings.modules_packages, bootstrap.settings.modules_disabled)
     vault = VaultManager(bootstrap.settings) if bootstrap.settings.vault_addr else None
     try:
         if vault is not None:
             vault.login()
-        modules = discover(bootstrap.settings.modules_packages, bootstrap.settings.modules_disabled)
         loaded = loader.load(
             vault.read_secret() if vault is not None else None,
             modules=module_settings(modules),
@@ -66,7 +69,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) 
         if vault is not None:
             vault.close()
         raise
-    manager = AppManager(loaded, vault)
+    manager = AppManager(loaded, vault, modules=modules)
     try:
         app = build(manager)
         if start:

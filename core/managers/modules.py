@@ -1,7 +1,9 @@
 """Discovers feature modules, orders them by their dependencies and runs their hooks.
 
 Every sub-package of each package in ``MODULES_PACKAGES`` (default ``modules``) is a module;
-its name is the sub-package name. Start-up stops with a :class:`~core.errors.ModuleError`
+its name is the sub-package name. :func:`discover` runs once per app build, before the
+settings are resolved (module settings need the module classes); the :class:`ModuleManager`
+is given its result. Start-up stops with a :class:`~core.errors.ModuleError`
 naming the module when one fails to import, defines no (or several) ``BaseModule``
 subclasses, depends on a module that does not exist or is disabled, or is part of a cycle.
 Modules listed in ``MODULES_DISABLED`` are not imported at all.
@@ -13,7 +15,7 @@ import importlib
 import inspect
 import logging
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -43,7 +45,7 @@ class ModuleManager(Manager):
 
     def __init__(
         self,
-        packages: Iterable[str],
+        discovered: Sequence[DiscoveredModule],
         disabled: Iterable[str] = (),
         *,
         services: ServicesManager,
@@ -51,18 +53,15 @@ class ModuleManager(Manager):
     ) -> None:
         self.services = services
         self.hooks = hooks
-        self.packages = list(packages)
+        #: The enabled modules in dependency order, as :func:`discover` found them.
+        self.discovered = tuple(discovered)
         self.disabled = set(disabled)
         self.loaded: list[BaseModule] = []
-
-    def discover(self) -> list[DiscoveredModule]:
-        """Import every enabled module package and return them in dependency order."""
-        return discover(self.packages, self.disabled)
 
     def load(self, app: Flask, app_manager: Any, websocket: Any) -> None:
         """Instantiate modules in dependency order (each gets ``app_manager``, the composition
         root building the app) and register their routes and socket events."""
-        for discovered in self.discover():
+        for discovered in self.discovered:
             with self.services.owned_by(discovered.name):
                 module = discovered.cls(discovered.name, app_manager)
                 module.register_routes(app)

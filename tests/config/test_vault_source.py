@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from core.app_manager import get_app_manager
 from core.devstack import VaultServer
 from core.errors import StartupError
 from core.testing import TEST_JWT_SECRET, AppFactory
@@ -103,3 +104,25 @@ def test_token_login_reads_the_same_secret(
     assert app.extensions["app_manager"].settings.jwt_audience == "aud-from-vault"
     response = app.test_client().get("/health/ready")
     assert response.get_json()["checks"]["vault"]["status"] == "ok"
+
+
+def test_vault_cannot_change_which_modules_load(
+    make_app: AppFactory, vault_server: VaultServer, app_env: dict[str, str]
+) -> None:
+    """``MODULES_*`` decide which settings exist, so they are resolved before Vault is read:
+    a Vault key of that name is ignored (and logged), never half-applied."""
+    path = f"modules-{app_env['MONGODB_DB']}"
+    vault_server.seed({"MODULES_DISABLED": "notes"}, path=path, role_name=f"r-{path}")
+    app = make_app(
+        {
+            "VAULT_ADDR": vault_server.addr,
+            "VAULT_TOKEN": vault_server.root_token,
+            "VAULT_SECRET_PATH": path,
+        },
+        start=False,
+    )
+    with app.app_context():
+        manager = get_app_manager()
+    assert manager.loaded.ignored_vault_keys == ("MODULES_DISABLED",)
+    assert manager.settings.modules_disabled == []
+    assert "notes" in [module.name for module in manager.modules.loaded]

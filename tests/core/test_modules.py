@@ -9,7 +9,10 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from core.app_manager import get_app_manager
 from core.errors import FrameworkError, ModuleError, StartupError
+from core.managers import modules as modules_manager
+from core.module import BaseModule
 from tests.support.packages import make_modules_package, module_source
 
 
@@ -35,6 +38,31 @@ def test_modules_are_discovered_and_ordered_after_their_dependencies(
         },
     )
     assert loaded_names(build(package)) == ["beta", "gamma", "alpha"]
+
+
+def test_modules_are_discovered_once_per_app_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings are resolved for the module classes the ModuleManager then loads: one
+    discovery, whose result is passed on (no second import walk)."""
+    package = make_modules_package(
+        tmp_path, monkeypatch, {"alpha": module_source(("beta",)), "beta": module_source()}
+    )
+    resolved: list[str] = []
+    find_class = modules_manager._module_class
+
+    def counted(name: str, dotted: str) -> type[BaseModule]:
+        resolved.append(name)
+        return find_class(name, dotted)
+
+    monkeypatch.setattr(modules_manager, "_module_class", counted)
+    app = build(package)
+    assert sorted(resolved) == ["alpha", "beta"]
+    with app.app_context():
+        manager = get_app_manager()
+    assert [type(module) for module in manager.modules.loaded] == [
+        found.cls for found in manager.discovered
+    ]
 
 
 def test_a_module_registers_its_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
