@@ -165,6 +165,9 @@ class Settings(SettingsModel):
     #: Failed logins per client IP per LOGIN_IP_WINDOW_SECONDS, across all accounts.
     login_ip_max_failures: int = Field(30, ge=1)
     login_ip_window_seconds: int = Field(900, ge=1)
+    #: How long the device token of a successful login is trusted (docs/auth.md, "Device
+    #: tokens"); a login presenting it has its own failure budget.
+    login_device_ttl: int = Field(30 * 24 * 3600, ge=60)
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_cost: int = Field(19456, ge=1024)  # KiB; OWASP's argon2id minimum
     argon2_parallelism: int = Field(1, ge=1)

@@ -33,6 +33,7 @@ class AuthModule(BaseModule):
             lock_seconds=settings.login_lock_seconds,
             ip_max_failures=settings.login_ip_max_failures,
             ip_window_seconds=settings.login_ip_window_seconds,
+            device_ttl=settings.login_device_ttl,
         )
         app_manager.services.register(
             "auth",

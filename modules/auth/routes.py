@@ -11,7 +11,15 @@ from core.errors import ApiError, Unauthorized
 from core.http.auth import current_principal
 from core.http.rate_limiter import rate_limit
 from core.http.typed import typed
-from modules.auth.schemas import Credentials, Logout, Refresh, Registration, TokenPair, UserAnswer
+from modules.auth.schemas import (
+    Credentials,
+    LoginAnswer,
+    Logout,
+    Refresh,
+    Registration,
+    TokenPair,
+    UserAnswer,
+)
 from modules.auth.service import AuthService
 from modules.auth.users import public
 
@@ -61,20 +69,26 @@ def register(body: Registration) -> dict[str, Any]:
 @rate_limit(ip=lambda settings: settings.rate_limit_login)
 @typed(
     body=Credentials,
-    response=TokenPair,
+    response=LoginAnswer,
     errors={401: ["INVALID_CREDENTIALS"], 429: ["LOGIN_LOCKED", "RATE_LIMITED", "BANNED"]},
 )
 def login(body: Credentials) -> dict[str, Any]:
-    """Exchange email and password for a token pair."""
+    """Exchange email and password for a token pair and a device token."""
     manager = get_app_manager()
     # Per-IP failures are keyed like the ip level: an IPv6 client by its /64.
     client = manager.rate_limiter.ip_identifier(request.remote_addr)
     try:
-        answer = service().login(body, client)
+        answer, trusted = service().login(body, client)
     except ApiError as exc:  # the email as its keyed digest: a typo'd password is never stored
-        _refused(exc, email_digest=manager.security.digest(body.email.strip().lower()))
+        digest = manager.security.digest(body.email.strip().lower())
+        _refused(exc, email_digest=digest, device="presented" if body.device_token else "none")
         raise
-    manager.security.record("login.ok", principal_type="user", principal_id=answer["user"]["id"])
+    manager.security.record(
+        "login.ok",
+        principal_type="user",
+        principal_id=answer["user"]["id"],
+        device="trusted" if trusted else "untrusted",
+    )
     return answer
 
 

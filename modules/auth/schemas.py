@@ -44,6 +44,10 @@ class Registration(Request):
 class Credentials(Request):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    #: The ``device_token`` an earlier login of this account answered on this device: the
+    #: attempt is then judged by the device's own failure budget, so failures from elsewhere
+    #: do not lock it out. Unknown, expired or another account's: an untrusted attempt.
+    device_token: str | None = Field(None, max_length=128)
 
 
 class Refresh(Request):
@@ -79,3 +83,13 @@ class TokenPair(BaseModel):
     #: Seconds until the refresh token expires.
     refresh_expires_in: int
     user: User
+
+
+class LoginAnswer(TokenPair):
+    """A login's token pair, plus the device token to send with this device's next login."""
+
+    #: Opaque; keep it on the device (it is not a credential: the password is still needed).
+    #: Each login answers a new one and the one it presented stops working.
+    device_token: str
+    #: Seconds the device token stays valid (``LOGIN_DEVICE_TTL``).
+    device_expires_in: int

@@ -1,6 +1,7 @@
 """Register, login (with lockout), refresh and logout: the rules of docs/auth.md, in one place.
 
-Login reserves the attempt (modules/auth/lockout.py) before checking the password, and always
+Login reserves the attempt (modules/auth/lockout.py) before checking the password, judged by
+the account's budget or, with a valid device token of the account, by that device's; it always
 runs argon2 (a dummy hash for an unknown email), so neither a burst of concurrent guesses nor
 the response time tells more than the answer. Register checks that email and username are
 free before it spends a hash on them.
@@ -57,21 +58,30 @@ class AuthService:
         self.hooks.emit("user.registered", user=public(user))
         return user
 
-    def login(self, credentials: Credentials, client_ip: str) -> dict[str, Any]:
+    def login(self, credentials: Credentials, client_ip: str) -> tuple[dict[str, Any], bool]:
+        """The login's answer (token pair, user, a new ``device_token``) and whether the
+        attempt came from a trusted device (judged by that device's own failure budget)."""
         email, password = credentials.email, credentials.password
-        self.guard.reserve(email, client_ip)  # 429 LOGIN_LOCKED / RATE_LIMITED
         user = self.users.by_email(email)
+        user_id = str(user["_id"]) if user else None
+        # 429 LOGIN_LOCKED / RATE_LIMITED, before any password is checked.
+        attempt = self.guard.reserve(email, client_ip, user_id, credentials.device_token)
         # argon2 runs for an unknown email too (a dummy hash): both failures cost the same.
         valid = self.users.hasher.verify(user["password_hash"] if user else None, password)
-        if user is None or not valid:
-            self.guard.failed(email)
+        if user is None or user_id is None or not valid:
+            self.guard.failed(attempt)
             raise Unauthorized("Email or password is wrong.", code="INVALID_CREDENTIALS")
-        self.guard.succeeded(email, client_ip)
+        device_token = self.guard.succeeded(attempt, user_id)
         if self.users.hasher.needs_rehash(user["password_hash"]):
             self.users.set_password_hash(user["_id"], self.users.hasher.hash(password))
-        pair = self.jwt.issue_pair(str(user["_id"]), user["roles"], username=user["username"])
+        pair = self.jwt.issue_pair(user_id, user["roles"], username=user["username"])
         self.hooks.emit("user.logged_in", user=public(user), family=pair.family)
-        return token_pair_body(pair, user)
+        answer = {
+            **token_pair_body(pair, user),
+            "device_token": device_token,
+            "device_expires_in": self.guard.limits.device_ttl,
+        }
+        return answer, attempt.trusted
 
     def refresh(self, token: str) -> dict[str, Any]:
         claims = self.jwt.decode(token, "refresh")

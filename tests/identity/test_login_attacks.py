@@ -13,6 +13,7 @@ import requests
 from flask import Flask
 
 from config.settings import Settings
+from core.app_manager import get_app_manager
 from core.testing import PASSWORD, AppFactory, login, problem, register, serving
 from tests.production.helpers import sample
 
@@ -201,3 +202,107 @@ def test_register_checks_a_taken_email_before_hashing(make_app: AppFactory) -> N
         )
         assert created.status_code == 201
         assert argon2_runs(url, "hash") == before + 1
+
+
+def login_via(
+    url: str, ip: str, email: str, password: str, device_token: str | None = None
+) -> requests.Response:
+    body = {"email": email, "password": password}
+    if device_token is not None:
+        body["device_token"] = device_token
+    return requests.post(
+        f"{url}/public/login", json=body, headers={"X-Forwarded-For": ip}, timeout=30
+    )
+
+
+def answered(response: requests.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+
+
+DEVICE_SETTINGS = {
+    "TRUSTED_PROXIES": "1",
+    "LOGIN_MAX_FAILURES": "5",
+    "LOGIN_IP_MAX_FAILURES": str(Settings.model_fields["login_ip_max_failures"].default),
+}
+
+
+def test_strangers_cannot_lock_the_owner_out_of_a_device_they_used(make_app: AppFactory) -> None:
+    app = make_app(DEVICE_SETTINGS)
+    owner = register(app.test_client())
+    with serving(app) as url:
+        first = login_via(url, "192.0.2.10", owner["email"], PASSWORD)
+        assert first.status_code == 200, first.text
+        device_token = first.json()["device_token"]
+        assert first.json()["device_expires_in"] == 30 * 24 * 3600
+        # 50 guesses from 50 addresses: no per-IP budget is spent, the account's is.
+        codes = [
+            login_via(url, f"203.0.113.{i}", owner["email"], f"guess-{i}").json()["code"]
+            for i in range(1, 51)
+        ]
+        assert codes[:5] == ["INVALID_CREDENTIALS"] * 5
+        assert set(codes[5:]) == {"LOGIN_LOCKED"}
+        # An untrusted client, even with the right password, is locked out...
+        answered(login_via(url, "198.51.100.1", owner["email"], PASSWORD), 429, "LOGIN_LOCKED")
+        # ...the owner's device is not, from any address; each login hands out a new token.
+        trusted = login_via(url, "198.51.100.2", owner["email"], PASSWORD, device_token)
+        assert trusted.status_code == 200, trusted.text
+        renewed = trusted.json()["device_token"]
+        assert renewed != device_token
+        assert renewed.startswith("dvt_")
+        # The presented token was exchanged: it is untrusted now, the new one works.
+        stale = login_via(url, "198.51.100.2", owner["email"], PASSWORD, device_token)
+        answered(stale, 429, "LOGIN_LOCKED")
+        again = login_via(url, "198.51.100.2", owner["email"], PASSWORD, renewed)
+        assert again.status_code == 200, again.text
+        # The trusted success did not reset the strangers' lock.
+        still = login_via(url, "198.51.100.3", owner["email"], PASSWORD)
+        assert still.json()["code"] == "LOGIN_LOCKED"
+    with app.app_context():
+        redis = get_app_manager().redis
+        stored = redis.client.keys(redis.key("auth", "device", "*"))
+        values = redis.client.mget(stored)
+    # Stored hashed, bound to the account: the token itself is nowhere in Redis.
+    assert all(renewed not in key.decode() for key in stored)
+    assert set(values) == {owner["id"].encode()}
+
+
+def test_a_device_token_of_another_account_is_untrusted(make_app: AppFactory) -> None:
+    app = make_app(DEVICE_SETTINGS)
+    victim, attacker = register(app.test_client()), register(app.test_client())
+    with serving(app) as url:
+        own = login_via(url, "192.0.2.20", attacker["email"], PASSWORD).json()["device_token"]
+        for i in range(5):
+            login_via(url, f"203.0.113.{i + 1}", victim["email"], f"guess-{i}")
+        # The attacker's own device token buys no guesses on the victim's account.
+        answered(login_via(url, "192.0.2.20", victim["email"], "guess-x", own), 429, "LOGIN_LOCKED")
+        # Nor does a made-up one.
+        made_up = login_via(url, "192.0.2.21", victim["email"], PASSWORD, "dvt_" + "A" * 43)
+        answered(made_up, 429, "LOGIN_LOCKED")
+
+
+def test_a_trusted_device_that_fails_too_often_is_locked_on_its_own(
+    make_app: AppFactory,
+) -> None:
+    app = make_app({**DEVICE_SETTINGS, **REAL_ARGON2, "LOGIN_LOCK_SECONDS": "120"})
+    owner = register(app.test_client())
+    with serving(app) as url:
+        stolen = login_via(url, "192.0.2.30", owner["email"], PASSWORD).json()["device_token"]
+        before = argon2_runs(url, "verify")
+        # A burst with the device token: at most 5 passwords are checked, then it is locked.
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: login_via(url, "192.0.2.31", owner["email"], f"g-{i}", stolen),
+                    range(20),
+                )
+            )
+        codes = [answer.json()["code"] for answer in answers]
+        assert codes.count("INVALID_CREDENTIALS") <= 5
+        assert set(codes) == {"INVALID_CREDENTIALS", "LOGIN_LOCKED"}
+        assert argon2_runs(url, "verify") - before <= 5
+        locked = login_via(url, "192.0.2.31", owner["email"], PASSWORD, stolen)
+        answered(locked, 429, "LOGIN_LOCKED")
+        assert 1 <= int(locked.headers["Retry-After"]) <= 120
+        # The device's failures are its own: the account is not locked for others.
+        assert login_via(url, "198.51.100.4", owner["email"], PASSWORD).status_code == 200

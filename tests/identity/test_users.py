@@ -82,6 +82,8 @@ def test_login_returns_a_token_pair(client: FlaskClient) -> None:
         "expires_in",
         "refresh_expires_in",
         "user",
+        "device_token",
+        "device_expires_in",
     }
     assert pair["token_type"] == "Bearer"
     assert pair["expires_in"] == 900
