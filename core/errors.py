@@ -22,13 +22,16 @@
         ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
         ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
         ├── TooManyRequests         429 RATE_LIMITED / BANNED / LOGIN_LOCKED, with Retry-After
+        ├── HttpError               a Werkzeug HTTP error (406, 414, 431, ...) with its status
         ├── InternalError           500 INTERNAL_ERROR
         └── ServiceUnavailable      503 SERVICE_UNAVAILABLE
             ├── DependencyUnavailable   503 DEPENDENCY_UNAVAILABLE (a store is down)
             ├── Maintenance             503 MAINTENANCE
             └── ShuttingDown            503 SHUTTING_DOWN
 
-Managers raise these; :mod:`core.http.problems` turns them into problem documents once.
+Managers raise these. Any exception becomes one of them in one place,
+:func:`core.edge.problems.api_error`: problem documents, Socket.IO acks, the action executor and
+audit rows all use it.
 """
 
 from __future__ import annotations
@@ -76,9 +79,9 @@ class ServiceError(FrameworkError):
 class ApiError(FrameworkError):
     """An error with an HTTP status and a stable UPPER_SNAKE code, shown to clients as-is."""
 
-    status: ClassVar[int] = 500
+    status: int = 500
     default_code: ClassVar[str] = "INTERNAL_ERROR"
-    title: ClassVar[str] = "Internal Server Error"
+    title: str = "Internal Server Error"
 
     def __init__(
         self,
@@ -181,6 +184,15 @@ class TooManyRequests(ApiError):
         super().__init__(detail, **kwargs)
         self.retry_after = max(1, int(retry_after))
         self.headers.setdefault("Retry-After", str(self.retry_after))
+
+
+class HttpError(ApiError):
+    """An HTTP error Werkzeug raised (routing, body limits), with its own status and title."""
+
+    def __init__(self, status: int, title: str, detail: str, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.status = status
+        self.title = title
 
 
 class InternalError(ApiError):

@@ -1,10 +1,9 @@
 """The app factory: settings -> AppManager -> Flask app with the HTTP layer installed.
 
 :func:`create_app` is what ``app.create_app()``, the server, the CLI and the tests call; each
-call builds an independent app. :func:`build` puts the HTTP layer on an AppManager's app in
-the order the pieces need (the problem handlers before the metrics that wrap them, the
-maintenance gate before the per-action auth gate), and :func:`wrap_wsgi` adds the WSGI
-middleware.
+call builds an independent app. :func:`build` puts the HTTP layer on an AppManager's app: the
+HTTP stack declared in :data:`core.http.stack.HTTP_STACK`, the routes, the modules; and
+:func:`wrap_wsgi` adds the WSGI middleware.
 """
 
 from __future__ import annotations
@@ -15,13 +14,12 @@ from typing import Any
 
 import engineio
 from flask import Flask
-from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.loader import SettingsLoader
 from core.app_manager import ROOT, AppManager
 from core.cli.registry import register_commands
-from core.http import actions, health, maintenance, openapi, pipeline, problems
+from core.http import actions, health, maintenance, openapi, stack
 from core.http import metrics as http_metrics
 from core.http.json import JsonProvider
 from core.http.routing import Routing
@@ -34,14 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: The ``app.extensions`` key of the app's :class:`~core.http.routing.Routing`.
 ROUTING = "routing"
-#: Response headers browsers may read cross-origin.
-EXPOSED_HEADERS = [
-    "X-Request-ID",
-    "X-RateLimit-Limit",
-    "X-RateLimit-Remaining",
-    "X-RateLimit-Reset",
-    "Retry-After",
-]
 
 
 def create_app(environ: Mapping[str, str] | None = None, *, start: bool = True) -> Flask:
@@ -107,19 +97,10 @@ def build(manager: AppManager) -> Flask:
     # A Socket.IO connect passes the same gates (maintenance) as a request.
     manager.websocket.connect_gates = routing.request_gates
 
-    if settings.cors_origins:
-        CORS(
-            app,
-            origins=settings.cors_origins,
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=EXPOSED_HEADERS,
-            max_age=600,
-        )
-    problems.register_error_handlers(app, manager)
-    pipeline.install(app, manager.rate_limiter, routing)
+    stack.install(app, manager, routing)  # the HTTP stack: core.http.stack.HTTP_STACK
     maintenance.install(manager.state, routing)  # the first request gate: before any auth
     app.register_blueprint(health.bp)
-    http_metrics.install(app, manager, routing)  # after the problem handlers: it wraps them
+    http_metrics.install(app, manager)
     manager.modules.load(app, manager, manager.websocket)
     for module, directory in manager.modules.migration_dirs():
         manager.database.migrator.add_module(module, directory)

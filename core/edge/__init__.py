@@ -1,5 +1,6 @@
 """The floor every layer stands on, below the managers: who is calling and what they may do,
-strict JSON, the problem document and the bearer check. It imports only ``core.errors``.
+strict JSON, the one error mapper and the problem document, the bearer check. It imports only
+``core.errors``.
 
 The code is in :mod:`.principal`, :mod:`.json`, :mod:`.problems` and :mod:`.bearer`.
 """
@@ -16,7 +17,13 @@ from core.edge.principal import (
     Principal,
     refusal,
 )
-from core.edge.problems import PROBLEM_JSON, problem_document, problem_type
+from core.edge.problems import (
+    PROBLEM_JSON,
+    DependencyOf,
+    api_error,
+    problem_document,
+    problem_type,
+)
 
 __all__ = [
     "API_KEY",
@@ -27,7 +34,9 @@ __all__ = [
     "POLICIES",
     "PROBLEM_JSON",
     "PUBLIC",
+    "DependencyOf",
     "Principal",
+    "api_error",
     "bearer_matches",
     "check_json_value",
     "load_json",

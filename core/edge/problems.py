@@ -1,12 +1,98 @@
-"""The RFC 9457 problem document, as a pure function: the HTTP error handlers and the metrics
-server's own port both answer with it."""
+"""The one error path: any exception -> :class:`~core.errors.ApiError` (:func:`api_error`), and
+the RFC 9457 problem document, as pure functions.
+
+Every door answers a failure through :func:`api_error`: the HTTP problem handler, the Socket.IO
+acks and connect refusals, the action executor (and so its audit rows). An ApiError is itself;
+a Werkzeug HTTP error keeps its status with the contract's code; an exception that says a store
+is unreachable (``dependency_of``) is 503 ``DEPENDENCY_UNAVAILABLE``, logged as a warning; any
+other exception is a bug: logged with its traceback, answered 500 ``INTERNAL_ERROR`` without
+its internals.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from werkzeug.exceptions import HTTPException
+
+from core.errors import ApiError, DependencyUnavailable, HttpError, InternalError
+
+logger = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+#: The dependency (``mongodb``, ``redis``...) an exception says is unreachable, or None
+#: (``AppManager.dependency_of``, passed in by whoever builds the caller).
+DependencyOf = Callable[[BaseException], str | None]
+#: Werkzeug's HTTP errors (routing, body limits) mapped to the contract's codes.
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "AUTH_REQUIRED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    411: "LENGTH_REQUIRED",
+    413: "PAYLOAD_TOO_LARGE",
+    414: "URI_TOO_LONG",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    431: "HEADERS_TOO_LARGE",
+    501: "NOT_IMPLEMENTED",
+    503: "SERVICE_UNAVAILABLE",
+}
+UNEXPECTED = "An unexpected error occurred."
+
+
+def api_error(error: BaseException, dependency_of: DependencyOf, **context: Any) -> ApiError:
+    """The ApiError ``error`` answers with (see the module docstring). ``context`` (the event,
+    the action) goes into the log line of a failure. An ApiError made here has ``error`` as
+    its ``__cause__``, so observers (metrics) still see what was raised."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, HTTPException):
+        mapped: ApiError = _http_error(error)
+    elif (dependency := dependency_of(error)) is not None:
+        logger.warning(
+            "dependency unavailable",
+            extra={"dependency": dependency, "error": type(error).__name__, **context},
+        )
+        mapped = DependencyUnavailable(dependency)
+    else:
+        logger.error("unhandled exception", exc_info=error, extra=context)
+        mapped = InternalError(UNEXPECTED)
+    mapped.__cause__ = error
+    return mapped
+
+
+def unexpected(error: ApiError) -> BaseException | None:
+    """The exception behind ``error`` when it stands for a bug or an outage (not an ApiError
+    raised on purpose, nor an HTTP error): what ``http_exceptions_total`` counts."""
+    cause = error.__cause__
+    if cause is None or isinstance(cause, (ApiError, HTTPException)):
+        return None
+    return cause if isinstance(error, (InternalError, DependencyUnavailable)) else None
+
+
+def _http_error(error: HTTPException) -> ApiError:
+    status = error.code or 500
+    if status >= 500:
+        logger.error("http error", extra={"status": status, "error": type(error).__name__})
+    detail = error.description if status < 500 else UNEXPECTED
+    headers = {}
+    valid_methods = getattr(error, "valid_methods", None)
+    if status == 405 and valid_methods:
+        headers["Allow"] = ", ".join(sorted(valid_methods))
+    return HttpError(
+        status,
+        error.name,
+        detail or error.name,
+        code=HTTP_CODES.get(status, "HTTP_ERROR"),
+        headers=headers,
+    )
 
 
 def problem_type(code: str) -> str:

@@ -1,11 +1,10 @@
 """``GET /metrics`` and the request instrumentation feeding the MetricsManager.
 
-Timing starts in the first ``before_request`` hook, ahead of the pipeline's: before-request
-hooks stop at the first one that raises (a 401 from the auth policy), and those requests must
-be counted too. ``after_request`` records method, route template and status;
-``teardown_request`` ends the in-flight count whatever happened. Unexpected exceptions are
-counted by wrapping the app's catch-all error handler, so whatever renders the problem
-response, the exception type is known.
+The instrumentation is the ``metrics`` layer of the HTTP stack (:mod:`core.http.stack`), just
+inside the request id, so timing starts before any refusal (a 401 from the auth policy is
+counted too). On the way out it records method, route template and status, and for 401/403 the
+problem code the error path left in ``g.problem``; the error path tells it of unexpected
+exceptions (by type); the in-flight count ends when the request does, whatever happened.
 
 ``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set). With
 ``METRICS_PORT`` set the route is not registered: the MetricsManager serves the metrics on
@@ -14,17 +13,17 @@ that port instead, so the app's port (the one behind the Ingress) never exposes 
 
 from __future__ import annotations
 
-import json
 import time
-from typing import cast
 
 from flask import Blueprint, Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.principal import OPERATOR
-from core.edge.problems import PROBLEM_JSON
+from core.edge.problems import unexpected
+from core.errors import ApiError
 from core.http.auth import declare_auth
+from core.http.pipeline import Layer
 from core.http.routing import Routing
 from core.http.typed import typed
 from core.managers.metrics import UNMATCHED, MetricsManager
@@ -52,63 +51,41 @@ def route_label() -> str:
     return rule.rule if rule is not None else UNMATCHED
 
 
-def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
-    """Register ``/metrics`` (unless METRICS_PORT) and the instrumentation hooks on ``app``.
-
-    Call after the problem handlers are registered: the catch-all handler gets wrapped.
-    """
+def install(app: Flask, app_manager: AppManager) -> None:
+    """Register ``/metrics`` (unless METRICS_PORT) and start the metrics port with the app."""
     metrics = app_manager.metrics
     if metrics.port is None:
         app.register_blueprint(bp)
     metrics.track_dependencies(app_manager.readiness)
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
 
+
+def layer(metrics: MetricsManager, routing: Routing) -> Layer:
+    """The request instrumentation, a layer of :data:`core.http.stack.HTTP_STACK`."""
+
     def started() -> None:
         g._metrics_start = time.perf_counter()
         metrics.http_in_flight.inc()
 
-    # First of all before-request hooks (the pipeline's are registered already).
-    app.before_request_funcs.setdefault(None, []).insert(0, started)
-
-    @app.after_request
-    def record(response: Response) -> Response:
+    def record(response: Response) -> None:
         start = g.get("_metrics_start")
         if start is None:
-            return response
+            return
         method = request.method if request.method in _METHODS else "OTHER"
         status = response.status_code
         metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
         if status in _AUTH_STATUSES:
             policy = routing.route_policies.get(request.endpoint or "", "none")
-            metrics.auth_failure(policy, _problem_code(response))
-        return response
+            problem: ApiError | None = g.get("problem")
+            metrics.auth_failure(policy, problem.code if problem is not None else "UNKNOWN")
 
-    @app.teardown_request
-    def finished(error: BaseException | None) -> None:
+    def failed(error: ApiError) -> None:
+        cause = unexpected(error)
+        if cause is not None:
+            metrics.http_exception(route_label(), cause)
+
+    def finished() -> None:
         if g.pop("_metrics_start", None) is not None:
             metrics.http_in_flight.dec()
 
-    _count_exceptions(app, metrics)
-
-
-def _count_exceptions(app: Flask, metrics: MetricsManager) -> None:
-    handler = app.error_handler_spec.get(None, {}).get(None, {}).get(Exception)
-    if handler is None:
-        raise RuntimeError("core.http.metrics.install() needs the problem handlers registered")
-
-    def counting_handler(error: Exception) -> ResponseReturnValue:
-        metrics.http_exception(route_label(), error)
-        return cast(ResponseReturnValue, app.ensure_sync(handler)(error))
-
-    app.register_error_handler(Exception, counting_handler)
-
-
-def _problem_code(response: Response) -> str:
-    """The ``code`` of a problem response (small, already rendered); ``UNKNOWN`` otherwise."""
-    if response.mimetype != PROBLEM_JSON or response.is_streamed:
-        return "UNKNOWN"
-    try:
-        code = json.loads(response.get_data())["code"]
-    except (ValueError, KeyError, TypeError):
-        return "UNKNOWN"
-    return str(code)
+    return Layer("metrics", before=started, after=record, failed=failed, finished=finished)

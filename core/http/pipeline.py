@@ -1,9 +1,11 @@
-"""The request pipeline (hot path), as Flask request hooks.
+"""The layers of the request pipeline (hot path); their order is :data:`core.http.stack.HTTP_STACK`.
 
-before: request id -> gates (maintenance) -> authentication (CPU only) -> rate limiter (ONE
-Redis round trip: revocation marks, bans, every limit of every level) -> JSON body check.
-after: ``X-Request-ID``, security headers, ``Cache-Control``, the rate-limit headers; each
-added unless the view set it, in one pass over the response's headers.
+- request id: the client's ``X-Request-ID`` when well-formed, else a new one; echoed back;
+- CORS: the headers for ``CORS_ORIGINS`` (Flask-CORS's own evaluation, as a layer);
+- headers: security headers, ``Cache-Control`` (and HSTS over HTTPS), unless the view set them;
+- admission: gates (maintenance) -> authentication (CPU only) -> rate limiter (ONE Redis round
+  trip: revocation marks, bans, every limit of every level); the ``X-RateLimit-*`` headers;
+- body: the JSON body, strict, an object, parsed once (:func:`json_body`).
 
 The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
 :func:`core.factory.wrap_wsgi`): a spoofed ``X-Forwarded-For`` from an
@@ -14,15 +16,26 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, g, request
+from flask_cors.core import get_cors_options, set_cors_headers
 
 from core.edge.json import load_json
-from core.errors import InvalidJson, NotFound, Unauthorized, UnsupportedMediaType, ValidationFailed
+from core.errors import (
+    ApiError,
+    InvalidJson,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from core.http import rate_limiter
 
 if TYPE_CHECKING:
+    from config.settings import Settings
     from core.http.routing import Routing
     from core.managers.rate_limiter import RateLimiter
 
@@ -40,6 +53,26 @@ HSTS = "max-age=31536000; includeSubDomains"
 #: What every response gets unless the view set it: (name, value), built once.
 _DEFAULT_HEADERS = (*_SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
 _SECURE_DEFAULT_HEADERS = (*_DEFAULT_HEADERS, ("Strict-Transport-Security", HSTS))
+#: Response headers browsers may read cross-origin.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of :data:`core.http.stack.HTTP_STACK`; every part is optional (what each
+    part does and when: :mod:`core.http.stack`)."""
+
+    name: str
+    before: Callable[[], None] | None = None
+    after: Callable[[Response], None] | None = None
+    failed: Callable[[ApiError], None] | None = None
+    finished: Callable[[], None] | None = None
 
 
 def content_security_policy(blueprint: Blueprint, policy: str) -> None:
@@ -70,6 +103,84 @@ def _request_id() -> str:
     return secrets.token_hex(16)
 
 
+def request_id_layer() -> Layer:
+    def before() -> None:
+        g.request_id = _request_id()
+
+    def after(response: Response) -> None:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or _request_id()
+
+    return Layer("request_id", before=before, after=after)
+
+
+def cors_layer(app: Flask, settings: Settings) -> Layer | None:
+    """Flask-CORS's evaluation of ``CORS_ORIGINS`` on every response (preflights included:
+    Flask answers those itself); no layer when no origin is allowed."""
+    if not settings.cors_origins:
+        return None
+    options = get_cors_options(
+        app,
+        {
+            "origins": settings.cors_origins,
+            "allow_headers": ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            "expose_headers": EXPOSED_HEADERS,
+            "max_age": 600,
+        },
+    )
+
+    def after(response: Response) -> None:
+        set_cors_headers(response, options)
+
+    return Layer("cors", after=after)
+
+
+def headers_layer() -> Layer:
+    def after(response: Response) -> None:
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
+        defaults = _SECURE_DEFAULT_HEADERS if request.is_secure else _DEFAULT_HEADERS
+        for name, value in defaults:
+            if name.lower() not in present:
+                headers.add(name, value)
+
+    return Layer("headers", after=after)
+
+
+def admission_layer(limiter: RateLimiter, routing: Routing) -> Layer:
+    """Gates -> authentication -> one limiter call, and the quota's headers."""
+    authenticators = routing.authenticators
+    gates = routing.request_gates
+
+    def before() -> None:
+        endpoint = request.endpoint
+        key = endpoint or ""
+        policy = routing.route_policies.get(key)
+        plan, resolver = routing.rate_limit_plans.get(key), routing.bucket_resolvers.get(key)
+        try:
+            for gate in gates:  # maintenance, then per-action auth
+                gate(endpoint)
+            # CORS preflights carry no credentials by design; they reach no view.
+            if policy is not None and request.method != "OPTIONS":
+                authenticators[policy]()
+        except (Unauthorized, NotFound):
+            # Bad credentials and unknown actions still count per IP: guessing is limited.
+            rate_limiter.enforce(limiter, plan, resolver, endpoint)
+            raise
+        rate_limiter.enforce(limiter, plan, resolver, endpoint)
+
+    def after(response: Response) -> None:
+        headers = response.headers
+        for name, value in rate_limiter.header_items():
+            if name not in headers:
+                headers.add(name, value)
+
+    return Layer("admission", before=before, after=after)
+
+
+def body_layer() -> Layer:
+    return Layer("body", before=_parse_body)
+
+
 def _parse_body() -> None:
     """Reject bodies that are not a JSON object; Flask answers 413 past MAX_CONTENT_LENGTH."""
     g.json_body = None
@@ -89,44 +200,3 @@ def _parse_body() -> None:
             detail="The body must be a JSON object.",
         )
     g.json_body = body
-
-
-def install(app: Flask, limiter: RateLimiter, routing: Routing) -> None:
-    """Register the pipeline hooks on ``app``."""
-    authenticators = routing.authenticators
-    gates = routing.request_gates
-
-    @app.before_request
-    def before() -> None:
-        g.request_id = _request_id()
-        endpoint = request.endpoint
-        key = endpoint or ""
-        policy = routing.route_policies.get(key)
-        plan, resolver = routing.rate_limit_plans.get(key), routing.bucket_resolvers.get(key)
-        try:
-            for gate in gates:  # maintenance, then per-action auth
-                gate(endpoint)
-            # CORS preflights carry no credentials by design; they reach no view.
-            if policy is not None and request.method != "OPTIONS":
-                authenticators[policy]()
-        except (Unauthorized, NotFound):
-            # Bad credentials and unknown actions still count per IP: guessing is limited.
-            rate_limiter.enforce(limiter, plan, resolver, endpoint)
-            raise
-        rate_limiter.enforce(limiter, plan, resolver, endpoint)
-        _parse_body()
-
-    @app.after_request
-    def after(response: Response) -> Response:
-        headers = response.headers
-        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
-        request_id = g.get("request_id") or _request_id()
-        if "x-request-id" in present:
-            headers[REQUEST_ID_HEADER] = request_id
-        else:
-            headers.add(REQUEST_ID_HEADER, request_id)
-        defaults = _SECURE_DEFAULT_HEADERS if request.is_secure else _DEFAULT_HEADERS
-        for name, value in (*defaults, *rate_limiter.header_items()):
-            if name.lower() not in present:
-                headers.add(name, value)
-        return response

@@ -5,7 +5,9 @@ limiter's hook point, 429) -> params validation (400) -> handler. Authentication
 before, in the HTTP layer, with the authenticator of the action's ``auth``; a caller that
 reaches :func:`execute` without a principal for a non-public action still gets 401.
 
-Every execution of an audited action, whatever its outcome, hands one row to the audit writer.
+Every execution of an audited action, whatever its outcome, hands one row to the audit writer;
+a failure is mapped by :func:`core.edge.problems.api_error` (the one error mapper), so the row's
+status and code are the ones the caller gets.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import ApiError, InternalError, ServiceUnavailable
+from core.edge.problems import DependencyOf, api_error
+from core.errors import InternalError, ServiceUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, Digest
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.validation import pointer, validate
@@ -49,8 +52,6 @@ class Execution:
 
 #: ``callback(execution)`` after every execution; a failing callback is logged, never raised.
 AfterExecute = Callable[[Execution], None]
-#: The dependency (``mongodb``, ``redis``...) an exception says is unreachable, or None.
-DependencyOf = Callable[[BaseException], str | None]
 
 
 def execute(
@@ -77,13 +78,12 @@ def execute(
         result = to_json_compatible(call_handler(action, action.with_defaults(params), context))
         _check_result(action, result)
         return result
-    except ApiError as exc:
-        status, code = exc.status, exc.code
-        raise
     except Exception as exc:
-        unavailable = dependency_of(exc) is not None
-        status, code = (503, "DEPENDENCY_UNAVAILABLE") if unavailable else (500, "INTERNAL_ERROR")
-        raise
+        error = api_error(exc, dependency_of, action=action.name)
+        status, code = error.status, error.code
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         seconds = time.perf_counter() - started
         done = Execution(action, context, status, code, _outcome(status, code), seconds)

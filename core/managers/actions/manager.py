@@ -20,15 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from core.edge.problems import DependencyOf
 from core.errors import NotFound, StartupError
 from core.managers.actions.audit import AuditWriter, Digest, postgres_sink
 from core.managers.actions.declaration import Action, ActionContext
-from core.managers.actions.executor import (
-    AfterExecute,
-    BeforeExecute,
-    DependencyOf,
-    execute,
-)
+from core.managers.actions.executor import AfterExecute, BeforeExecute, execute
 from core.managers.actions.loader import Catalog, Problem
 from core.managers.base import HealthResult, Manager
 from core.managers.database import PostgresStore

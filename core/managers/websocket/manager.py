@@ -37,7 +37,8 @@ from flask_socketio import SocketIO
 
 from config.settings import Settings
 from core.edge.json import check_json_value
-from core.errors import ApiError, DependencyUnavailable, TooManyRequests
+from core.edge.problems import DependencyOf, api_error
+from core.errors import DependencyUnavailable, TooManyRequests
 from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
@@ -106,7 +107,7 @@ class WebSocketManager(Manager):
         rate_limiter: RateLimiter,
         metrics: MetricsManager,
         hooks: HooksManager,
-        dependency_of: Callable[[BaseException], str | None],
+        dependency_of: DependencyOf,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -197,14 +198,9 @@ class WebSocketManager(Manager):
             check_json_value(data)
             self.messages_in += 1
             return {"ok": True, **handler(session, data)}
-        except ApiError as exc:
-            return error_ack(exc.code, exc.detail)
-        except Exception as exc:
-            dependency = self.dependency_of(exc)
-            if dependency is not None:
-                return error_ack("DEPENDENCY_UNAVAILABLE", f"{dependency} is unavailable.")
-            logger.exception("socket event failed", extra={"event": name})
-            return error_ack("INTERNAL_ERROR", "An unexpected error occurred.")
+        except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
+            error = api_error(exc, self.dependency_of, event=name)
+            return error_ack(error.code, error.detail)
 
     # -- connect / disconnect -------------------------------------------------------------
 
@@ -225,12 +221,10 @@ class WebSocketManager(Manager):
                     code="TOO_MANY_SOCKETS",
                     retry_after=1,
                 )
-        except ApiError as exc:
-            self.metrics.socket_refused(exc.code)
-            raise Refused(exc.code, exc.detail) from None
-        except (redis.ConnectionError, redis.TimeoutError):
-            self.metrics.socket_refused("DEPENDENCY_UNAVAILABLE")
-            raise Refused("DEPENDENCY_UNAVAILABLE", "redis is unavailable.") from None
+        except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
+            error = api_error(exc, self.dependency_of, event="connect")
+            self.metrics.socket_refused(error.code)
+            raise Refused(error.code, error.detail) from None
         self.sessions[sid] = session
         self.metrics.socket_connected()
 
