@@ -46,10 +46,11 @@ serve: venv
 test: venv test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## System packages the suite needs beyond Python (Chromium for the browser test), installed
-## when missing: as root with apt-get, else through sudo, else one line saying what to run.
+## System packages the suite needs beyond Python (Chromium for the browser test, Prometheus and
+## promtool for the monitoring tests), installed when missing: as root with apt-get, else
+## through sudo, else one line saying what to run.
 test-deps:
-	@bash tests/clients/system-deps.sh
+	@bash tests/support/system-deps.sh
 
 lint: venv
 	$(BIN)/ruff check .
@@ -75,9 +76,11 @@ image-engine:
 			--no-install-recommends podman buildah mmdebstrap uidmap runc fuse-overlayfs; \
 	fi
 
-## Dockerfile lint and the Kubernetes overlays rendered and schema-checked (tests/production
-## checks these and their cross-references as part of `make test`).
-deploy-check: venv
+## Dockerfile lint, the Kubernetes overlays rendered and schema-checked, and k8s/monitoring:
+## its ServiceMonitor and PrometheusRule against the operator's CRD models, the dashboard
+## ConfigMap, `promtool check rules` (tests/production and tests/monitoring check these and
+## their cross-references as part of `make test`).
+deploy-check: venv test-deps
 	$(BIN)/hadolint Dockerfile
 	@rendered=$$(mktemp); trap 'rm -f "$$rendered"' EXIT; \
 	for overlay in dev prod; do \
@@ -85,6 +88,7 @@ deploy-check: venv
 		kubectl kustomize k8s/overlays/$$overlay >"$$rendered" || exit 1; \
 		$(BIN)/kubernetes-validate --strict --quiet -k 1.30.0 "$$rendered" || exit 1; \
 	done
+	@$(BIN)/python -m tests.support.monitoring
 
 ## Benchmarks (docs/performance.md): HTTP overhead next to bare Flask under production
 ## gunicorn (load from wrk, apt-installed when missing), Socket.IO fan-out, auth primitives.

@@ -188,6 +188,9 @@ def post_worker_init(worker: Any) -> None:
         return
     _redacting_logs(worker)
     _drain_on_sigterm(worker, app_manager)
+    # The hard cap on connections (sockets and HTTP) this worker holds: the
+    # SocketsNearCapacity alert compares socketio_connections with it.
+    app_manager.metrics.socket_capacity(worker.cfg.worker_connections)
 
 
 def worker_int(worker: Any) -> None:

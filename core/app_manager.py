@@ -208,6 +208,13 @@ class AppManager:
         """A module's resolved settings: ``get_app_manager().settings_of(TodosSettings)``."""
         return self.loaded.settings_of(model)
 
+    def ready(self) -> tuple[bool, Checks]:
+        """Whether ``/health/ready`` answers 200 (every check ok, not draining), and the checks
+        of the shared run; the readiness route and the ``health_ready`` gauge both ask here."""
+        checks = self.readiness()
+        ok = all(check["status"] == "ok" for check in checks.values())
+        return ok and not self.lifecycle.draining.is_set(), checks
+
     def readiness_checks(self) -> dict[str, HealthCheck]:
         checks: dict[str, HealthCheck] = {}
         for manager in self.managers:

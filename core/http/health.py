@@ -69,11 +69,9 @@ def live() -> Live:
 def ready() -> tuple[dict[str, Any], int]:
     """Readiness: every dependency answers in time and the process is not draining."""
     app_manager = get_app_manager()
-    checks = app_manager.readiness()
-    draining = app_manager.lifecycle.draining.is_set()
-    ok = not draining and all(check["status"] == "ok" for check in checks.values())
+    ok, checks = app_manager.ready()
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
-    if draining:
+    if app_manager.lifecycle.draining.is_set():
         body["reason"] = "shutting_down"
     return body, 200 if ok else 503
 

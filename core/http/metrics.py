@@ -56,7 +56,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
     metrics = app_manager.metrics
     if metrics.port is None:
         app.register_blueprint(bp)
-    metrics.track_dependencies(app_manager.readiness)
+    metrics.track_readiness(app_manager.ready, lambda: app_manager.redis.memory)
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
 
 

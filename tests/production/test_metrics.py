@@ -5,7 +5,6 @@ METRICS_PORT)."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 from collections.abc import Callable
 
@@ -13,12 +12,13 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
 
 from core.devstack import RedisServer, free_port
 from core.errors import StartupError
 from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
 from core.testing import problem, serving
-from tests.production.helpers import ROOT, sample, samples
+from tests.production.helpers import sample, samples
 from tests.support.servers import stopped
 
 AppFactory = Callable[..., Flask]
@@ -130,6 +130,33 @@ def test_dependency_gauges_come_from_the_readiness_checks(
     assert sample(text, "dependency_up", dependency="mongodb") == 1
 
 
+def test_readiness_and_redis_memory_gauges_follow_the_shared_readiness_run(
+    make_app: AppFactory, redis_server: RedisServer
+) -> None:
+    app = make_app({"HEALTH_READY_CACHE_SECONDS": "0"})
+    client = app.test_client()
+    redis = Redis.from_url(redis_server.url)
+    before = redis.config_get("maxmemory")["maxmemory"]
+    redis.config_set("maxmemory", str(8 * 2**30))
+    try:
+        text = scrape(client)
+    finally:
+        redis.config_set("maxmemory", before)
+    assert sample(text, "health_ready") == 1
+    assert sample(text, "redis_memory_max_bytes") == 8 * 2**30
+    used = sample(text, "redis_memory_used_bytes")
+    assert used is not None
+    assert used > 0
+    # Kept for the metrics, never in the public readiness answer.
+    assert "memory" not in json.dumps(client.get("/health/ready").get_json())
+
+    app.extensions["app_manager"].drain(timeout=0)
+    assert sample(scrape(client), "health_ready") == 0
+    assert client.get("/health/ready").status_code == 503
+    with stopped(redis_server):
+        assert sample(scrape(client), "health_ready") == 0
+
+
 def test_metrics_is_open_without_a_token_and_protected_with_one(make_app: AppFactory) -> None:
     assert make_app().test_client().get("/metrics").status_code == 200
 
@@ -235,37 +262,6 @@ def test_free_form_label_values_are_capped(app: Flask) -> None:
     assert OTHER in events
     assert "event_0" in events
     assert f"event_{MAX_LABEL_VALUES}" not in events
-
-
-def test_the_grafana_dashboard_queries_only_metrics_the_app_exports(app: Flask) -> None:
-    suffixes = {
-        "counter": ("_total",),
-        "gauge": ("",),
-        "histogram": ("_bucket", "_count", "_sum"),
-    }
-    exported = {
-        family.name + suffix
-        for family in app.extensions["metrics"].registry.collect()
-        for suffix in suffixes.get(family.type, ("",))
-    }
-    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
-    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
-    queried = {
-        name
-        for panel in panels
-        for target in panel["targets"]
-        for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", target["expr"])
-    }
-    assert queried
-    assert queried <= exported, queried - exported
-    assert {
-        "http_requests_total",
-        "http_request_duration_seconds_bucket",
-        "dependency_up",
-    } <= queried
-    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
-    variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"datasource", "job", "namespace"} <= variables
 
 
 def test_operator_routes_are_never_open_on_the_apps_port_in_prod_or_beside_a_metrics_port(

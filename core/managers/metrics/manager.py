@@ -15,9 +15,13 @@ What the framework records:
     dependency_up{dependency}, dependency_latency_seconds{dependency}
                                                          the shared readiness checks (one run
                                                          per HEALTH_READY_CACHE_SECONDS)
+    health_ready                                         1 when /health/ready answers 200
+    redis_memory_used_bytes, redis_memory_max_bytes      Redis' INFO memory, read by the same
+                                                         readiness run (max 0 = no maxmemory)
     rate_limit_rejections_total{level,reason}            rate_limit_rejected()
     rate_limit_bans_total{level}                         ban_issued()
-    socketio_connections, socketio_connects_total{outcome},
+    socketio_connections, socketio_connections_limit,   the limit: connections one worker
+    socketio_connects_total{outcome},                    holds (gunicorn worker_connections)
     socketio_events_total{event,outcome}, socketio_event_duration_seconds{event}
     actions_total{action,outcome}, action_duration_seconds{action}, audit_rows_dropped_total
     security_events_total{event,outcome}                 security_event() (logins, bans, ...)
@@ -69,7 +73,10 @@ MAX_LABEL_VALUES = 200
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 M = TypeVar("M", bound=MetricWrapperBase)
-ChecksProvider = Callable[[], Mapping[str, Mapping[str, Any]]]
+#: The shared readiness run: whether the process is ready, and each dependency's check.
+ReadinessProvider = Callable[[], tuple[bool, Mapping[str, Mapping[str, Any]]]]
+#: Redis' memory (used bytes, maxmemory bytes) as last read, or None before the first read.
+MemoryProvider = Callable[[], tuple[int, int] | None]
 
 
 class _BoundedValues:
@@ -91,20 +98,20 @@ class _BoundedValues:
 
 
 class _DependencyCollector:
-    """``dependency_up`` and ``dependency_latency_seconds`` from the readiness checks.
+    """``health_ready``, ``dependency_up`` and ``dependency_latency_seconds`` from the readiness
+    checks, and ``redis_memory_*`` read by the same run.
 
-    Collected at scrape time from the provider, the app's shared readiness run (one run per
+    Collected at scrape time from the providers, the app's shared readiness run (one run per
     ``HEALTH_READY_CACHE_SECONDS``, bounded by ``HEALTH_CHECK_TIMEOUT``), so the values are
     right whoever scrapes and whether or not anything probes ``/health/ready``.
     """
 
     def __init__(self) -> None:
-        self.provider: ChecksProvider | None = None
-
-    def results(self) -> Mapping[str, Mapping[str, Any]]:
-        return {} if self.provider is None else self.provider()
+        self.readiness: ReadinessProvider | None = None
+        self.redis_memory: MemoryProvider | None = None
 
     def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily("health_ready", "1 when /health/ready answers 200")
         up = GaugeMetricFamily(
             "dependency_up", "1 when the dependency's readiness check passes", labels=["dependency"]
         )
@@ -113,11 +120,25 @@ class _DependencyCollector:
             "Latency of the dependency's last readiness check",
             labels=["dependency"],
         )
-        for name, result in sorted(self.results().items()):
-            up.add_metric([name], 1.0 if result.get("status") == "ok" else 0.0)
-            latency.add_metric([name], float(result.get("latency_ms") or 0.0) / 1000)
+        if self.readiness is not None:
+            is_ready, checks = self.readiness()
+            ready.add_metric([], 1.0 if is_ready else 0.0)
+            for name, result in sorted(checks.items()):
+                up.add_metric([name], 1.0 if result.get("status") == "ok" else 0.0)
+                latency.add_metric([name], float(result.get("latency_ms") or 0.0) / 1000)
+        yield ready
         yield up
         yield latency
+        # After the readiness run above, which reads them.
+        memory = self.redis_memory() if self.redis_memory is not None else None
+        if memory is not None:
+            used, limit = memory
+            yield GaugeMetricFamily(
+                "redis_memory_used_bytes", "Redis used_memory (INFO memory)", value=used
+            )
+            yield GaugeMetricFamily(
+                "redis_memory_max_bytes", "Redis maxmemory; 0 = no limit", value=limit
+            )
 
     def describe(self) -> Iterable[Metric]:
         # Declared without running the checks, so registering this collector does no I/O.
@@ -174,6 +195,10 @@ class MetricsManager(Manager):
             "Limiter calls that could not reach Redis (the level's fail policy applied)",
         )
         self.socket_connections = self.gauge("socketio_connections", "Connected Socket.IO clients")
+        self.socket_connections_limit = self.gauge(
+            "socketio_connections_limit",
+            "Connections one worker holds (gunicorn worker_connections); 0 = not known",
+        )
         self.socket_connects = self.counter(
             "socketio_connects_total",
             "Socket.IO connection attempts by outcome (accepted or the refusal code)",
@@ -282,6 +307,10 @@ class MetricsManager(Manager):
         """A refused connection, by the ``connect_error`` code (``TOKEN_INVALID``, ...)."""
         self.socket_connects.labels(self._codes(code)).inc()
 
+    def socket_capacity(self, limit: int) -> None:
+        """The connections this process can hold (sockets and HTTP): gunicorn sets it."""
+        self.socket_connections_limit.set(limit)
+
     def socket_disconnected(self) -> None:
         """An accepted connection ended (call once per :meth:`socket_connected`)."""
         self.socket_connections.dec()
@@ -309,9 +338,12 @@ class MetricsManager(Manager):
         """A recorded security event (``login.failed``, ``ratelimit.ban``...)."""
         self.security_events.labels(self._events(event), self._codes(outcome)).inc()
 
-    def track_dependencies(self, provider: ChecksProvider) -> None:
-        """Where ``dependency_*`` come from: a callable returning the readiness checks."""
-        self._dependencies.provider = provider
+    def track_readiness(
+        self, readiness: ReadinessProvider, redis_memory: MemoryProvider | None = None
+    ) -> None:
+        """Where ``health_ready``, ``dependency_*`` and ``redis_memory_*`` come from."""
+        self._dependencies.readiness = readiness
+        self._dependencies.redis_memory = redis_memory
 
     # -- exposition ------------------------------------------------------------------------
 
@@ -345,6 +377,6 @@ class MetricsManager(Manager):
                 return
             self._closed = True
             server, self._server = self._server, None
-        self._dependencies.provider = None
+        self._dependencies.readiness = self._dependencies.redis_memory = None
         if server is not None:
             server.stop()

@@ -58,6 +58,8 @@ class RedisManager(Manager):
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             client_name="python-base-04",
         )
+        #: (used_memory, maxmemory) in bytes as the last readiness check read them.
+        self.memory: tuple[int, int] | None = None
         self.scripts = ScriptRegistry(self.client, self.key)
         self._listener = Listener(self.client)
 
@@ -173,9 +175,18 @@ class RedisManager(Manager):
 
     def health(self) -> HealthResult:
         if not self._listener.running:
-            return timed_check(self.client.ping)
+            return timed_check(self._ping)
         pubsub = "connected" if self._listener.connected else "reconnecting"
-        return timed_check(self.client.ping, pubsub=pubsub)
+        return timed_check(self._ping, pubsub=pubsub)
+
+    def _ping(self) -> None:
+        """PING, and read the memory figures in the same round trip (kept for the metrics,
+        never in the public readiness answer)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.ping()
+        pipe.info("memory")
+        _, info = pipe.execute()
+        self.memory = (int(info["used_memory"]), int(info.get("maxmemory", 0)))
 
     def readiness_checks(self) -> dict[str, HealthCheck]:
         return {"redis": self.health}
