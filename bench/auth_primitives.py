@@ -116,16 +116,18 @@ def run(stack: Stack, args: argparse.Namespace) -> tuple[list[Timing], dict[str,
     from core.managers.rate_limiter import RateLimiter, Revocation
     from core.managers.redis import RedisManager
     from modules.auth.passwords import PasswordHasher
+    from modules.auth.settings import AuthSettings
 
     env = stack.app_env(APP_ENV="dev")
-    settings = SettingsLoader(env).load(None).settings
+    loaded = SettingsLoader(env).load(None, modules={"auth": AuthSettings})
+    settings, auth = loaded.settings, loaded.settings_of(AuthSettings)
     redis_manager = RedisManager(settings)
     mongo = MongoStore(settings)
     jwt = JWTManager(settings, redis_manager)
     api_keys = ApiKeyManager(settings, mongo, redis_manager)
     mongo.ensure_indexes()
     limiter = RateLimiter(settings, redis_manager, MetricsManager(settings))
-    hasher = PasswordHasher(settings)
+    hasher = PasswordHasher(auth)
     timings: list[Timing] = []
     try:
         pair = jwt.issue_pair("64b000000000000000000001", ["user"], username="bench")
@@ -243,9 +245,9 @@ def run(stack: Stack, args: argparse.Namespace) -> tuple[list[Timing], dict[str,
         redis_manager.close()
     cost = {
         "jwt_algorithm": settings.jwt_algorithm,
-        "argon2_time_cost": settings.argon2_time_cost,
-        "argon2_memory_cost_kib": settings.argon2_memory_cost,
-        "argon2_parallelism": settings.argon2_parallelism,
+        "argon2_time_cost": auth.argon2_time_cost,
+        "argon2_memory_cost_kib": auth.argon2_memory_cost,
+        "argon2_parallelism": auth.argon2_parallelism,
         "api_key_cache_ttl": settings.api_key_cache_ttl,
     }
     return timings, cost

@@ -6,8 +6,8 @@
 4. the default (development only for anything secret or required in production).
 
 Feature modules' settings (config/modules.py) resolve through the same sources, named
-``<MODULE>_<FIELD>``; they are loaded with the core settings and shown, masked and checked for
-production the same way.
+``<MODULE>_<FIELD>`` (or a field's own ``env=`` name); they are loaded with the core settings
+and shown, masked and checked for production the same way.
 
 Loading happens in two steps because Vault has to be reached with settings that Vault itself
 cannot provide: :meth:`SettingsLoader.bootstrap` resolves everything without Vault, the caller
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from config.modules import ModuleSettings, env_name
+from config.modules import ENV_NAME, ModuleSettings, env_name, env_names
 from config.settings import DEV_JWT_SECRET, Settings, SettingsModel
 from core.errors import ConfigurationError
 
@@ -80,8 +80,8 @@ class LoadedSettings:
         for name in Settings.model_fields:
             yield name.upper(), self.settings, name, self.source_of(name)
         for module, loaded in self.modules.items():
-            for name in type(loaded.settings).model_fields:
-                yield env_name(module, name), loaded.settings, name, loaded.source_of(name)
+            for name, setting in env_names(module, type(loaded.settings)).items():
+                yield setting, loaded.settings, name, loaded.source_of(name)
 
     def secret_values(self) -> list[str]:
         """Every secret value, core and modules', for log redaction."""
@@ -116,8 +116,13 @@ class SettingsLoader:
         }
         problems: list[str] = []
         for module, model in (modules or {}).items():
-            for name in model.model_fields:
-                setting = env_name(module, name)
+            for name, setting in env_names(module, model).items():
+                if not ENV_NAME.fullmatch(setting):
+                    problems.append(
+                        f"{setting!r} (module {module!r}, field {name!r}) is not a setting "
+                        "name: use upper snake case"
+                    )
+                    continue
                 if setting in fields:
                     owner = fields[setting][0]
                     taken = f"module {owner!r}" if owner else "a core setting"
@@ -152,7 +157,7 @@ class SettingsLoader:
             try:
                 instance = model(**raw[module])
             except ValidationError as exc:
-                problems.extend(_describe(exc, sources[module], partial(env_name, module)))
+                problems.extend(_describe(exc, sources[module], partial(env_name, module, model)))
                 continue
             loaded_modules[module] = LoadedModuleSettings(module, instance, sources[module])
         if problems:

@@ -156,21 +156,6 @@ class Settings(SettingsModel):
     #: When Redis cannot be asked whether a token or API key is revoked: refuse (false, 503)
     #: or accept it (true).
     revocation_fail_open: bool = False
-    #: Password checks per account per LOGIN_LOCKOUT_SECONDS window, reserved before checking.
-    login_max_failures: int = Field(5, ge=1)
-    login_lockout_seconds: int = Field(900, ge=1)
-    #: How long an account stays locked once LOGIN_MAX_FAILURES is reached (kept short:
-    #: anyone who knows an email can lock that account).
-    login_lock_seconds: int = Field(300, ge=1)
-    #: Failed logins per client IP per LOGIN_IP_WINDOW_SECONDS, across all accounts.
-    login_ip_max_failures: int = Field(30, ge=1)
-    login_ip_window_seconds: int = Field(900, ge=1)
-    #: How long the device token of a successful login is trusted (docs/auth.md, "Device
-    #: tokens"); a login presenting it has its own failure budget.
-    login_device_ttl: int = Field(30 * 24 * 3600, ge=60)
-    argon2_time_cost: int = Field(2, ge=1)
-    argon2_memory_cost: int = Field(19456, ge=1024)  # KiB; OWASP's argon2id minimum
-    argon2_parallelism: int = Field(1, ge=1)
     api_key_cache_ttl: int = Field(60, ge=0)
     encryption_key: str = secret(DEV_ENCRYPTION_KEY, prod_required=True)
     metrics_token: str | None = secret(None)
@@ -185,11 +170,6 @@ class Settings(SettingsModel):
     rate_limit_user: str = "20/second;600/minute"
     rate_limit_api_key: str = "100/second;6000/minute"
     rate_limit_socket: str = "10/second;300/minute"
-    #: Per-IP limits of the anonymous routes that hash or verify passwords and refresh tokens;
-    #: they replace RATE_LIMIT_IP on those routes.
-    rate_limit_register: str = "5/minute;50/hour"
-    rate_limit_login: str = "20/minute;300/hour"
-    rate_limit_refresh: str = "60/minute;1000/hour"
     rate_limit_ban_after: int = Field(20, ge=1)
     rate_limit_ban_window: int = Field(600, ge=1)
     rate_limit_ban_seconds: int = Field(900, ge=1)

@@ -107,7 +107,7 @@ def build(manager: AppManager) -> Flask:
     manager.actions.load(manager.modules.loaded)
     actions.install(app, manager, routing)  # after maintenance: its gate comes second
     openapi.install(app, manager, routing)
-    routing.resolve(app, settings)
+    routing.resolve(app, manager.loaded)
     register_commands(app)
     app.wsgi_app = wrap_wsgi(manager, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -1,10 +1,10 @@
 """Rate limiting in the request pipeline: route overrides, exemptions and the headers.
 
 ``@rate_limit(ip="5/minute")`` replaces a level's default limits for one route (counted in a
-bucket of that route); a limit may also be read from the settings at start-up,
-``@rate_limit(ip=lambda settings: settings.rate_limit_login)``. ``@exempt`` takes a route out
-of rate limiting (health and metrics are exempt by path). Limits are parsed once at start-up:
-a bad limit string stops start-up naming the route.
+bucket of that route); a limit may also be read from the settings at start-up, core's or a
+module's: ``@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_login)``.
+``@exempt`` takes a route out of rate limiting (health and metrics are exempt by path).
+Limits are parsed once at start-up: a bad limit string stops start-up naming the route.
 
 Per request the pipeline builds the caller's buckets: ``ip`` always, plus ``user`` (JWT) or
 ``api_key``, plus any extra buckets a resolver adds for the endpoint (actions add their own
@@ -26,11 +26,12 @@ from core.managers.rate_limiter import Bucket, Quota, RateLimiter, Revocation, c
 from core.managers.rate_limiter.limits import Limit, parse_limits
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from config.loader import LoadedSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: A limit string, or a function of the settings answering one (read once at start-up).
-LimitSource: TypeAlias = "str | Callable[[Settings], str]"
+#: A limit string, or a function of the settings (core and modules') answering one, read once
+#: at start-up.
+LimitSource: TypeAlias = "str | Callable[[LoadedSettings], str]"
 EXEMPT_PATHS = ("/health/", "/metrics")
 #: ``resolver(view_args, principal) -> extra buckets`` registered per endpoint.
 BucketResolver = Callable[[Mapping[str, Any], "Principal | None"], list[Bucket]]
@@ -70,7 +71,7 @@ class RoutePlan:
     overrides: dict[str, tuple[Limit, ...]] = field(default_factory=dict)
 
 
-def resolve_routes(app: Flask, settings: Settings) -> dict[str, RoutePlan]:
+def resolve_routes(app: Flask, settings: LoadedSettings) -> dict[str, RoutePlan]:
     plans: dict[str, RoutePlan] = {}
     problems = []
     for rule in app.url_map.iter_rules():

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from config.loader import LoadedSettings
 from config.settings import Settings
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.http.auth import (
@@ -61,7 +62,7 @@ class Routing:
         self.rate_limit_plans: dict[str, RoutePlan] = {}
         self.bucket_resolvers: dict[str, BucketResolver] = {}
 
-    def resolve(self, app: Flask, settings: Settings) -> None:
+    def resolve(self, app: Flask, settings: LoadedSettings) -> None:
         """Resolve every route's auth policy and rate-limit plan once routes are registered;
         a route without a policy or with a bad limit stops start-up."""
         self.route_policies = resolve_policies(app)

@@ -10,16 +10,18 @@ from modules.auth.lockout import LoginGuard, LoginLimits
 from modules.auth.passwords import PasswordHasher
 from modules.auth.routes import bp
 from modules.auth.service import AuthService
+from modules.auth.settings import AuthSettings
 from modules.auth.users import UserStore
 
 
 class AuthModule(BaseModule):
     blueprint = bp
+    settings_model = AuthSettings
     commands = (users_cli,)
 
     def __init__(self, name: str, app_manager: AppManager) -> None:
         super().__init__(name, app_manager)
-        settings = app_manager.settings
+        settings = app_manager.settings_of(AuthSettings)
         runs = app_manager.metrics.counter(
             "auth_argon2_runs_total",
             "Password hashes and verifications run with argon2 (~30 ms of CPU each)",

@@ -14,7 +14,7 @@ from typing import TypeVar
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from config.settings import Settings
+from modules.auth.settings import AuthSettings
 
 T = TypeVar("T")
 
@@ -35,7 +35,9 @@ class PasswordHasher:
     """argon2id with the settings' parameters; ``ran(operation)`` is told of every hash and
     verification (``"hash"``, ``"verify"``), for the ``auth_argon2_runs_total`` metric."""
 
-    def __init__(self, settings: Settings, ran: Callable[[str], None] = lambda op: None) -> None:
+    def __init__(
+        self, settings: AuthSettings, ran: Callable[[str], None] = lambda op: None
+    ) -> None:
         self._ran = ran
         self._hasher = argon2.PasswordHasher(
             time_cost=settings.argon2_time_cost,

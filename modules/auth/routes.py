@@ -21,6 +21,7 @@ from modules.auth.schemas import (
     UserAnswer,
 )
 from modules.auth.service import AuthService
+from modules.auth.settings import AuthSettings
 from modules.auth.users import public
 
 bp = Blueprint("auth", __name__)
@@ -53,7 +54,7 @@ def _refused(exc: ApiError, user_id: str | None = None, **details: str) -> None:
 
 
 @bp.post("/public/register")
-@rate_limit(ip=lambda settings: settings.rate_limit_register)
+@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_register)
 @typed(
     body=Registration,
     response=UserAnswer,
@@ -66,7 +67,7 @@ def register(body: Registration) -> dict[str, Any]:
 
 
 @bp.post("/public/login")
-@rate_limit(ip=lambda settings: settings.rate_limit_login)
+@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_login)
 @typed(
     body=Credentials,
     response=LoginAnswer,
@@ -93,7 +94,7 @@ def login(body: Credentials) -> dict[str, Any]:
 
 
 @bp.post("/public/refresh")
-@rate_limit(ip=lambda settings: settings.rate_limit_refresh)
+@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_refresh)
 @typed(
     body=Refresh,
     response=TokenPair,

@@ -16,7 +16,7 @@ def setting_names() -> set[str]:
     """Every core setting and every setting of the project's modules (``modules/``)."""
     names = set(Settings.env_names())
     for module, model in module_settings(discover(Settings().modules_packages)).items():
-        names.update(env_names(module, model))
+        names.update(env_names(module, model).values())
     return names
 
 
@@ -24,7 +24,7 @@ def secret_names() -> set[str]:
     secret = {name.upper() for name in Settings.model_fields if Settings.field_flag(name, "secret")}
     for module, model in module_settings(discover(Settings().modules_packages)).items():
         secret.update(
-            env_name(module, name)
+            env_name(module, model, name)
             for name in model.model_fields
             if model.field_flag(name, "secret")
         )

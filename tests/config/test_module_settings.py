@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from config.loader import SettingsLoader
+from config.modules import env_names
 from core.devstack import VaultServer
 from core.errors import ConfigurationError
 from core.testing import AppFactory
+from modules.auth.settings import AuthSettings
 from tests.config.test_loader import prod_environ
 from tests.config.test_vault_source import config_show
 from tests.support.packages import make_modules_package, module_source
@@ -173,3 +175,93 @@ def test_a_module_secret_is_redacted_from_logs(make_app: AppFactory, partner: st
         handler.setStream(previous)
     assert "leaking [REDACTED]" in output.getvalue()
     assert "partner-key-5c4b3a" not in output.getvalue()
+
+
+def named_settings(**fields: str) -> str:
+    """A module whose settings model has ``fields`` (name -> declaration)."""
+    lines = "".join(f"    {name}: {declaration}\n" for name, declaration in fields.items())
+    return (
+        "from config.modules import ModuleSettings, secret, setting\n"
+        "from core.module import BaseModule\n\n\n"
+        f"class Named(ModuleSettings):\n{lines}\n\n"
+        "class Module(BaseModule):\n    settings_model = Named\n"
+    )
+
+
+def test_a_field_may_keep_an_env_name_of_its_own(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``env=`` names a setting outside the module's prefix in every source: config show
+    lists it under that name, an invalid value is reported under it, the prefixed name is not
+    a setting at all."""
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "legacy": named_settings(
+                max_tries='int = setting(5, env="LEGACY_MAX_TRIES", ge=1)',
+                token='str | None = secret(None, env="LEGACY_TOKEN")',
+                page_size="int = 20",
+            )
+        },
+    )
+    environ = {
+        "MODULES_PACKAGES": package,
+        "LEGACY_MAX_TRIES": "7",
+        "LEGACY_TOKEN": "t0ken-4f3e",
+        "LEGACY_LEGACY_MAX_TRIES": "99",
+    }
+    rows = config_show(make_app, environ)
+    assert rows["LEGACY_MAX_TRIES"] == ("env", "7")
+    assert rows["LEGACY_TOKEN"] == ("env", "********")
+    assert rows["LEGACY_PAGE_SIZE"] == ("default", "20")  # the others keep the prefix
+    assert "LEGACY_LEGACY_MAX_TRIES" not in rows
+    with pytest.raises(ConfigurationError) as raised:
+        make_app({**environ, "LEGACY_MAX_TRIES": "0"}, start=False)
+    (line,) = raised.value.problems
+    assert line.startswith("LEGACY_MAX_TRIES (from env): ")
+
+
+def test_an_explicit_env_name_is_refused_when_taken_or_malformed(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = make_modules_package(
+        tmp_path,
+        monkeypatch,
+        {
+            "first": named_settings(limit='str = setting("1/second", env="RATE_LIMIT_IP")'),
+            "second": named_settings(size='int = setting(1, env="SHARED_SIZE")'),
+            "third": named_settings(size='int = setting(1, env="SHARED_SIZE")'),
+            "fourth": named_settings(size='int = setting(1, env="lower-case")'),
+        },
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        make_app({"MODULES_PACKAGES": package}, start=False)
+    assert raised.value.problems == [
+        "RATE_LIMIT_IP (module 'first') is also a core setting",
+        "'lower-case' (module 'fourth', field 'size') is not a setting name: use upper snake case",
+        "SHARED_SIZE (module 'third') is also module 'second'",
+    ]
+
+
+def test_the_auth_modules_settings_keep_their_public_names(make_app: AppFactory) -> None:
+    """shared/API.md names them; moving them into the auth module did not rename them."""
+    assert set(env_names("auth", AuthSettings).values()) == {
+        "LOGIN_MAX_FAILURES",
+        "LOGIN_LOCKOUT_SECONDS",
+        "LOGIN_LOCK_SECONDS",
+        "LOGIN_IP_MAX_FAILURES",
+        "LOGIN_IP_WINDOW_SECONDS",
+        "LOGIN_DEVICE_TTL",
+        "ARGON2_TIME_COST",
+        "ARGON2_MEMORY_COST",
+        "ARGON2_PARALLELISM",
+        "RATE_LIMIT_REGISTER",
+        "RATE_LIMIT_LOGIN",
+        "RATE_LIMIT_REFRESH",
+    }
+    rows = config_show(make_app, {"LOGIN_MAX_FAILURES": "3"})
+    assert rows["LOGIN_MAX_FAILURES"] == ("env", "3")
+    assert not [name for name in rows if name.startswith("AUTH_")]
+    rows = config_show(make_app, {"MODULES_DISABLED": "auth"})
+    assert "LOGIN_MAX_FAILURES" not in rows

@@ -12,15 +12,15 @@ from typing import Any
 import requests
 from flask import Flask
 
-from config.settings import Settings
 from core.app_manager import get_app_manager
 from core.testing import PASSWORD, AppFactory, login, problem, register, serving
+from modules.auth.settings import AuthSettings
 from tests.production.helpers import sample
 
 #: The production argon2 parameters (the test suite otherwise uses cheap ones).
 REAL_ARGON2 = {
-    "ARGON2_TIME_COST": str(Settings.model_fields["argon2_time_cost"].default),
-    "ARGON2_MEMORY_COST": str(Settings.model_fields["argon2_memory_cost"].default),
+    "ARGON2_TIME_COST": str(AuthSettings.model_fields["argon2_time_cost"].default),
+    "ARGON2_MEMORY_COST": str(AuthSettings.model_fields["argon2_memory_cost"].default),
 }
 
 
@@ -138,7 +138,7 @@ def test_successful_logins_do_not_use_up_the_ip_failure_allowance(make_app: AppF
 
 
 def test_register_login_and_refresh_have_their_own_tighter_limits(make_app: AppFactory) -> None:
-    defaults = Settings.model_fields
+    defaults = AuthSettings.model_fields
     app = make_app(
         {
             "RATE_LIMIT_REGISTER": defaults["rate_limit_register"].default,
@@ -223,7 +223,7 @@ def answered(response: requests.Response, status: int, code: str) -> None:
 DEVICE_SETTINGS = {
     "TRUSTED_PROXIES": "1",
     "LOGIN_MAX_FAILURES": "5",
-    "LOGIN_IP_MAX_FAILURES": str(Settings.model_fields["login_ip_max_failures"].default),
+    "LOGIN_IP_MAX_FAILURES": str(AuthSettings.model_fields["login_ip_max_failures"].default),
 }
 
 
