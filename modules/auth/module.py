@@ -10,6 +10,7 @@ from modules.auth.lockout import LoginGuard, LoginLimits
 from modules.auth.passwords import PasswordHasher
 from modules.auth.routes import bp
 from modules.auth.service import AuthService
+from modules.auth.sessions import SessionStore
 from modules.auth.settings import AuthSettings
 from modules.auth.users import UserStore
 
@@ -44,5 +45,6 @@ class AuthModule(BaseModule):
                 app_manager.jwt,
                 LoginGuard(app_manager.redis, limits),
                 app_manager.hooks,
+                SessionStore(app_manager.database.mongo, app_manager.settings.jwt_refresh_ttl),
             ),
         )

@@ -10,17 +10,20 @@ from core.app_manager import get_app_manager
 from core.errors import ApiError, Unauthorized
 from core.http.auth import current_principal
 from core.http.rate_limiter import rate_limit
-from core.http.typed import typed
+from core.http.typed import Paged, PageQuery, typed
 from modules.auth.schemas import (
     Credentials,
+    EndedSessions,
     LoginAnswer,
     Logout,
     Refresh,
     Registration,
+    RevokeOthers,
+    Session,
     TokenPair,
     UserAnswer,
 )
-from modules.auth.service import AuthService
+from modules.auth.service import AuthService, Client
 from modules.auth.settings import AuthSettings
 from modules.auth.users import public
 
@@ -30,6 +33,12 @@ _TOKEN_PROBLEMS = ["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED"]
 
 def service() -> AuthService:
     return get_app_manager().services.get("auth", AuthService)
+
+
+def client() -> Client:
+    """The caller, as logins and sessions see it (the trusted-proxy client IP)."""
+    limit_key = get_app_manager().rate_limiter.ip_identifier(request.remote_addr)
+    return Client(limit_key, request.remote_addr, request.user_agent.string or None)
 
 
 #: Security events of refused logins and refreshes, by problem code.
@@ -76,10 +85,8 @@ def register(body: Registration) -> dict[str, Any]:
 def login(body: Credentials) -> dict[str, Any]:
     """Exchange email and password for a token pair and a device token."""
     manager = get_app_manager()
-    # Per-IP failures are keyed like the ip level: an IPv6 client by its /64.
-    client = manager.rate_limiter.ip_identifier(request.remote_addr)
-    try:
-        answer, trusted = service().login(body, client)
+    try:  # per-IP failures are keyed like the ip level: an IPv6 client by its /64
+        answer, trusted = service().login(body, client())
     except ApiError as exc:  # the email as its keyed digest: a typo'd password is never stored
         digest = manager.security.digest(body.email.strip().lower())
         _refused(exc, email_digest=digest, device="presented" if body.device_token else "none")
@@ -103,7 +110,7 @@ def login(body: Credentials) -> dict[str, Any]:
 def refresh(body: Refresh) -> dict[str, Any]:
     """A new token pair for a refresh token, which stops working (rotation)."""
     try:
-        return service().refresh(body.refresh_token)
+        return service().refresh(body.refresh_token, client())
     except ApiError as exc:
         if exc.code == "REFRESH_TOKEN_REUSED":  # likely theft: whose login was revoked
             claims = get_app_manager().jwt.decode(body.refresh_token, "refresh")
@@ -127,3 +134,37 @@ def me() -> dict[str, Any]:
     if user is None:  # deleted since the token was issued
         raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
     return {"user": public(user)}
+
+
+@bp.get("/userauth/sessions")
+@typed(query=PageQuery, response=Paged[Session], errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+def list_sessions(query: PageQuery) -> dict[str, Any]:
+    """The caller's sessions (logins), newest first, a page at a time."""
+    claims = current_principal().claims
+    return service().list_sessions(claims, query.limit, query.cursor).to_dict()
+
+
+@bp.delete("/userauth/sessions/<session_id>")
+@typed(errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS], 404: ["NOT_FOUND"]})
+def end_session(session_id: str) -> None:
+    """End one of the caller's sessions: its tokens stop working and its sockets are closed,
+    on every instance."""
+    claims = current_principal().claims
+    family = service().end_session(claims, session_id)
+    current = "true" if family == claims["fam"] else "false"
+    get_app_manager().security.record("session.revoked", session_id=session_id, current=current)
+
+
+@bp.post("/userauth/sessions/revoke-others")
+@typed(
+    body=RevokeOthers,
+    response=EndedSessions,
+    errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]},
+)
+def end_other_sessions(body: RevokeOthers) -> dict[str, Any]:
+    """End every session of the caller but the current one."""
+    ended = service().end_other_sessions(current_principal().claims)
+    security = get_app_manager().security
+    for session_id in ended:
+        security.record("session.revoked", session_id=session_id, current="false")
+    return {"ended": len(ended)}

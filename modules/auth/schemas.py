@@ -93,3 +93,27 @@ class LoginAnswer(TokenPair):
     device_token: str
     #: Seconds the device token stays valid (``LOGIN_DEVICE_TTL``).
     device_expires_in: int
+
+
+class Session(BaseModel):
+    """One of the caller's logins (a refresh-token family): never a token."""
+
+    id: str
+    created_at: datetime
+    #: The last login or refresh of this session.
+    last_used_at: datetime
+    #: The client address of the last login or refresh (the trusted-proxy client IP).
+    ip: str | None
+    user_agent: str | None
+    #: Whether this is the session of the access token making the request.
+    current: bool
+
+
+class RevokeOthers(Request):
+    """Nothing to send: ``{}`` (or no body)."""
+
+
+class EndedSessions(BaseModel):
+    """How many sessions were ended."""
+
+    ended: int

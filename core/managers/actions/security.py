@@ -36,6 +36,7 @@ LEVELS = {
     "login.locked": logging.WARNING,
     "refresh.reused": logging.WARNING,
     "logout": logging.INFO,
+    "session.revoked": logging.INFO,
     "api_key.created": logging.INFO,
     "api_key.revoked": logging.INFO,
     "api_key.invalid": logging.WARNING,
