@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -175,6 +176,25 @@ def on_starting(server: Any) -> None:
     if problems:
         # gunicorn prints a RuntimeError as one "Error: ..." line and exits 1.
         raise RuntimeError("refusing to start: " + "; ".join(problems))
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In the worker, before it loads the app: a start-up refusal (a missing setting, a store
+    or Vault refusing) is one log line, and the arbiter stops instead of booting it again."""
+    load = worker.load_wsgi
+
+    def load_wsgi() -> None:
+        try:
+            load()
+        except Exception as exc:
+            from core.errors import ConfigurationError, StartupError
+
+            if not isinstance(exc, ConfigurationError | StartupError):
+                raise
+            worker.log.error("cannot start: %s", exc)
+            sys.exit(server.WORKER_BOOT_ERROR)  # "Worker failed to boot": the master halts
+
+    worker.load_wsgi = load_wsgi
 
 
 def post_worker_init(worker: Any) -> None:

@@ -122,9 +122,26 @@ class VaultManager(Manager):
         except _REQUEST_ERRORS as exc:
             raise VaultError(
                 f"Vault login ({method}) at {self.addr} failed: {type(exc).__name__}"
-                f"{self._hint(exc)}"
+                f"{self._refusal(exc)}{self._hint(exc)}"
             ) from exc
         logger.info("vault login ok", extra={"vault_auth_method": method})
+
+    def _refusal(self, exc: Exception) -> str:
+        """Why Vault refused a login: its own words (which never hold the credentials) and,
+        for Kubernetes auth, where to look."""
+        if not isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.InvalidRequest):
+            return ""
+        said = "; ".join(str(error) for error in exc.errors or [])[:200]
+        reason = f" ({said})" if said else ""
+        if self.settings.vault_auth_method != "kubernetes":
+            return reason
+        return (
+            f"{reason}: the service-account token at "
+            f"{self.settings.vault_kubernetes_token_path} was refused for role "
+            f"{self.settings.vault_kubernetes_role!r}; check that the role binds this pod's "
+            "service account and namespace and the token's audience, and that Vault's "
+            "TokenReview reaches the Kubernetes API"
+        )
 
     def _login_locked(self) -> None:
         method = self.settings.vault_auth_method

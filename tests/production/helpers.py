@@ -3,6 +3,7 @@ the production server."""
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
@@ -35,6 +36,11 @@ def samples(text: str, name: str) -> list[dict[str, str]]:
         for found in family.samples
         if found.name == name
     ]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """A log of JSON lines (every line gunicorn writes with gunicorn.conf.py), parsed."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ import socketio
 
 from config.settings import DEV_JWT_SECRET, Settings
 from core.devstack import free_port, wait_for
-from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, sample
+from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, json_lines, sample
 
 GunicornFactory = Callable[..., Gunicorn]
 
@@ -47,10 +47,6 @@ def gunicorn(app_env: dict[str, str], tmp_path: Path) -> Iterator[GunicornFactor
     yield start
     for server in started:
         server.stop()
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def concurrently(url: str, count: int) -> tuple[list[int], float]:
