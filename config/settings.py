@@ -117,6 +117,9 @@ class Settings(SettingsModel):
     redis_url: str = required_in_prod("redis://127.0.0.1:6380/0", url_credentials=True)
     redis_key_prefix: str = "app:"
     redis_max_connections: int = Field(100, ge=1)
+    #: How long a caller waits for a connection while all REDIS_MAX_CONNECTIONS are in use
+    #: (a reconnect storm), before failing with 503; 0: fail at once.
+    redis_pool_timeout_ms: int = Field(5000, ge=0)
     redis_socket_timeout_ms: int = Field(1000, ge=10)
 
     # Vault: how to reach it comes from secret files, the environment or defaults only.

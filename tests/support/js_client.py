@@ -50,10 +50,13 @@ def install() -> Path:
 class JsClient(Recorder):
     """One socket.io-client socket in a node process; mirrors core.testing.Client."""
 
+    #: The node script in tests/clients/js, speaking JSON lines on stdin/stdout.
+    script = "driver.mjs"
+
     def __init__(self, node: Path) -> None:
         super().__init__()
         self.proc = subprocess.Popen(
-            [str(node), str(JS_DIR / "driver.mjs")],
+            [str(node), str(JS_DIR / self.script)],
             cwd=JS_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -126,3 +129,50 @@ class JsClient(Recorder):
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class JsCrowd(JsClient):
+    """Many socket.io-client sockets in one node process (``crowd.mjs``): storms of
+    connects, every socket's emit, fan-out timing. Sockets are numbered in the order opened.
+    """
+
+    script = "crowd.mjs"
+
+    def open(
+        self,
+        urls: list[str],
+        tokens: list[str],
+        pace: int = 0,
+        timeout: float = 30.0,
+        wait: float = 120.0,
+    ) -> dict[str, Any]:
+        """One websocket per token (``urls`` in turn), ``pace`` connects in flight at most
+        (0: all at the same moment): ``{connected, refused: {code: n}, seconds, connect_ms}``.
+        """
+        return self.request(
+            "open", wait, urls=urls, tokens=tokens, pace=pace, timeout=timeout * 1000
+        )
+
+    def emit_all(
+        self, event: str, data: Any, pace: int = 0, timeout: float = 30.0, wait: float = 120.0
+    ) -> dict[str, int]:
+        """Every open socket emits ``event``; the acks counted by outcome (``ok`` or the
+        error code, ``timeout``)."""
+        reply = self.request(
+            "emit_all", wait, event=event, data=data, pace=pace, timeout=timeout * 1000
+        )
+        return dict(reply["outcomes"])
+
+    def emit(self, index: int, event: str, data: Any, timeout: float = 30.0) -> Any:
+        """Socket ``index`` emits ``event``; its ack."""
+        return self.request(
+            "emit", timeout + 5, index=index, event=event, data=data, timeout=timeout * 1000
+        )["ack"]
+
+    def close_all(self, pace: int = 0, wait: float = 120.0) -> dict[str, Any]:
+        """Disconnect every open socket (``pace`` at a time; 0: all at once)."""
+        return self.request("close", wait, pace=pace)
+
+    def stats(self) -> dict[str, Any]:
+        """``{open, unexpected_disconnects, rss}``."""
+        return self.request("stats")

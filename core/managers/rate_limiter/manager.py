@@ -140,7 +140,9 @@ class RateLimiter(Manager):
             settings.rate_limit_ban_max_factor,
         )
         self.redis = redis_manager
-        self.client = redis_manager.client_with_timeout(settings.rate_limit_redis_timeout_ms)
+        self.client = redis_manager.new_client(
+            "python-base-04-limiter", settings.rate_limit_redis_timeout_ms
+        )
         # Keys come fully built (the RedisManager's prefix included) from the bucket plans.
         self.script = Script("rate_limiter", _LUA, self.client, namespace=None, direct=True)
         self._plans: dict[tuple[str, str, tuple[Limit, ...]], _BucketPlan] = {}

@@ -24,6 +24,7 @@ from config.settings import Settings
 from core.errors import StartupError
 from core.managers.base import HealthCheck, HealthResult, Manager, timed_check
 from core.managers.redis.codec import dumps, loads
+from core.managers.redis.pool import blocking_pool
 from core.managers.redis.pubsub import Callback, Listener, Message
 from core.managers.redis.scripts import Script, ScriptArg, ScriptRegistry
 
@@ -42,39 +43,48 @@ class RedisManager(Manager):
     )
 
     def __init__(self, settings: Settings) -> None:
-        timeout = settings.redis_socket_timeout_ms / 1000
         self.prefix = settings.redis_key_prefix
         self.url = settings.redis_url
         self.max_connections = settings.redis_max_connections
-        # One quick retry on a dropped connection (a restarted server, an idle socket the
-        # network closed); more would multiply the time a request waits on a dead server.
-        # Timeouts are not retried: the command may have run, and INCR must not run twice.
-        self.client: redis.Redis = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            max_connections=settings.redis_max_connections,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-            client_name="python-base-04",
-        )
+        self.pool_timeout = settings.redis_pool_timeout_ms / 1000
+        self.socket_timeout_ms = settings.redis_socket_timeout_ms
+        self.client: redis.Redis = self.new_client("python-base-04")
         #: (used_memory, maxmemory) in bytes as the last readiness check read them.
         self.memory: tuple[int, int] | None = None
         self.scripts = ScriptRegistry(self.client, self.key)
         self._listener = Listener(self.client)
 
-    def client_with_timeout(self, timeout_ms: int) -> redis.Redis:
-        """Another client on the same server with its own pool and a short timeout, and no
-        retries: for callers (the rate limiter) that must give up in milliseconds."""
-        timeout = timeout_ms / 1000
-        return redis.Redis.from_url(
+    def new_client(self, name: str, timeout_ms: int | None = None) -> redis.Redis:
+        """A client of the server with a pool of its own, as every Redis client of the app:
+        at most ``REDIS_MAX_CONNECTIONS`` connections, and a caller that finds them all in use
+        waits up to ``REDIS_POOL_TIMEOUT_MS`` for one (:mod:`.pool`).
+
+        With the default ``timeout_ms`` (``REDIS_SOCKET_TIMEOUT_MS``), one quick retry on a
+        dropped connection (a restarted server, an idle socket the network closed); more
+        would multiply the time a request waits on a dead server. Timeouts are not retried:
+        the command may have run, and INCR must not run twice. With a ``timeout_ms`` of its
+        own (the rate limiter's budget), no retry at all: the caller must give up in
+        milliseconds.
+        """
+        options: dict[str, Any] = (
+            {"retry": Retry(NoBackoff(), 0)}
+            if timeout_ms is not None
+            else {
+                "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                "health_check_interval": 30,
+            }
+        )
+        timeout = (self.socket_timeout_ms if timeout_ms is None else timeout_ms) / 1000
+        pool = blocking_pool(
             self.url,
+            self.max_connections,
+            self.pool_timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            max_connections=self.max_connections,
-            retry=Retry(NoBackoff(), 0),
-            client_name="python-base-04-fast",
+            client_name=name,
+            **options,
         )
+        return redis.Redis.from_pool(pool)
 
     def key(self, *parts: str | int) -> str:
         """The namespaced key ``<prefix><part>:<part>...``; the only way keys are built."""

@@ -123,7 +123,9 @@ class WebSocketManager(Manager):
         #: ``gate(endpoint)`` run on every connect before the token (maintenance): the
         #: HTTP request gates, handed over by the app factory.
         self.connect_gates: list[Callable[[str | None], None]] = []
-        self.queue = RedisQueue(settings.redis_url, f"{settings.redis_key_prefix}socketio")
+        self.queue = RedisQueue(
+            redis.new_client("python-base-04-socketio"), f"{settings.redis_key_prefix}socketio"
+        )
         self.socketio = SocketIO(
             async_mode=async_mode(),
             client_manager=self.queue,

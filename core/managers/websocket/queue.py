@@ -1,8 +1,15 @@
-"""The Socket.IO message queue: python-socketio's Redis manager, stoppable.
+"""The Socket.IO message queue: python-socketio's Redis manager on the app's Redis client,
+stoppable.
+
+The library makes its own client from the URL (a pool without bound that fails nothing and
+opens a connection per concurrent emit). Here it uses the client it is given, one of the
+RedisManager's (``new_client``: a bounded pool whose busy moments make an emit wait), and
+(re)subscribes on it; each reconnect closes the previous subscription, so its connection
+goes back to the pool.
 
 The library's listener thread loops forever, so every closed app would leave a thread
 reconnecting to Redis. ``close()`` marks the queue closed and publishes a no-op message on
-its channel; the listener wakes, sees the mark and ends its thread.
+its channel; the listener wakes, sees the mark and ends its thread; then the client closes.
 """
 
 from __future__ import annotations
@@ -12,7 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 import socketio
+
+#: How long close() waits for the listener to see the no-op and end (Redis is up), before
+#: closing the client anyway (its next reconnect attempt then ends the thread).
+JOIN_SECONDS = 2.0
 
 
 class _Stopped(BaseException):
@@ -20,9 +32,34 @@ class _Stopped(BaseException):
 
 
 class RedisQueue(socketio.RedisManager):  # type: ignore[misc]
-    def __init__(self, url: str, channel: str) -> None:
-        super().__init__(url, channel=channel)
+    pubsub: redis.client.PubSub | None
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        super().__init__(channel=channel)
+        self._client = client
         self._closing = threading.Event()
+
+    def _publish(self, data: Any) -> None:
+        """As the library's, on the given client: its pool reconnects by itself (and
+        retries a dropped connection once), so publishing never resubscribes; a failure is
+        logged and the message dropped, as the library does."""
+        try:
+            self._client.publish(self.channel, self.json.dumps(data))
+        except redis.RedisError as exc:
+            self._get_logger().error(
+                "Cannot publish to redis... giving up", extra={"redis_exception": str(exc)}
+            )
+
+    def _redis_connect(self) -> None:
+        """The listener's (re)subscription; the end of the thread once closing."""
+        if self._closing.is_set():
+            raise _Stopped
+        if self.pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.pubsub.close()
+        self.redis = self._client
+        self.pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self.connected = True
 
     def _redis_listen_with_retries(self) -> Iterator[Any]:
         for message in super()._redis_listen_with_retries():
@@ -39,3 +76,7 @@ class RedisQueue(socketio.RedisManager):  # type: ignore[misc]
             return
         self._closing.set()
         self._publish({"method": "noop", "host_id": self.host_id})
+        listener = getattr(self, "thread", None)  # started by initialize(), if served
+        if listener is not None:
+            listener.join(JOIN_SECONDS)
+        self._client.close()

@@ -1,0 +1,114 @@
+"""Every Redis client of the app waits for a busy pool (bounded), and the wait is fair."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, Full
+from typing import Any
+
+import pytest
+import redis
+
+from core.managers.redis import RedisManager
+from core.managers.redis.direct import DirectConnections
+from core.managers.redis.pool import HandOffQueue
+from core.testing import AppFactory
+from tests.support.servers import wait_until
+
+
+def one_connection(make_app: AppFactory, wait_ms: int) -> redis.Redis:
+    """A client of the app's RedisManager with a pool of one connection (the app's own
+    client keeps one for its pub/sub listener)."""
+    app = make_app({"REDIS_MAX_CONNECTIONS": "1", "REDIS_POOL_TIMEOUT_MS": str(wait_ms)})
+    manager: RedisManager = app.extensions["redis"]
+    return manager.new_client("test-pool")
+
+
+def holding(client: redis.Redis, seconds: float) -> Callable[[], Any]:
+    """A call that keeps the pool's only connection for ``seconds`` (BLPOP on an empty list)."""
+    key = f"test:empty:{uuid.uuid4().hex}"
+    return lambda: client.blpop([key], timeout=seconds)
+
+
+def test_a_busy_pool_makes_the_caller_wait_instead_of_failing(make_app: AppFactory) -> None:
+    client = one_connection(make_app, wait_ms=5000)
+    key = f"test:waited:{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(holding(client, 0.5))
+        time.sleep(0.1)  # the BLPOP has the connection
+        waited = pool.submit(client.incr, key)
+        assert waited.result(timeout=10) == 1
+        assert held.result(timeout=10) is None
+    client.close()
+
+
+def test_a_pool_busy_for_longer_than_the_wait_fails_with_a_connection_error(
+    make_app: AppFactory,
+) -> None:
+    client = one_connection(make_app, wait_ms=100)
+    key = f"test:refused:{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(holding(client, 0.8))
+        time.sleep(0.2)
+        started = time.monotonic()
+        # A ConnectionError: RedisManager.unavailable_errors, so a 503 at the HTTP layer.
+        with pytest.raises(redis.ConnectionError, match="No connection available"):
+            client.incr(key)
+        assert time.monotonic() - started < 0.7  # gave up after the wait, not after the BLPOP
+        held.result(timeout=10)
+    assert client.incr(key) == 1  # the pool serves again
+    client.close()
+
+
+def test_the_direct_path_waits_for_the_pool_too(make_app: AppFactory) -> None:
+    """The rate limiter's path (``Script(direct=True)``: straight on the pool's queue): with
+    every connection in use, a second command waits for one instead of failing with "Too
+    many connections"."""
+    client = one_connection(make_app, wait_ms=5000)
+    direct = DirectConnections(client)
+    key = f"test:direct:{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(direct.execute, "BLPOP", f"{key}:empty", "0.5")
+        time.sleep(0.1)
+        waited = pool.submit(direct.execute, "INCR", key)
+        assert waited.result(timeout=10) == 1
+        assert held.result(timeout=10) is None
+    assert direct.execute("INCR", key) == 2
+    client.close()
+
+
+def test_waiters_are_served_first_come_first_served() -> None:
+    queue: HandOffQueue[str] = HandOffQueue(2)
+    queue.put_nowait("a")
+    assert queue.get(timeout=0) == "a"
+    with pytest.raises(Empty):
+        queue.get(block=False)
+    served: list[tuple[str, str]] = []
+
+    def wait(name: str) -> None:
+        served.append((name, queue.get(timeout=5)))
+
+    first = threading.Thread(target=wait, args=("first",))
+    first.start()
+    wait_until(lambda: len(queue._waiters) == 1, what="the first waiter")
+    second = threading.Thread(target=wait, args=("second",))
+    second.start()
+    wait_until(lambda: len(queue._waiters) == 2, what="the second waiter")
+
+    queue.put_nowait("x")  # to the first waiter, even if a newcomer runs before it wakes
+    with pytest.raises(Empty):
+        queue.get(block=False)
+    queue.put_nowait("y")
+    first.join(5)
+    second.join(5)
+    assert sorted(served) == [("first", "x"), ("second", "y")]
+
+    queue.put_nowait("p")
+    queue.put_nowait("q")
+    with pytest.raises(Full):
+        queue.put_nowait("r")
+    assert [queue.get(), queue.get()] == ["q", "p"]  # most recent first
