@@ -37,6 +37,7 @@ ENV = "env"
 DEFAULT = "default"
 
 _MIN_JWT_SECRET_BYTES = 32
+_MIN_METRICS_TOKEN_BYTES = 32
 M = TypeVar("M", bound=ModuleSettings)
 
 
@@ -231,6 +232,18 @@ def production_problems(loaded: LoadedSettings) -> list[str]:
         )
     if DEV_JWT_SECRET in settings.jwt_previous_secrets:
         problems.append("JWT_PREVIOUS_SECRETS holds the development default; remove it")
+    if settings.metrics_token is not None and len(settings.metrics_token.encode()) < (
+        _MIN_METRICS_TOKEN_BYTES
+    ):
+        problems.append(
+            f"METRICS_TOKEN must be at least {_MIN_METRICS_TOKEN_BYTES} bytes in prod "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if settings.metrics_port is not None and not settings.metrics_token:
+        problems.append(
+            "METRICS_TOKEN is required in prod with METRICS_PORT: the metrics port is "
+            "reachable inside the cluster, so it needs the token too"
+        )
     if "*" in settings.cors_origins:
         problems.append("CORS_ORIGINS must list origins in prod, not '*'")
     problems.extend(vault_problems(settings))

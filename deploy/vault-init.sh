@@ -1,7 +1,8 @@
 #!/bin/sh
 # Seeds a Vault for the app (docker-compose.yml runs it against the dev-mode Vault):
-#   - a KV v2 secret at $VAULT_KV_MOUNT/$VAULT_SECRET_PATH with JWT_SECRET and ENCRYPTION_KEY,
-#     generated once (an existing secret is kept);
+#   - a KV v2 secret at $VAULT_KV_MOUNT/$VAULT_SECRET_PATH with JWT_SECRET, ENCRYPTION_KEY and
+#     METRICS_TOKEN (prod needs it with METRICS_PORT), generated once (an existing secret is
+#     kept; a missing METRICS_TOKEN is added);
 #   - a policy that may read only that secret, use transit keys (VAULT_TRANSIT_KEY, when a
 #     transit engine is mounted) and renew its own token;
 #   - an AppRole bound to the policy, whose role id and a fresh secret id are written as the
@@ -37,10 +38,15 @@ if ! vault secrets list -format=json | grep -q "\"$MOUNT/\""; then
 fi
 if vault kv get -mount="$MOUNT" "$SECRET_PATH" >/dev/null 2>&1; then
     echo "vault-init: $MOUNT/$SECRET_PATH exists, kept" >&2
+    if ! vault kv get -mount="$MOUNT" -field=METRICS_TOKEN "$SECRET_PATH" >/dev/null 2>&1; then
+        vault kv patch -mount="$MOUNT" "$SECRET_PATH" METRICS_TOKEN="$(random_b64 32)" >/dev/null
+        echo "vault-init: METRICS_TOKEN added" >&2
+    fi
 else
     vault kv put -mount="$MOUNT" "$SECRET_PATH" \
         JWT_SECRET="$(random_b64 48)" \
-        ENCRYPTION_KEY="$(random_b64 32)" >/dev/null
+        ENCRYPTION_KEY="$(random_b64 32)" \
+        METRICS_TOKEN="$(random_b64 32)" >/dev/null
     echo "vault-init: $MOUNT/$SECRET_PATH written" >&2
 fi
 

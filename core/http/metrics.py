@@ -6,9 +6,11 @@ counted too). On the way out it records method, route template and status, and f
 problem code the error path left in ``g.problem``; the error path tells it of unexpected
 exceptions (by type); the in-flight count ends when the request does, whatever happened.
 
-``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set). With
+``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set) and is rate
+limited and banned like any route, so the token cannot be guessed at speed (issue 22). With
 ``METRICS_PORT`` set the route is not registered: the MetricsManager serves the metrics on
-that port instead, so the app's port (the one behind the Ingress) never exposes them.
+that port instead, so the app's port (the one behind the Ingress) never exposes them; that
+port admits each request through the same ``ip`` level first.
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ def install(app: Flask, app_manager: AppManager) -> None:
     if metrics.port is None:
         app.register_blueprint(bp)
     metrics.track_readiness(app_manager.ready, lambda: app_manager.redis.memory)
-    app_manager.hooks.register("app.started", lambda **_: metrics.start_server(), strict=True)
+    limiter = app_manager.rate_limiter
+
+    def admit(address: str) -> None:
+        # The ``ip`` level's limits and bans, in a bucket of this door: Prometheus shares no
+        # budget with the app's traffic (an address banned on the app's port still scrapes).
+        limiter.check([limiter.bucket("ip", f"metrics-port:{limiter.ip_identifier(address)}")])
+
+    app_manager.hooks.register("app.started", lambda **_: metrics.start_server(admit), strict=True)
 
 
 def layer(metrics: MetricsManager, routing: Routing) -> Layer:

@@ -3,7 +3,8 @@
 ``@rate_limit(ip="5/minute")`` replaces a level's default limits for one route (counted in a
 bucket of that route); a limit may also be read from the settings at start-up, core's or a
 module's: ``@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_login)``.
-``@exempt`` takes a route out of rate limiting (health and metrics are exempt by path).
+``@exempt`` takes a route out of rate limiting (health routes are exempt by path; ``/metrics``
+is not: its token must not be guessable at speed).
 Limits are parsed once at start-up: a bad limit string stops start-up naming the route.
 
 Per request the pipeline builds the caller's buckets: ``ip`` always, plus ``user`` (JWT) or
@@ -32,7 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: A limit string, or a function of the settings (core and modules') answering one, read once
 #: at start-up.
 LimitSource: TypeAlias = "str | Callable[[LoadedSettings], str]"
-EXEMPT_PATHS = ("/health/", "/metrics")
+EXEMPT_PATHS = ("/health/",)
 #: ``resolver(view_args, principal) -> extra buckets`` registered per endpoint.
 BucketResolver = Callable[[Mapping[str, Any], "Principal | None"], list[Bucket]]
 

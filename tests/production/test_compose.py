@@ -148,7 +148,8 @@ def test_vault_init_seeds_what_the_app_needs_to_start_in_prod(
     kv = vault_server.client().secrets.kv.v2.read_secret_version(
         path=env["VAULT_SECRET_PATH"], mount_point="secret", raise_on_deleted_version=True
     )["data"]["data"]
-    assert set(kv) == {"JWT_SECRET", "ENCRYPTION_KEY"}
+    assert set(kv) == {"JWT_SECRET", "ENCRYPTION_KEY", "METRICS_TOKEN"}
+    assert len(kv["METRICS_TOKEN"]) >= 32  # prod refuses shorter ones
 
     run_vault_init()  # idempotent: the secrets are kept, a new secret id works
     again = vault_server.client().secrets.kv.v2.read_secret_version(

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from core.devstack import RedisServer, free_port
-from core.errors import StartupError
+from core.errors import ConfigurationError, StartupError
 from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
 from core.testing import problem, serving
 from tests.production.helpers import sample, samples
@@ -23,6 +23,8 @@ from tests.support.servers import stopped
 
 AppFactory = Callable[..., Flask]
 TOKEN = "metrics-token-0123456789"
+#: Long enough for prod (32 bytes at least).
+PROD = "prod-metrics-token-0123456789abcdef0123"
 
 
 def scrape(client: FlaskClient, token: str | None = None) -> str:
@@ -276,16 +278,18 @@ def test_operator_routes_are_never_open_on_the_apps_port_in_prod_or_beside_a_met
             problem_of(requests.get(f"{url}{path}", timeout=10), 401, "AUTH_REQUIRED")
 
     metrics_port = free_port()
-    beside = make_app({"APP_ENV": "prod", "METRICS_PORT": str(metrics_port)})
+    beside = make_app({"APP_ENV": "prod", "METRICS_PORT": str(metrics_port), "METRICS_TOKEN": PROD})
     with serving(beside) as url:
         assert requests.get(f"{url}/metrics", timeout=10).status_code == 404  # not on this port
         problem_of(requests.get(f"{url}/modules/status", timeout=10), 401, "AUTH_REQUIRED")
-    scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+    scraped_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    problem_of(requests.get(scraped_url, timeout=10), 401, "AUTH_REQUIRED")  # the token too
+    scraped = requests.get(scraped_url, headers={"Authorization": f"Bearer {PROD}"}, timeout=10)
     assert scraped.status_code == 200
     assert "http_requests_total" in scraped.text
 
-    with serving(make_app({"APP_ENV": "prod", "METRICS_TOKEN": "operator-token-123"})) as url:
-        token = {"Authorization": "Bearer operator-token-123"}
+    with serving(make_app({"APP_ENV": "prod", "METRICS_TOKEN": PROD})) as url:
+        token = {"Authorization": f"Bearer {PROD}"}
         assert requests.get(f"{url}/modules/status", headers=token, timeout=10).status_code == 200
         assert requests.get(f"{url}/metrics", headers=token, timeout=10).status_code == 200
 
@@ -297,3 +301,75 @@ def problem_of(response: requests.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == code
+
+
+def test_prod_refuses_a_short_metrics_token_and_a_metrics_port_without_one(
+    make_app: AppFactory,
+) -> None:
+    with pytest.raises(ConfigurationError) as short:
+        make_app({"APP_ENV": "prod", "METRICS_TOKEN": "metrics-token-0123456789"}, start=False)
+    assert short.value.problems == [
+        "METRICS_TOKEN must be at least 32 bytes in prod (e.g. python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')"
+    ]
+    assert "metrics-token-0123456789" not in str(short.value)
+    with pytest.raises(ConfigurationError) as open_port:
+        make_app({"APP_ENV": "prod", "METRICS_PORT": str(free_port())}, start=False)
+    assert [p.split(":")[0] for p in open_port.value.problems] == [
+        "METRICS_TOKEN is required in prod with METRICS_PORT"
+    ]
+
+
+def guess(url: str, count: int, **headers: str) -> list[str]:
+    """``count`` wrong tokens at ``url``: the code of each answer."""
+    codes = []
+    with requests.Session() as session:
+        for i in range(count):
+            answer = session.get(
+                url, headers={"Authorization": f"Bearer guess-{i:04d}", **headers}, timeout=10
+            )
+            assert answer.status_code in (401, 429), answer.text
+            codes.append(answer.json()["code"])
+    return codes
+
+
+def assert_limited_then_banned(codes: list[str], allowance: int) -> None:
+    """At most ``allowance`` tokens were compared, then the address was limited and banned."""
+    assert codes[:allowance] == ["AUTH_REQUIRED"] * allowance
+    assert "AUTH_REQUIRED" not in codes[allowance:]
+    assert "RATE_LIMITED" in codes
+    assert codes[-1] == "BANNED"
+
+
+GUESSING = {"METRICS_TOKEN": PROD, "RATE_LIMIT_IP": "20/minute", "RATE_LIMIT_BAN_AFTER": "10"}
+
+
+def test_guessing_the_metrics_token_on_the_apps_port_is_limited_and_banned(
+    make_app: AppFactory,
+) -> None:
+    app = make_app({**GUESSING, "TRUSTED_PROXIES": "1"})
+    with serving(app) as url:
+        attacker = {"X-Forwarded-For": "203.0.113.50"}
+        assert_limited_then_banned(guess(f"{url}/metrics", 300, **attacker), 20)
+        # Banned: even the right token is refused from that address (no oracle)...
+        right = {"Authorization": f"Bearer {PROD}"}
+        refused = requests.get(f"{url}/metrics", headers={**right, **attacker}, timeout=10)
+        problem_of(refused, 429, "BANNED")
+        assert int(refused.headers["Retry-After"]) >= 1
+        # ...while Prometheus, from its own address, scrapes on.
+        scraper = {**right, "X-Forwarded-For": "10.0.0.9"}
+        assert requests.get(f"{url}/metrics", headers=scraper, timeout=10).status_code == 200
+        text = requests.get(f"{url}/metrics", headers=scraper, timeout=10).text
+    assert sample(text, "security_events_total", event="ratelimit.ban", outcome="denied") == 1
+
+
+def test_guessing_the_metrics_token_on_the_metrics_port_is_limited_and_banned(
+    make_app: AppFactory,
+) -> None:
+    port = free_port()
+    make_app({**GUESSING, "METRICS_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}/metrics"
+    assert_limited_then_banned(guess(url, 300), 20)
+    refused = requests.get(url, headers={"Authorization": f"Bearer {PROD}"}, timeout=10)
+    problem_of(refused, 429, "BANNED")
+    assert int(refused.headers["Retry-After"]) >= 1

@@ -94,7 +94,8 @@ def test_escalation_is_capped(make_app: AppFactory) -> None:
 def test_limits_and_bans_are_counted_in_metrics(make_app: AppFactory) -> None:
     client = make_app(BAN_SETTINGS).test_client()
     provoke_ban(client)  # 1 allowed, 2 limited, 1 ban issued, 1 refused while banned
-    scrape = client.get("/metrics").get_data(as_text=True)
+    prometheus = {"REMOTE_ADDR": "10.0.0.9"}  # /metrics is limited too: from its own address
+    scrape = client.get("/metrics", environ_base=prometheus).get_data(as_text=True)
     assert 'rate_limit_rejections_total{level="ip",reason="limit"} 2.0' in scrape
     assert 'rate_limit_rejections_total{level="ip",reason="ban"} 2.0' in scrape
     assert 'rate_limit_bans_total{level="ip"} 1.0' in scrape

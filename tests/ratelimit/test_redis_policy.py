@@ -68,7 +68,8 @@ def test_redis_down_fails_open_for_limits(make_app: AppFactory, redis_server: Re
     assert [r.status_code for r in served] == [200, 200, 200]
     assert "X-RateLimit-Limit" not in served[0].headers
     assert app.extensions["app_manager"].rate_limiter.redis_errors == 3
-    scrape = client.get("/metrics").get_data(as_text=True)
+    prometheus = {"REMOTE_ADDR": "10.0.0.9"}  # /metrics is limited too: from its own address
+    scrape = client.get("/metrics", environ_base=prometheus).get_data(as_text=True)
     assert "rate_limiter_redis_errors_total 3.0" in scrape
 
 

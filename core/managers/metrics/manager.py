@@ -60,7 +60,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from core.managers.base import HealthResult, Manager
-from core.managers.metrics.server import MetricsServer
+from core.managers.metrics.server import Admit, MetricsServer
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -352,12 +352,13 @@ class MetricsManager(Manager):
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
-    def start_server(self) -> None:
-        """Serve the metrics on ``METRICS_PORT`` in a daemon thread; no-op without the setting."""
+    def start_server(self, admit: Admit | None = None) -> None:
+        """Serve the metrics on ``METRICS_PORT`` in a daemon thread; no-op without the setting.
+        ``admit(client address)`` runs first on every request (the app's rate limits)."""
         with self._lock:
             if self.port is None or self._server is not None or self._closed:
                 return
-            server = MetricsServer(self.registry, self.host, self.port, self._token)
+            server = MetricsServer(self.registry, self.host, self.port, self._token, admit)
             server.start()
             self._server = server
 

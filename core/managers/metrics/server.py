@@ -1,8 +1,11 @@
 """The metrics on their own port (``METRICS_PORT``): a small threaded WSGI server.
 
 It serves ``/metrics`` of one registry and nothing else, behind the same bearer check as the
-app's operator endpoints when ``METRICS_TOKEN`` is set. Under gunicorn's gevent worker its
-threads are greenlets, like everything else in the worker.
+app's operator endpoints when ``METRICS_TOKEN`` is set (prod requires it with this port).
+Every request is first admitted by ``admit(client address)`` (the ``ip`` rate level's limits
+and bans, in a bucket of this port), so guessing the token is limited and banned like any
+other request, and a banned address is refused before its token is compared. Under gunicorn's
+gevent worker its threads are greenlets, like everything else in the worker.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -20,22 +23,30 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from core.edge.bearer import bearer_matches
 from core.edge.problems import PROBLEM_JSON, problem_document
-from core.errors import StartupError
+from core.errors import ApiError, StartupError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
+#: ``admit(client address)``: raises the ApiError that refuses the request (429, 503).
+Admit = Callable[[str], None]
+
 
 class MetricsServer:
     """Serves ``registry`` on ``host:port`` from a daemon thread between start() and stop()."""
 
     def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, token: str | None
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        token: str | None,
+        admit: Admit | None = None,
     ) -> None:
         self.host = host
-        self.app = metrics_only(make_wsgi_app(registry), token)
+        self.app = metrics_only(make_wsgi_app(registry), token, admit)
         self._port = port
         self._server: ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -84,11 +95,26 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-def metrics_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
-    """Serve ``app`` on ``/metrics`` only, behind the METRICS_TOKEN bearer check when set."""
+def metrics_only(
+    app: WSGIApplication, token: str | None, admit: Admit | None = None
+) -> WSGIApplication:
+    """Serve ``app`` on ``/metrics`` only, behind ``admit`` and the METRICS_TOKEN bearer check
+    when set."""
     expected = token.encode() if token else None
 
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if admit is not None:
+            try:
+                admit(str(environ.get("REMOTE_ADDR", "")))
+            except ApiError as refused:
+                return _problem(
+                    start_response,
+                    refused.status,
+                    refused.code,
+                    refused.title,
+                    refused.detail,
+                    refused.headers,
+                )
         if environ.get("PATH_INFO") != "/metrics":
             return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
         if not bearer_matches(environ.get("HTTP_AUTHORIZATION", ""), expected):
@@ -100,9 +126,15 @@ def metrics_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
 
 
 def _problem(
-    start_response: StartResponse, status: int, code: str, title: str, detail: str
+    start_response: StartResponse,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
 ) -> list[bytes]:
     """The app's problem document; there is no request id outside the app."""
     body = problem_document(status, code, title, detail)
-    start_response(f"{status} {title}", [("Content-Type", PROBLEM_JSON)])
+    extra = list((headers or {}).items())
+    start_response(f"{status} {title}", [("Content-Type", PROBLEM_JSON), *extra])
     return [json.dumps(body).encode()]
