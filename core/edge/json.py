@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from core.errors import InvalidJson, ValidationFailed
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -31,31 +31,47 @@ def _parse_float(text: str) -> float | int:
     return value
 
 
-def check_json_value(value: Any) -> None:
+def check_json_value(value: Any, *, text: bool = True) -> None:
     """Refuse what parses but cannot be stored or sent back: nesting deeper than
-    ``MAX_DEPTH``, strings with lone surrogates (``"\\ud800"``), non-finite floats."""
-    stack = [(value, 1)]
+    ``MAX_DEPTH``, non-finite floats, and (unless ``text`` is False: the caller knows there
+    is none) strings with lone surrogates (``"\\ud800"``).
+
+    One pass in which only containers are pushed; a string is searched only when it is not
+    ASCII (which CPython knows without looking at it)."""
+    _check_scalar(value, text)
+    stack = [(value, 1)] if type(value) is dict or type(value) is list else []
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ValidationFailed(
                 [{"field": "", "message": f"nesting deeper than {MAX_DEPTH} levels"}]
             )
-        if isinstance(item, dict):
-            for key, child in item.items():
-                _check_text(key)
+        children: Iterable[Any]
+        if type(item) is dict:
+            if text:
+                for key in item:
+                    if not key.isascii() and _SURROGATE.search(key):
+                        raise _not_unicode()
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
                 stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValidationFailed([{"field": "", "message": "numbers must be finite"}])
+            elif kind is not int and kind is not bool:
+                _check_scalar(child, text)
 
 
-def _check_text(text: Any) -> None:
-    if isinstance(text, str) and _SURROGATE.search(text):
-        raise ValidationFailed([{"field": "", "message": "text must be valid Unicode"}])
+def _check_scalar(value: Any, text: bool) -> None:
+    if type(value) is float and not math.isfinite(value):
+        raise ValidationFailed([{"field": "", "message": "numbers must be finite"}])
+    if text and type(value) is str and not value.isascii() and _SURROGATE.search(value):
+        raise _not_unicode()
+
+
+def _not_unicode() -> ValidationFailed:
+    return ValidationFailed([{"field": "", "message": "text must be valid Unicode"}])
 
 
 def load_json(data: bytes) -> Any:
@@ -64,5 +80,6 @@ def load_json(data: bytes) -> Any:
         value = json.loads(data, parse_constant=_reject_constant, parse_float=_parse_float)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidJson("The body is not valid JSON.") from None
-    check_json_value(value)
+    # A lone surrogate comes from a \u escape or from its UTF-8 bytes (which start with 0xED).
+    check_json_value(value, text=b"\\u" in data or b"\xed" in data)
     return value

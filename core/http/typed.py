@@ -11,12 +11,14 @@
     def create_thing(body: NewThing) -> Thing:
         ...
 
-:func:`typed` validates at the edge, before the view runs: the JSON body strictly (JSON types:
-``"5"`` is not an integer, ``"true"`` not a boolean), the query string leniently (its values
-are text, so ``?limit=5`` is the integer 5). A failure is the same 400 ``VALIDATION_ERROR``
-problem as an action's, every error at once, each ``{"field": <JSON pointer>, "message"}``
-worded like the actions' (:func:`core.managers.actions.validation.rule_message`). The view
-gets the models as the keyword arguments ``body`` and ``query`` (next to the path's).
+:func:`typed` validates at the edge, before the view runs, with the one validation path
+(:class:`core.edge.validation.Schema`): the model's JSON Schema (objects closed unless the
+model says ``extra="allow"``) is validated like an action's params, then the model is built
+from the valid data. The JSON body keeps its JSON types (``"5"`` is not an integer, ``"true"``
+not a boolean); the query string is text, converted by the types the schema allows
+(``?limit=5`` is the integer 5). A failure is the same 400 ``VALIDATION_ERROR`` problem as an
+action's, at most 20 errors, each ``{"field": <JSON pointer>, "message"}``. The view gets the
+models as the keyword arguments ``body`` and ``query`` (next to the path's).
 
 The view returns its answer: a model instance, or anything the ``response`` model validates
 (a dict); it is serialised through the model, so a field the model lacks never leaks. Return
@@ -32,29 +34,25 @@ the problem answers (``errors``: status -> the codes a client can expect) by ref
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from pydantic_core import ErrorDetails
 
-from core.errors import InternalError, ValidationFailed
+from core.edge.validation import ClosedModels, Schema
+from core.errors import InternalError
 from core.http.pipeline import json_body
-from core.managers.actions.validation import pointer, rule_message
 from core.managers.database.pages import CURSOR_MAX, LIMIT_DEFAULT, LIMIT_MAX
 
-__all__ = ["PageQuery", "Paged", "RouteSpec", "typed", "validate_model"]
+__all__ = ["PageQuery", "Paged", "RouteSpec", "typed"]
 
 
 logger = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
 Item = TypeVar("Item")
 Model = type[BaseModel]
 View = Callable[..., Any]
@@ -128,15 +126,16 @@ def typed(
     if response is not None and media_types:
         raise ValueError("typed(): a response model is JSON; drop media_type or the model")
 
+    query_schema = None if query is None else Schema.of(query)
+    body_schema = None if body is None else Schema.of(body)
+
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if spec.query is not None:
-                kwargs["query"] = validate_model(
-                    spec.query, _query_values(spec.query), strict=False
-                )
-            if spec.body is not None:
-                kwargs["body"] = validate_model(spec.body, json_body())
+            if query_schema is not None:
+                kwargs["query"] = query_schema.load_query(_query_values())
+            if body_schema is not None:
+                kwargs["body"] = body_schema.load(json_body())
             return _answer(spec, view, view(*args, **kwargs))
 
         wrapper.route_spec = spec  # type: ignore[attr-defined]
@@ -145,86 +144,9 @@ def typed(
     return decorator
 
 
-def validate_model(model: type[M], data: Any, *, strict: bool = True) -> M:
-    """``data`` as ``model``, or ValidationFailed listing every error with a JSON pointer.
-
-    ``strict`` validates as JSON (``"5"`` is not an integer); otherwise text converts the way
-    a query string needs.
-    """
-    try:
-        if strict:
-            return model.model_validate_json(json.dumps(data), strict=True)
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFailed(validation_errors(exc.errors(include_url=False))) from None
-
-
-def validation_errors(details: Iterable[ErrorDetails]) -> list[dict[str, str]]:
-    """pydantic's errors as the problem's ``errors``: sorted, one per field and message."""
-    found = {(pointer(detail["loc"]), _message(detail)) for detail in details}
-    return [{"field": where, "message": message} for where, message in sorted(found)]
-
-
-# pydantic error type -> (JSON Schema keyword, the ctx entry holding its value, or a constant)
-_RULES: dict[str, tuple[str, str | None, Any]] = {
-    "string_too_short": ("minLength", "min_length", None),
-    "string_too_long": ("maxLength", "max_length", None),
-    "too_short": ("minItems", "min_length", None),
-    "too_long": ("maxItems", "max_length", None),
-    "greater_than_equal": ("minimum", "ge", None),
-    "less_than_equal": ("maximum", "le", None),
-    "greater_than": ("exclusiveMinimum", "gt", None),
-    "less_than": ("exclusiveMaximum", "lt", None),
-    "multiple_of": ("multipleOf", "multiple_of", None),
-    "string_pattern_mismatch": ("pattern", "pattern", None),
-    "string_type": ("type", None, "string"),
-    "int_type": ("type", None, "integer"),
-    "int_parsing": ("type", None, "integer"),
-    "int_from_float": ("type", None, "integer"),
-    "float_type": ("type", None, "number"),
-    "float_parsing": ("type", None, "number"),
-    "bool_type": ("type", None, "boolean"),
-    "bool_parsing": ("type", None, "boolean"),
-    "list_type": ("type", None, "array"),
-    "tuple_type": ("type", None, "array"),
-    "set_type": ("type", None, "array"),
-    "dict_type": ("type", None, "object"),
-    "model_type": ("type", None, "object"),
-    "model_attributes_type": ("type", None, "object"),
-    "none_required": ("type", None, "null"),
-}
-_FIXED = {"missing": "is required", "extra_forbidden": "is not allowed"}
-
-
-def _message(detail: ErrorDetails) -> str:
-    kind = detail["type"]
-    if kind in _FIXED:
-        return _FIXED[kind]
-    if kind == "value_error":  # a validator's own ValueError: its text, without the prefix
-        return str(detail["msg"]).removeprefix("Value error, ")
-    context = detail.get("ctx") or {}
-    if kind == "literal_error":
-        return "must be " + str(context.get("expected", "one of the allowed values"))
-    rule = _RULES.get(kind)
-    if rule is None:
-        return rule_message("", None, _lowercase_first(detail["msg"]))
-    keyword, key, constant = rule
-    return rule_message(keyword, context.get(key) if key else constant, detail["msg"])
-
-
-def _lowercase_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _query_values(model: Model) -> dict[str, Any]:
-    """The query string as a dict: a list for fields typed as sequences, else the last value."""
-    args = request.args
-    lists = {
-        info.alias or name
-        for name, info in model.model_fields.items()
-        if typing.get_origin(info.annotation) in (list, tuple, set, frozenset)
-    }
-    return {key: args.getlist(key) if key in lists else args[key] for key in args}
+def _query_values() -> dict[str, list[str]]:
+    """The query string: every name with its values (a list field takes them all)."""
+    return request.args.to_dict(flat=False)
 
 
 def _answer(spec: RouteSpec, view: View, value: Any) -> Any:
@@ -292,7 +214,9 @@ class ModelSchemas:
             for model in (spec.response, *spec.responses.values()):
                 if model is not None:
                     pairs[(model, "serialization")] = None
-        refs, top = models_json_schema(list(pairs), ref_template=_REF)
+        refs, top = models_json_schema(
+            list(pairs), ref_template=_REF, schema_generator=ClosedModels
+        )
         self._refs = refs
         self.definitions: dict[str, Any] = dict(top.get("$defs", {}))
 

@@ -6,8 +6,8 @@ import click
 from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
+from core.edge.validation import load_model
 from core.errors import ApiError
-from core.http.typed import validate_model
 from modules.auth.schemas import Registration
 from modules.auth.service import AuthService
 from modules.auth.users import normalise_email
@@ -29,7 +29,7 @@ def create_admin(email: str, username: str, password: str) -> None:
     """Create a user with the roles admin and user."""
     service = _service()
     try:
-        registration = validate_model(
+        registration = load_model(
             Registration, {"email": email, "username": username, "password": password}
         )
         user = service.register(registration, roles=("admin", "user"))

@@ -67,7 +67,7 @@ class AuthService:
     ) -> dict[str, Any]:
         """Create the account in one write (roles included), then emit ``user.registered``.
 
-        ``registration`` is validated already (the route's body, or ``validate_model``)."""
+        ``registration`` is validated already (the route's body, or ``load_model``)."""
         email, username, password = registration.email, registration.username, registration.password
         self.users.ensure_available(email, username)  # before the hash: a taken email is cheap
         user = self.users.create(email, username, password, roles)

@@ -216,7 +216,9 @@ def error_code(answer: Any) -> str | None:
     if answer.get("ok") is True:
         return None
     assert answer["ok"] is False, answer
-    assert set(answer["error"]) == {"code", "message"}, answer
+    assert {"code", "message"} <= set(answer["error"]) <= {"code", "message", "errors"}, answer
+    for error in answer["error"].get("errors", []):  # validation failures: each field
+        assert set(error) == {"field", "message"}, answer
     assert isinstance(answer["error"]["message"], str), answer
     assert answer["error"]["message"], answer
     return str(answer["error"]["code"])

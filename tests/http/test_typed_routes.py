@@ -54,7 +54,7 @@ def test_every_body_error_is_listed_with_a_json_pointer_in_the_actions_words(
     assert errors == [
         {"field": "/colour", "message": "is not allowed"},
         {"field": "/name", "message": "must not be empty"},
-        {"field": "/shape", "message": "must be 'round' or 'square'"},
+        {"field": "/shape", "message": 'must be one of "round", "square"'},
         {"field": "/size", "message": "must be an integer"},
         {"field": "/tags/1/label", "message": "must be a string"},
     ]

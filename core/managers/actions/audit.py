@@ -72,8 +72,13 @@ class Digest:
 
 
 def _canonical(params: Any) -> str:
+    # The C encoder walks the value; only what JSON lacks (datetimes, ObjectIds) is converted.
     return json.dumps(
-        to_json_compatible(params), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        params,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=to_json_compatible,
     )
 
 

@@ -18,7 +18,7 @@ A declaration file is a mapping with one key, ``actions``, holding a list of dec
         timeout: 5                      # seconds; see docs/actions.md for how it is enforced
 
 Objects in ``params`` refuse unknown fields unless the schema says otherwise
-(:func:`close_objects`).
+(:func:`core.edge.validation.close_objects`).
 """
 
 from __future__ import annotations
@@ -98,41 +98,6 @@ FILE_SCHEMA: dict[str, Any] = {
     },
 }
 
-#: Keywords that already say what happens to properties not listed.
-_OPEN_OR_EXPLICIT = ("additionalProperties", "unevaluatedProperties", "patternProperties")
-#: Subschemas here combine with others; closing them would refuse their siblings' fields.
-_COMPOSED = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef")
-
-
-def close_objects(schema: Any) -> Any:
-    """A copy of ``schema`` where every object schema refuses unknown fields unless it says
-    otherwise (``additionalProperties``, ``unevaluatedProperties``, ``patternProperties``).
-
-    Schemas that combine others (``allOf``, ``$ref``, ...) and the subschemas inside them are
-    left as written: the author of a composition decides.
-    """
-    schema = copy.deepcopy(schema)
-    _close(schema)
-    return schema
-
-
-def _close(node: Any) -> None:
-    if not isinstance(node, dict):
-        return
-    if any(key in node for key in _COMPOSED):
-        return
-    types = node.get("type")
-    is_object = types == "object" or (isinstance(types, list) and "object" in types)
-    if (is_object or "properties" in node) and not any(k in node for k in _OPEN_OR_EXPLICIT):
-        node["additionalProperties"] = False
-    for key in ("properties", "$defs"):
-        for child in (node.get(key) or {}).values():
-            _close(child)
-    for key in ("items", "additionalProperties", "contains"):
-        _close(node.get(key))
-    for child in node.get("prefixItems") or []:
-        _close(child)
-
 
 @dataclass(frozen=True)
 class Action:
@@ -146,7 +111,7 @@ class Action:
     auth: str
     roles: frozenset[str]
     scopes: frozenset[str]
-    #: The enforced schema of the body (unknown fields closed, see :func:`close_objects`).
+    #: The enforced schema of the body (unknown fields closed: ``close_objects``).
     params: dict[str, Any]
     result: dict[str, Any] | bool | None
     rate_limit: str | None

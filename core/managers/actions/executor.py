@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.edge.problems import DependencyOf, api_error
+from core.edge.validation import pointer, validate
 from core.errors import InternalError, ServiceUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, Digest
 from core.managers.actions.declaration import Action, ActionContext
-from core.managers.actions.validation import pointer, validate
 from core.managers.database.json import to_json_compatible
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def execute(
 ) -> Any:
     """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures."""
     occurred_at, started = datetime.now(UTC), time.perf_counter()
-    status, code = 200, None
+    status, code, params_digest = 200, None, None
     try:
         refusal = action.refusal(context.principal)
         if refusal is not None:
@@ -75,6 +75,8 @@ def execute(
         for callback in before:
             callback(action, context)
         validate(action.params_validator, params)
+        # Params that were refused are not digested: a flood of them must not cost a pass.
+        params_digest = digest(params) if action.audit else None
         result = to_json_compatible(call_handler(action, action.with_defaults(params), context))
         _check_result(action, result)
         return result
@@ -88,7 +90,7 @@ def execute(
         seconds = time.perf_counter() - started
         done = Execution(action, context, status, code, _outcome(status, code), seconds)
         if action.audit:
-            audit.write(_record(done, digest(params), occurred_at))
+            audit.write(_record(done, params_digest, occurred_at))
         for listener in after:
             try:
                 listener(done)
@@ -151,7 +153,7 @@ def _outcome(status: int, code: str | None) -> str:
     return _OUTCOMES.get(status, "rejected" if status < 500 else "error")
 
 
-def _record(done: Execution, params_digest: str, occurred_at: datetime) -> AuditRecord:
+def _record(done: Execution, params_digest: str | None, occurred_at: datetime) -> AuditRecord:
     principal = done.context.principal
     return AuditRecord(
         occurred_at=occurred_at,

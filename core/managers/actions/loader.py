@@ -19,14 +19,11 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
 
 from core.edge.principal import API_KEY, JWT, PUBLIC
-from core.managers.actions.declaration import (
-    FILE_SCHEMA,
-    Action,
-    Handler,
-    close_objects,
-)
+from core.edge.validation import close_objects, compile_schema
+from core.managers.actions.declaration import FILE_SCHEMA, Action, Handler
 from core.managers.rate_limiter.limits import Limit, parse_limits
 
 _FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
@@ -272,9 +269,7 @@ def check_signature(handler: Callable[..., Any]) -> None:
 # -- schemas ------------------------------------------------------------------------------
 
 
-def _compile_schema(
-    schema: Any, key: str, problem: Callable[..., None]
-) -> Draft202012Validator | None:
+def _compile_schema(schema: Any, key: str, problem: Callable[..., None]) -> Validator | None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -287,7 +282,7 @@ def _compile_schema(
         if not _pointer_exists(schema, ref[1:]):
             problem(f"{key}: $ref {ref!r} points to nothing", key, *pointer)
             return None
-    return Draft202012Validator(schema)
+    return compile_schema(schema)
 
 
 def _refs(

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask_socketio import join_room, leave_room
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
+from core.edge.validation import close_objects, compile_schema, validate
 from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
-from core.managers.actions.validation import validate
 from core.managers.database.json import to_json_compatible
 
 if TYPE_CHECKING:
@@ -21,23 +21,25 @@ BODY_MAX_BYTES = 4096
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 
 
-def create_room_schema(members_max: int) -> Draft202012Validator:
+def create_room_schema(members_max: int) -> Validator:
     """``create_room``'s data; ``members_max`` from ``SOCKETIO_MAX_ROOM_MEMBERS``."""
-    return Draft202012Validator(
-        {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": NAME_MAX,
-                    "pattern": r"\S",
+    return compile_schema(
+        close_objects(
+            {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": NAME_MAX,
+                        "pattern": r"\S",
+                    },
+                    "private": {"type": "boolean"},
+                    "members": {"type": "array", "maxItems": members_max, "items": _USER_ID},
                 },
-                "private": {"type": "boolean"},
-                "members": {"type": "array", "maxItems": members_max, "items": _USER_ID},
-            },
-        }
+            }
+        )
     )
 
 

@@ -38,7 +38,13 @@ from flask_socketio import SocketIO
 from config.settings import Settings
 from core.edge.json import check_json_value
 from core.edge.problems import DependencyOf, api_error
-from core.errors import DependencyUnavailable, TooManyRequests
+from core.errors import (
+    ApiError,
+    DependencyUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
@@ -83,8 +89,13 @@ class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
         self.error_args = {**error, "data": error}
 
 
-def error_ack(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
+def error_ack(error: ApiError) -> dict[str, Any]:
+    """``{"ok": false, "error": {"code", "message"}}``, plus ``errors`` (each ``{field,
+    message}``, at most 20) for a validation failure, as in a problem document."""
+    answer: dict[str, Any] = {"code": error.code, "message": error.detail}
+    if "errors" in error.extra:
+        answer["errors"] = error.extra["errors"]
+    return {"ok": False, "error": answer}
 
 
 def async_mode() -> str:
@@ -192,17 +203,20 @@ class WebSocketManager(Manager):
     def _run(self, name: str, handler: EventHandler, data: Any) -> dict[str, Any]:
         session = self.sessions.get(request.sid)  # type: ignore[attr-defined]
         if session is None:
-            return error_ack("AUTH_REQUIRED", "Connect with a valid token first.")
+            return error_ack(Unauthorized("Connect with a valid token first."))
         try:
             self.rate_limiter.check_socket(session.user_id)
             if not isinstance(data, dict):
-                return error_ack("VALIDATION_ERROR", "The event data must be an object.")
+                raise ValidationFailed(
+                    [{"field": "", "message": "must be a JSON object"}],
+                    detail="The event data must be an object.",
+                )
             check_json_value(data)
             self.messages_in += 1
             return {"ok": True, **handler(session, data)}
         except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
             error = api_error(exc, self.dependency_of, event=name)
-            return error_ack(error.code, error.detail)
+            return error_ack(error)
 
     # -- connect / disconnect -------------------------------------------------------------
 
