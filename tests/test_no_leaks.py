@@ -52,7 +52,9 @@ def _inner_run(tmp_path: Path, *, stop: bool, new_session: bool) -> tuple[int, i
             *("--rootdir", str(tmp_path), str(tmp_path)),
         ],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # Only the plugin under test: a dev dependency's own pytest plugin (entry points)
+        # must not decide whether this inner run starts.
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True,
         text=True,
         timeout=60,
