@@ -223,6 +223,23 @@ class Settings(SettingsModel):
     #: Most rooms ``list_rooms`` answers (public rooms first, newest first).
     socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
 
+    # Tracing (OpenTelemetry, OTLP over HTTP): off unless an OTLP endpoint is set. The
+    # standard names; the other OTEL_* variables (OTEL_RESOURCE_ATTRIBUTES,
+    # OTEL_EXPORTER_OTLP_TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_TRACES_SAMPLER, ...) are read
+    # by the OpenTelemetry SDK from the environment. docs/operations.md, "Tracing".
+    #: The collector's base URL (``/v1/traces`` is appended), e.g. ``http://otel-collector:4318``.
+    otel_exporter_otlp_endpoint: str | None = None
+    #: The full URL for traces; wins over the base URL.
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    #: Headers sent with every export (``key=value,key2=value2``, URL-encoded): credentials.
+    otel_exporter_otlp_headers: str | None = secret(None)
+    otel_service_name: str = "python-base-04"
+    #: ``true`` turns tracing off whatever else is set (the SDK's switch).
+    otel_sdk_disabled: bool = False
+    #: Fraction of new traces recorded (0 to 1); a request continuing a trace follows its
+    #: caller's decision. OTEL_TRACES_SAMPLER, when set, replaces this.
+    tracing_sample_ratio: float = Field(1.0, ge=0, le=1)
+
     # Modules, health and lifecycle.
     #: Which modules exist decides which settings exist: like Vault's own settings, these
     #: come from secret files, the environment or defaults, never from Vault.
@@ -265,6 +282,9 @@ class Settings(SettingsModel):
         "docs_enabled",
         "metrics_port",
         "audit_digest_key",
+        "otel_exporter_otlp_endpoint",
+        "otel_exporter_otlp_traces_endpoint",
+        "otel_exporter_otlp_headers",
         mode="before",
     )
     @classmethod
@@ -285,6 +305,12 @@ class Settings(SettingsModel):
     @property
     def is_prod(self) -> bool:
         return self.app_env == "prod"
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """An OTLP endpoint is set and the SDK is not switched off."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return endpoint is not None and not self.otel_sdk_disabled
 
     @property
     def effective_log_format(self) -> Literal["json", "console"]:

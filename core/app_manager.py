@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from flask import Flask, current_app, has_app_context
+from opentelemetry.trace import Tracer
 
 from config.loader import LoadedSettings
 from config.modules import ModuleSettings
@@ -45,6 +46,9 @@ from core.managers.vault import VaultManager
 from core.managers.websocket import WebSocketManager
 from core.managers.websocket import events as room_events
 
+if TYPE_CHECKING:
+    from core.managers.tracing import TracingManager
+
 logger = logging.getLogger(__name__)
 
 #: The project's root folder (the Flask app's root path).
@@ -57,6 +61,7 @@ Checks = dict[str, dict[str, Any]]
 #: Every manager, by attribute name, in the order they are built and started; ``close()``
 #: closes them in reverse. Each is built from the settings and the managers before it.
 START_ORDER: tuple[str, ...] = (
+    "tracing",
     "vault",
     "database",
     "redis",
@@ -72,7 +77,18 @@ START_ORDER: tuple[str, ...] = (
     "websocket",
 )
 
+
+def _tracing(settings: Settings) -> TracingManager | None:
+    if not settings.tracing_enabled:
+        return None
+    from core.managers.tracing import TracingManager  # the SDK is imported only when on
+
+    return TracingManager(settings)
+
+
 _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
+    # First: the store instrumentations must be in place before any client exists.
+    "tracing": lambda m: _tracing(m.settings),
     "vault": lambda m: m._vault,  # logged in already: the settings were read through it
     "database": lambda m: DatabaseManager(m.settings),
     "redis": lambda m: RedisManager(m.settings),
@@ -81,7 +97,7 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
     "jwt": lambda m: JWTManager(m.settings, m.redis),
     "api_keys": lambda m: ApiKeyManager(m.settings, m.database.mongo, m.redis),
     "metrics": lambda m: MetricsManager(m.settings),
-    "rate_limiter": lambda m: RateLimiter(m.settings, m.redis, m.metrics),
+    "rate_limiter": lambda m: RateLimiter(m.settings, m.redis, m.metrics, tracer=m.tracer),
     "services": lambda m: ServicesManager(),
     "modules": lambda m: ModuleManager(
         m.discovered,
@@ -90,7 +106,7 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
         hooks=m.hooks,
     ),
     "actions": lambda m: ActionManager(
-        m.settings, m.database.postgres, dependency_of=m.dependency_of
+        m.settings, m.database.postgres, dependency_of=m.dependency_of, tracer=m.tracer
     ),
     "websocket": lambda m: WebSocketManager(
         m.settings,
@@ -109,6 +125,7 @@ class AppManager:
 
     #: The enabled feature modules, in dependency order, found once for this build.
     discovered: tuple[DiscoveredModule, ...]
+    tracing: TracingManager | None
     vault: VaultManager | None
     database: DatabaseManager
     redis: RedisManager
@@ -162,6 +179,11 @@ class AppManager:
         )
         self._closed = False
         self._close_lock = threading.Lock()
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """The tracer of the framework's own spans; None while tracing is off."""
+        return self.tracing.tracer if self.tracing is not None else None
 
     @property
     def managers(self) -> list[Manager]:

@@ -179,6 +179,11 @@ class _SafeStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 sys.__stderr__.write(f"logging error in {record.name}: {name}\n")
 
 
+def framework_handler() -> logging.Handler | None:
+    """The handler :func:`configure_logging` installed on the root logger, if any."""
+    return next((h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME), None)
+
+
 def configure_logging(level: str, fmt: str, redactor: Redactor) -> logging.Handler:
     """Install (or replace) the framework's handler on the root logger. Idempotent."""
     root = logging.getLogger()

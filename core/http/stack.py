@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g
 
 from core.edge.problems import api_error
-from core.http import metrics, pipeline
+from core.http import metrics, pipeline, tracing
 from core.http.pipeline import Layer
 from core.http.problems import problem_response
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 #: The layers of every request, outermost first (see the module docstring).
 HTTP_STACK: tuple[str, ...] = (
+    "tracing",  # a server span per request, continuing traceparent (only when tracing is on)
     "request_id",  # X-Request-ID: the client's when well-formed, else a new one; echoed back
     "metrics",  # timing, in-flight, counts, auth failures, unexpected exceptions
     "cors",  # CORS headers for CORS_ORIGINS (only when set)
@@ -48,6 +49,7 @@ HTTP_STACK: tuple[str, ...] = (
 Builder = Callable[[Flask, "AppManager", "Routing"], Layer | None]
 
 _BUILDERS: dict[str, Builder] = {
+    "tracing": lambda app, manager, routing: tracing.layer(manager.tracer),
     "request_id": lambda app, manager, routing: pipeline.request_id_layer(),
     "metrics": lambda app, manager, routing: metrics.layer(manager.metrics, routing),
     "cors": lambda app, manager, routing: pipeline.cors_layer(app, manager.settings),

@@ -19,12 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
+
 from config.settings import Settings
 from core.edge.problems import DependencyOf
 from core.errors import NotFound, StartupError
+from core.managers import spans
 from core.managers.actions.audit import AuditWriter, Digest, postgres_sink
 from core.managers.actions.declaration import Action, ActionContext
-from core.managers.actions.executor import AfterExecute, BeforeExecute, execute
+from core.managers.actions.executor import AfterExecute, BeforeExecute, Execution, execute
 from core.managers.actions.loader import Catalog, Problem
 from core.managers.base import HealthResult, Manager
 from core.managers.database import PostgresStore
@@ -50,6 +54,7 @@ class ActionManager(Manager):
         *,
         dependency_of: DependencyOf = lambda error: None,
         actions_dirs: Sequence[Path] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         #: Tells a failure of an unreachable store (503) from a bug (500).
         self.dependency_of = dependency_of
@@ -62,6 +67,10 @@ class ActionManager(Manager):
         self.before_execute: list[BeforeExecute] = []
         #: ``callback(execution)`` after every execution, whatever its outcome (metrics).
         self.after_execute: list[AfterExecute] = []
+        #: A span per execution while tracing is on (None: no tracing code runs).
+        self.tracer = tracer
+        if tracer is not None:
+            self.after_execute.append(_span_outcome)
         self._actions: dict[str, Action] = {}
         self._modules: list[BaseModule] = []
         self._declared: list[tuple[dict[str, Any], str, str | None]] = []
@@ -140,6 +149,14 @@ class ActionManager(Manager):
 
     def execute(self, action: Action, params: dict[str, Any], context: ActionContext) -> Any:
         """Run ``action`` for ``context.principal``: see :mod:`core.managers.actions.executor`."""
+        if self.tracer is None:
+            return self._execute(action, params, context)
+        kind = spans.principal_kind(context.principal)
+        attributes = {spans.ACTION: action.name, spans.PRINCIPAL_KIND: kind}
+        with spans.span(self.tracer, f"action {action.name}", attributes):
+            return self._execute(action, params, context)
+
+    def _execute(self, action: Action, params: dict[str, Any], context: ActionContext) -> Any:
         return execute(
             action,
             params,
@@ -168,3 +185,12 @@ class ActionManager(Manager):
 def _module_home(module: BaseModule) -> tuple[str, Path]:
     """The package of a feature module and its directory (where its actions.yaml lives)."""
     return module.package, module.directory
+
+
+def _span_outcome(done: Execution) -> None:
+    """The action's span (current while the executor runs its ``after`` callbacks)."""
+    current = trace.get_current_span()
+    current.set_attribute(spans.ACTION_OUTCOME, done.outcome)
+    current.set_attribute("http.response.status_code", done.status)
+    if done.code is not None:
+        spans.failed(current, done.code, done.status)

@@ -126,6 +126,9 @@ class PostgresStore:
         conn: PooledConnection = psycopg2.connect(
             self._dsn,
             connection_factory=PooledConnection,
+            # Rows as dicts on every cursor: set here, not per cursor, so that a tracing
+            # instrumentation wrapping the connection's cursor factory sees every statement.
+            cursor_factory=psycopg2.extras.RealDictCursor,
             connect_timeout=self._connect_timeout,
             options=self._options,
             application_name="python-base-04",
@@ -160,7 +163,7 @@ class PostgresStore:
         """A cursor (rows as dicts) in a transaction: commit on success, rollback on error."""
         with self.connection() as conn:
             try:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                with conn.cursor() as cursor:
                     yield cursor
                 conn.commit()
             except BaseException:

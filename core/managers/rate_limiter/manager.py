@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind, Tracer
+
 from config.settings import Settings
 from core.edge.principal import Principal
 from core.errors import (
@@ -38,6 +40,7 @@ from core.errors import (
     DependencyUnavailable,
     TooManyRequests,
 )
+from core.managers import spans
 from core.managers.base import Manager
 from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter.limits import Limit, parse_limits
@@ -59,6 +62,8 @@ def caller_level(principal: Principal | None, client_ip: str | None) -> tuple[st
 
 _LUA = (Path(__file__).parent / "limiter.lua").read_text()
 _LOG_EVERY = 10.0  # seconds between "limiter fails open" log lines during an outage
+#: The script's status, as the ``rate_limit`` span reports it.
+_OUTCOMES = {0: "allowed", 1: "limited", 2: "banned", 3: "revoked"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,12 @@ class RateLimiter(Manager):
     name = "rate_limiter"
 
     def __init__(
-        self, settings: Settings, redis_manager: RedisManager, metrics: MetricsManager
+        self,
+        settings: Settings,
+        redis_manager: RedisManager,
+        metrics: MetricsManager,
+        *,
+        tracer: Tracer | None = None,
     ) -> None:
         self.defaults = {
             "ip": _parse_setting("RATE_LIMIT_IP", settings.rate_limit_ip),
@@ -147,6 +157,8 @@ class RateLimiter(Manager):
         self.script = Script("rate_limiter", _LUA, self.client, namespace=None, direct=True)
         self._plans: dict[tuple[str, str, tuple[Limit, ...]], _BucketPlan] = {}
         self.metrics = metrics
+        #: A span around the one Redis call while tracing is on (None: no tracing code runs).
+        self.tracer = tracer
         self.redis_errors = 0
         #: ``callback(level, identifier)`` for every new ban (security events).
         self.ban_listeners: list[Callable[[str, str], None]] = []
@@ -229,7 +241,10 @@ class RateLimiter(Manager):
             keys.extend(self._keys(bucket))
             args.extend(self._plan(bucket).args)
         try:
-            status, index, first, second, third = self.script(keys, args)
+            if self.tracer is None:
+                status, index, first, second, third = self.script(keys, args)
+            else:
+                status, index, first, second, third = self._traced(keys, args, buckets)
         except RedisManager.unavailable_errors:  # down, slow, or out of memory
             self._redis_failed(buckets, revocations)
             return None
@@ -251,6 +266,23 @@ class RateLimiter(Manager):
         if first == 0:  # no limits at all (only revocations were checked)
             return None
         return Quota(first, second, math.ceil(third / 1000))
+
+    def _traced(self, keys: list[str], args: list[int], buckets: Sequence[Bucket]) -> Any:
+        """The script call in a ``rate_limit`` span: levels checked and what came out."""
+        assert self.tracer is not None
+        attributes = {
+            "db.system.name": "redis",
+            "db.operation.name": "EVALSHA",
+            spans.RATE_LIMIT_LEVELS: [bucket.level for bucket in buckets],
+        }
+        with spans.span(self.tracer, "rate_limit", attributes, SpanKind.CLIENT) as current:
+            try:
+                result = self.script(keys, args)
+            except RedisManager.unavailable_errors:
+                spans.failed(current, "DEPENDENCY_UNAVAILABLE")
+                raise
+            current.set_attribute(spans.RATE_LIMIT_OUTCOME, _OUTCOMES[result[0]])
+            return result
 
     def _ban(self, bucket: Bucket, ms_left: int, new: bool) -> Quota:
         self.metrics.rate_limit_rejected(bucket.level, "ban")
