@@ -7,6 +7,8 @@ the start-up work that needs the stores (pings, migrations, the socket sweep, ``
 so commands such as ``flask config show``, ``flask routes``, ``flask shell`` and the module
 commands run even while a store is down. ``flask run`` is refused with one line: it would serve
 that unstarted app; ``make run`` or ``python app.py`` serve a started one and stop it cleanly.
+In development the CLI finds a running dev stack (``make run``, any ``DEV_*_PORT``) through the
+settings it publishes in ``.devdata/stack.json`` (config/dev_stack.py), as the app gets them.
 
 Outside the Flask CLI, ``app`` is what a production WSGI server (gunicorn, uWSGI, ...) loads:
 there a missing ``APP_ENV`` means ``prod``, so a forgotten variable can never start a
@@ -23,6 +25,7 @@ import click
 from flask import Flask
 from flask.cli import run_command
 
+from config.dev_stack import running_stack_settings
 from core.factory import create_app
 
 __all__ = ["app", "create_app"]  # noqa: F822 - `app` comes from __getattr__
@@ -47,6 +50,8 @@ def __getattr__(name: str) -> Any:
         environ = dict(os.environ)
         if not in_cli and not environ.get("APP_ENV", "").strip():
             environ["APP_ENV"] = "prod"
+        if in_cli:  # the dev stack's settings win, as `make run` passes them to the app
+            environ.update(running_stack_settings(environ))
         _built["app"] = create_app(environ, start=not in_cli)
     return _built["app"]
 

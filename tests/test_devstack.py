@@ -332,3 +332,31 @@ def test_cli_port_in_use_is_one_line(tmp_path: Path) -> None:
         "(set DEV_REDIS_PORT to another port)\n"
     )
     assert not any(_listening(port) for name, port in ports.items() if name != "redis")
+
+
+def test_a_flask_command_in_another_terminal_finds_the_running_stack(tmp_path: Path) -> None:
+    """`make run` on other ports, then `flask db status` in a second terminal: no environment
+    but a stale export, yet it talks to the running stack (its published settings win)."""
+    ports = {name: free_port() for name in ("mongodb", "postgres", "redis", "vault")}
+    devdata = tmp_path / "devdata"
+    published = devdata / "stack.json"
+    stale = f"postgresql://app:app@127.0.0.1:{free_port()}/app"
+    second_terminal = (
+        "import os, stat, subprocess, sys\n"
+        f"env = {{'PATH': os.environ['PATH'], 'DEVDATA_DIR': {str(devdata)!r}, "
+        f"'POSTGRES_DSN': {stale!r}}}\n"
+        "flask = [sys.executable, '-m', 'flask', '--app', 'app', 'db', 'status']\n"
+        "done = subprocess.run(flask, env=env, capture_output=True, text=True, timeout=60)\n"
+        "print(done.stdout + done.stderr)\n"
+        f"print('mode', oct(stat.S_IMODE(os.stat({str(published)!r}).st_mode)))\n"
+        "sys.exit(done.returncode)\n"
+    )
+    result = _cli(devdata, ports, "run", "--", sys.executable, "-c", second_terminal)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unavailable" not in result.stdout
+    assert ["core", "0001_audit_log", "pending"] in [
+        line.split() for line in result.stdout.splitlines()
+    ]
+    assert "mode 0o600" in result.stdout
+    assert not published.exists()  # gone with the stack

@@ -8,7 +8,9 @@ forwards SIGINT/SIGTERM/SIGHUP to it, stops the servers when it exits and exits 
 The servers run in their own session, so a terminal Ctrl-C reaches only us and the command.
 
 Ports come from DEV_MONGODB_PORT (27018), DEV_POSTGRES_PORT (5433), DEV_REDIS_PORT (6380) and
-DEV_VAULT_PORT (8201); data (kept between runs) from DEVDATA_DIR (default ./.devdata).
+DEV_VAULT_PORT (8201); data (kept between runs) from DEVDATA_DIR (default ./.devdata). While
+the stack runs, its settings are also in DEVDATA_DIR/stack.json for the Flask CLI to find
+(config/dev_stack.py); the file goes when the stack stops.
 
 The stack's settings (MONGODB_URI, POSTGRES_DSN, REDIS_URL, VAULT_*) win over the same names
 already in the environment: the servers just started are the ones the app has to talk to, and
@@ -17,6 +19,7 @@ a stale export pointing elsewhere would fail in confusing ways. Everything else 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from config.dev_stack import stack_file
 from core.devstack._base import DevServerError
 from core.devstack.stack import SERVER_NAMES, DevStack
 
@@ -98,6 +102,15 @@ def _run(env: dict[str, str], command: list[str]) -> int:
     return 128 - code if code < 0 else code
 
 
+def _publish(path: Path, env: dict[str, str]) -> None:
+    """Write the stack's settings for ``flask`` commands in other terminals (0600)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"pid": os.getpid(), "settings": env}, out, indent=2)
+    os.replace(tmp, path)
+
+
 def _up(stack: DevStack, env: dict[str, str]) -> int:
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}", flush=True)
@@ -121,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:
-        stack = DevStack(Path(os.environ.get("DEVDATA_DIR") or ".devdata"), _ports())
+        published = stack_file(os.environ)
+        stack = DevStack(published.parent, _ports())
         began = time.monotonic()
         env = stack.start()  # stops whatever it started when something fails
     except (DevServerError, OSError) as exc:
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     try:
+        _publish(published, env)
         for server in stack.servers:
             _say(f"{server.name:<8} {server.address}")
         _say(f"up in {time.monotonic() - began:.1f}s, data and logs in {stack.root}")
@@ -140,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         # Stopping takes a moment; a second Ctrl-C must not leave servers behind.
         for signum in _STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
+        published.unlink(missing_ok=True)
         stack.stop()
 
 
