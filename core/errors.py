@@ -18,7 +18,8 @@
         ├── MethodNotAllowed        405 METHOD_NOT_ALLOWED
         ├── Conflict                409 CONFLICT / EMAIL_TAKEN / ...
         │   ├── StateConflict       409 STATE_CONFLICT (compare-and-set lost)
-        │   └── IllegalTransition   409 ILLEGAL_TRANSITION (not allowed by the state machine)
+        │   ├── IllegalTransition   409 ILLEGAL_TRANSITION (not allowed by the state machine)
+        │   └── QuotaExceeded       409 QUOTA_EXCEEDED (an owner's quota is used up)
         ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
         ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
         ├── TooManyRequests         429 RATE_LIMITED / BANNED / LOGIN_LOCKED, with Retry-After
@@ -165,6 +166,12 @@ class IllegalTransition(Conflict):
     """The state machine does not allow this transition from the current state."""
 
     default_code, title = "ILLEGAL_TRANSITION", "Illegal Transition"
+
+
+class QuotaExceeded(Conflict):
+    """An owner's quota is used up (:class:`core.managers.database.quotas.Quota`)."""
+
+    default_code, title = "QUOTA_EXCEEDED", "Quota Exceeded"
 
 
 class PayloadTooLarge(ApiError):

@@ -69,6 +69,8 @@ def env_example_block(name: str) -> str:
         f"\n# {name} module (modules/{name}/settings.py)\n"
         f"# Items a list answers when the caller does not say (1-100).\n"
         f"{name.upper()}_PAGE_SIZE=20\n"
+        f"# Items one user may keep at once (a quota: racing creates never pass it).\n"
+        f"{name.upper()}_MAX_ITEMS=1000\n"
     )
 
 

@@ -3,14 +3,13 @@ query (a user's notes, newest first)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from core.errors import NotFound
-from core.managers.database import MongoStore
+from core.managers.database import MongoStore, mongo_now
 from core.managers.database.pages import Page, paginate
 
 #: This module's name (its package's). The collection and the service are named after it, so a
@@ -28,7 +27,7 @@ class NoteStore:
         )
 
     def create(self, owner: str, title: str, body: str) -> dict[str, Any]:
-        note = {"owner": owner, "title": title, "body": body, "created_at": datetime.now(UTC)}
+        note = {"owner": owner, "title": title, "body": body, "created_at": mongo_now()}
         note["_id"] = self.notes.insert_one(note).inserted_id
         return public(note)
 

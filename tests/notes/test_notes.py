@@ -47,6 +47,13 @@ def test_a_user_creates_and_lists_notes_newest_first(client: FlaskClient) -> Non
     assert titles(client, token, limit=2) == ["third", "second"]
 
 
+def test_a_note_reads_back_exactly_as_it_was_created(client: FlaskClient) -> None:
+    # created_at included: stamped in milliseconds, which is what MongoDB keeps.
+    _, pair = user_with_tokens(client)
+    note = create(client, pair["access_token"], "stamped")
+    assert act(client, pair["access_token"], "list").get_json()["result"]["items"] == [note]
+
+
 def test_the_body_defaults_to_empty(client: FlaskClient) -> None:
     _, pair = user_with_tokens(client)
     response = act(client, pair["access_token"], "create", {"title": "no body"})

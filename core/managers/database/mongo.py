@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import pymongo
@@ -49,6 +50,13 @@ _READ_PREFERENCES = {
     "secondaryPreferred": SecondaryPreferred(),
     "nearest": Nearest(),
 }
+
+
+def mongo_now() -> datetime:
+    """The current UTC time as MongoDB keeps it: BSON dates hold milliseconds, so a document
+    stamped with this answers the same time on create as on every later read."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
 class MongoStore:
