@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv lock run serve test test-deps test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench bench-deps bench-smoke soak
+.PHONY: venv lock run serve test test-deps client test-fast smoke lint image image-smoke image-engine deploy-check format check clean-devdata bench bench-deps bench-smoke soak
 
 venv: $(STAMP)
 
@@ -51,6 +51,13 @@ test: venv test-deps
 ## through sudo, else one line saying what to run.
 test-deps:
 	@bash tests/support/system-deps.sh
+
+## A typed TypeScript client: types generated from /openapi.json (this project's app, built
+## here; URL=http://host:port for a running server's) with openapi-typescript into
+## tests/clients/ts/generated/schema.d.ts, for openapi-fetch (both pinned in that folder's
+## package-lock.json), then tsc compiles tests/clients/ts/src/journey.ts against them.
+client: venv
+	$(BIN)/python -m tests.support.ts_client $(URL)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -31,19 +31,21 @@ def _tool(name: str) -> str:
     return found
 
 
-def install() -> Path:
-    """``npm ci`` unless node_modules already matches package-lock.json; the node binary."""
+def install(directory: Path = JS_DIR) -> Path:
+    """``npm ci`` in ``directory`` unless its node_modules already matches its
+    package-lock.json; the node binary."""
     node = _tool("node")
-    lock = hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
-    if not _STAMP.exists() or _STAMP.read_text() != lock:
+    stamp = directory / "node_modules" / _STAMP.name
+    lock = hashlib.sha256((directory / "package-lock.json").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != lock:
         subprocess.run(
             [_tool("npm"), "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=JS_DIR,
+            cwd=directory,
             check=True,
             capture_output=True,
             timeout=300,
         )
-        _STAMP.write_text(lock)
+        stamp.write_text(lock)
     return Path(node)
 
 
