@@ -33,6 +33,7 @@ def append(path: Path, code: str) -> int:
     return text.count("\n") + 2
 
 
+@pytest.mark.project_wide
 def test_the_project_keeps_its_floors_and_has_no_import_circle() -> None:
     assert check() == []
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from core.testing import bearer, problem
 from tests.actions.conftest import key_header
+
+# Every action of the project, its modules' included (tests/core/test_scaffold.py).
+pytestmark = pytest.mark.project_wide
 
 ACTS = {
     "acts.public",

@@ -14,6 +14,9 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from core.http.openapi import DOCS_CSP, openapi_path
 from core.testing import AppFactory, bearer, problem
 
+# Every route and action of the project, its modules' included (tests/core/test_scaffold.py).
+pytestmark = pytest.mark.project_wide
+
 
 @pytest.fixture
 def spec(client: FlaskClient) -> dict[str, Any]:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from config.modules import env_name, env_names
 from config.settings import Settings
 from core.managers.modules import discover, module_settings
+
+# Every setting of the project, its modules' included (tests/core/test_scaffold.py).
+pytestmark = pytest.mark.project_wide
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

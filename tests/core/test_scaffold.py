@@ -1,9 +1,13 @@
 """``flask module new NAME``: a working module and its tests, or a one-line refusal; and the
 walk-through of docs/modules.md, whose files are applied on top of a scaffold and tested.
 
-The full check works in a copy of the project: it scaffolds ``inventory`` and ``shelf``,
-applies the guide's files to ``shelf`` and runs both modules' tests together with the
-framework tests that must not care which modules a project has."""
+The full check works in a copy of the project: it scaffolds ``inventory`` (a migration, a
+route, an action and a socket event) and ``shelf``, applies the guide's files to ``shelf``,
+runs both modules' tests, then every framework test marked ``project_wide`` (those that read
+project-wide state: migrations, OpenAPI, listings, settings, ``.env.example``) against that
+copy: no framework test may depend on which modules a project has. A project that already has
+a module of either name gets the next free one (``inventory2``...), so the check runs in any
+project built on the framework."""
 
 from __future__ import annotations
 
@@ -54,6 +58,29 @@ def guide_files() -> list[tuple[str, str]]:
     return files
 
 
+def free_name(base: str, root: Path = ROOT) -> str:
+    """``base``, or ``base2``, ``base3``... : the first name no module or test folder has."""
+    for suffix in ("", *map(str, range(2, 100))):
+        name = base + suffix
+        if not any((root / folder / name).exists() for folder in ("modules", "tests")):
+            return name
+    raise AssertionError(f"no free module name like {base!r}")
+
+
+def renamed(text: str, name: str) -> str:
+    """The guide's ``shelf`` text for a module called ``name`` (every spelling follows it)."""
+    camel = "".join(part.capitalize() for part in name.split("_"))
+    return text.replace("shelf", name).replace("Shelf", camel).replace("SHELF", name.upper())
+
+
+#: A module this project has (refused as taken); the framework's own, whichever are enabled.
+TAKEN = sorted(
+    path.name
+    for path in (ROOT / "modules").iterdir()
+    if (path / "__init__.py").is_file() and not path.name.startswith("_")
+)[0]
+
+
 def test_every_python_example_of_the_guide_compiles_and_the_files_are_found() -> None:
     blocks = [code for language, code in guide_blocks() if language == "python"]
     assert len(blocks) >= 8
@@ -70,10 +97,22 @@ def test_every_python_example_of_the_guide_compiles_and_the_files_are_found() ->
     } <= set(paths)
 
 
+def test_a_project_with_modules_of_those_names_gets_the_next_free_ones(tmp_path: Path) -> None:
+    (tmp_path / "modules" / "inventory").mkdir(parents=True)
+    (tmp_path / "tests" / "inventory2").mkdir(parents=True)
+    assert free_name("inventory", tmp_path) == "inventory3"
+    assert free_name("shelf", tmp_path) == "shelf"
+    guide = "# modules/shelf/settings.py\nclass ShelfSettings:  # SHELF_MAX_ITEMS, /shelf/items"
+    assert renamed(guide, "my_shelf").splitlines() == [
+        "# modules/my_shelf/settings.py",
+        "class MyShelfSettings:  # MY_SHELF_MAX_ITEMS, /my_shelf/items",
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("notes", "Error: module 'notes' already exists in "),
+        (TAKEN, f"Error: module '{TAKEN}' already exists in "),
         ("Bad-Name", "Error: 'Bad-Name' is not a module name: use 2-20 characters"),
         ("x", "Error: 'x' is not a module name"),
         ("two__bars", "Error: 'two__bars' is not a module name"),
@@ -112,53 +151,52 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
             check=False,
         )
 
-    made = run("flask", "--app", "app", "module", "new", "inventory", timeout=60)
+    inventory, shelf = free_name("inventory"), free_name("shelf")
+    made = run("flask", "--app", "app", "module", "new", inventory, timeout=60)
     assert made.returncode == 0, made.stdout + made.stderr
-    assert "created modules/inventory/routes.py" in made.stdout
+    assert f"created modules/{inventory}/routes.py" in made.stdout
     written = sorted(
         str(path.relative_to(project))
-        for path in project.glob("*/inventory/**/*")
+        for path in project.glob(f"*/{inventory}/**/*")
         if path.is_file()
     )
     assert written == [
-        "modules/inventory/__init__.py",
-        "modules/inventory/actions.yaml",
-        "modules/inventory/handlers.py",
-        "modules/inventory/migrations/0001_inventory_archive.sql",
-        "modules/inventory/module.py",
-        "modules/inventory/routes.py",
-        "modules/inventory/settings.py",
-        "modules/inventory/store.py",
-        "tests/inventory/__init__.py",
-        "tests/inventory/test_inventory.py",
+        f"modules/{inventory}/__init__.py",
+        f"modules/{inventory}/actions.yaml",
+        f"modules/{inventory}/handlers.py",
+        f"modules/{inventory}/migrations/0001_{inventory}_archive.sql",
+        f"modules/{inventory}/module.py",
+        f"modules/{inventory}/routes.py",
+        f"modules/{inventory}/settings.py",
+        f"modules/{inventory}/store.py",
+        f"tests/{inventory}/__init__.py",
+        f"tests/{inventory}/test_{inventory}.py",
     ]
     scaffolded = "\n".join(
-        path.read_text() for path in project.glob("*/inventory/**/*.*") if path.is_file()
+        path.read_text() for path in project.glob(f"*/{inventory}/**/*.*") if path.is_file()
     )
     assert "notes" not in scaffolded.lower()
-    assert "INVENTORY_PAGE_SIZE=20" in (project / ".env.example").read_text()
+    assert f"{inventory.upper()}_PAGE_SIZE=20" in (project / ".env.example").read_text()
 
-    again = run("flask", "--app", "app", "module", "new", "inventory", timeout=60)
+    again = run("flask", "--app", "app", "module", "new", inventory, timeout=60)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [
-        f"Error: module 'inventory' already exists in {project / 'modules'}"
+        f"Error: module '{inventory}' already exists in {project / 'modules'}"
     ]
 
-    shelf = run("flask", "--app", "app", "module", "new", "shelf", timeout=60)
-    assert shelf.returncode == 0, shelf.stdout + shelf.stderr
+    made = run("flask", "--app", "app", "module", "new", shelf, timeout=60)
+    assert made.returncode == 0, made.stdout + made.stderr
     for path, content in guide_files():
-        with (project / path).open("a" if path == ".env.example" else "w") as file:
-            file.write(content)
+        with (project / renamed(path, shelf)).open("a" if path == ".env.example" else "w") as file:
+            file.write(renamed(content, shelf))
 
-    tested = run(
-        "pytest",
-        "tests/inventory",
-        "tests/shelf",
-        "tests/config/test_documentation.py",
-        "tests/actions/test_listing.py",
-        "-q",
-        timeout=300,
+    modules_tests = run("pytest", f"tests/{inventory}", f"tests/{shelf}", "-q", timeout=300)
+    assert modules_tests.returncode == 0, (
+        modules_tests.stdout[-3000:] + modules_tests.stderr[-2000:]
     )
-    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
-    assert " passed" in tested.stdout
-    assert " failed" not in tested.stdout
+    assert " passed" in modules_tests.stdout
+
+    # Every framework test that reads project-wide state, now with two more modules.
+    framework = run("pytest", "tests", "-m", "project_wide", "-q", timeout=600)
+    assert framework.returncode == 0, framework.stdout[-3000:] + framework.stderr[-2000:]
+    assert " passed" in framework.stdout

@@ -47,6 +47,7 @@ def labels(migrations: list[Migration]) -> list[str]:
     return [m.label for m in migrations]
 
 
+@pytest.mark.project_wide
 def test_start_up_applies_the_audit_log_migration(make_app: AppFactory, fresh_dsn: str) -> None:
     manager: AppManager = make_app({"POSTGRES_DSN": fresh_dsn}).extensions["app_manager"]
     pg = manager.database.postgres
@@ -207,6 +208,7 @@ def test_status_lists_applied_pending_and_missing_versions(
     assert labels(migrator.upgrade()) == ["0003_c"]  # a missing file does not block upgrades
 
 
+@pytest.mark.project_wide
 def test_flask_db_status_and_upgrade_report_what_they_do(
     make_app: AppFactory, fresh_dsn: str
 ) -> None:

@@ -200,6 +200,7 @@ def fuzz(schema: Any, credentials: Credentials) -> tuple[dict[str, int], dict[st
     return calls, failures
 
 
+@pytest.mark.project_wide
 @pytest.mark.timeout(360)  # ~35 operations x 2 modes x MAX_EXAMPLES calls; ~90 s on an idle CI box
 def test_every_operation_answers_as_documented_and_errors_are_problems(
     make_app: AppFactory,

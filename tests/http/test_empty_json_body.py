@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -30,6 +31,7 @@ def _concrete(app: Flask, rule: Any) -> str:
     return path
 
 
+@pytest.mark.project_wide
 def test_an_empty_json_body_is_invalid_json_on_every_route(
     app: Flask, client: FlaskClient, admin: dict[str, Any]
 ) -> None:
@@ -47,6 +49,7 @@ def test_an_empty_json_body_is_invalid_json_on_every_route(
         problem(response, 400, "INVALID_JSON")
 
 
+@pytest.mark.project_wide
 def test_an_empty_json_body_is_invalid_json_on_every_action(
     client: FlaskClient, admin: dict[str, Any]
 ) -> None:

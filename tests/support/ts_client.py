@@ -43,7 +43,10 @@ def generate(document: dict[str, Any]) -> Path:
     source.write_text(json.dumps(document, indent=1), encoding="utf-8")
     target = GENERATED / "schema.d.ts"
     cli = "node_modules/openapi-typescript/bin/cli.js"
-    _node(node, cli, str(source.relative_to(TS_DIR)), "-o", str(target.relative_to(TS_DIR)))
+    # A property with a default is optional in a request (login's device_token); the
+    # generator's default would make it required, as if every schema described an answer.
+    source_file, target_file = str(source.relative_to(TS_DIR)), str(target.relative_to(TS_DIR))
+    _node(node, cli, source_file, "-o", target_file, "--default-non-nullable=false")
     return target
 
 
@@ -80,7 +83,8 @@ def _document(base_url: str | None) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     schema = generate(_document(argv[0] if argv else None))
     compile_program()
-    print(f"wrote {schema.relative_to(Path.cwd()) if schema.is_relative_to(Path.cwd()) else schema}")
+    shown = schema.relative_to(Path.cwd()) if schema.is_relative_to(Path.cwd()) else schema
+    print(f"wrote {shown}")
     print("compiled tests/clients/ts/src/journey.ts against it (tsc, strict)")
     return 0
 

@@ -26,7 +26,7 @@ exactly the units left succeed, on every instance of the app.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from pymongo.errors import DuplicateKeyError
 
@@ -59,10 +59,10 @@ class Quota:
                 return True
             if self.counters.count_documents({"_id": key}, limit=1):
                 return False
-            try:  # no counter yet: seed it from what exists, then take a unit
+            # No counter yet: seed it from what exists (unless a concurrent reservation just
+            # did), then take a unit.
+            with suppress(DuplicateKeyError):
                 self.counters.insert_one({"_id": key, "used": self.count(owner)})
-            except DuplicateKeyError:
-                pass  # a concurrent reservation seeded it first
         return False
 
     def release(self, owner: str) -> None:
