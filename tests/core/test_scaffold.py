@@ -133,6 +133,7 @@ def test_a_bad_or_taken_name_is_refused_in_one_line_and_nothing_is_written(
     assert (ROOT / ".env.example").read_text() == env_example
 
 
+@pytest.mark.timeout(900)  # two inner pytest runs (~1 min on a quiet machine)
 def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
     tmp_path: Path,
 ) -> None:
