@@ -73,9 +73,10 @@ image: venv image-engine
 	$(BIN)/python -m core.devstack.image build
 
 ## Build, then run the image read-only, non-root, no capabilities, against the dev stack's
-## servers: ready, register, log in, socket, SIGTERM -> exit 0 in time (docs/deploy.md).
+## servers: ready, /docs off, this project's exercise (tests/production/image_smoke.py: register,
+## log in, socket), SIGTERM -> exit 0 in time (docs/deploy.md).
 image-smoke: venv image-engine
-	$(BIN)/python -m core.devstack.image smoke
+	$(BIN)/python -m core.devstack.image smoke tests.production.image_smoke:exercise
 
 image-engine:
 	@if ! docker info >/dev/null 2>&1 && ! command -v podman >/dev/null; then \

@@ -1,7 +1,7 @@
 """The production image, built and smoke-tested on a machine with Docker or only podman.
 
-    python -m core.devstack.image build   # make image
-    python -m core.devstack.image smoke   # make image-smoke
+    python -m core.devstack.image build                      # make image
+    python -m core.devstack.image smoke [PACKAGE.MODULE:FUNCTION]   # make image-smoke
 
 Docker when a Docker engine answers, else Debian's podman, set up the way that works on
 machines without a registry or a Docker engine (INFRA.md):
@@ -18,12 +18,16 @@ machines without a registry or a Docker engine (INFRA.md):
 
 The smoke test builds the image, starts the dev stack's servers on free ports, runs the image
 read-only as user 10001 with every capability dropped and no new privileges (what the
-Kubernetes manifests demand), waits for readiness, registers, logs in, connects a socket,
-sends SIGTERM and expects exit 0 within the grace period. It prints each step's seconds.
+Kubernetes manifests demand), waits for readiness, checks that ``/docs`` is off in prod, runs
+the project's exercise when one is named (``function(base_url)``, raising on failure: what a
+client of this project's modules does first; ``make image-smoke`` names
+``tests.production.image_smoke:exercise``), sends SIGTERM and expects exit 0 within the grace
+period. It prints each step's seconds.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -31,12 +35,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-import socketio
 
 from core.devstack import free_port, wait_for
 from core.devstack.stack import SERVER_NAMES, DevStack
@@ -180,33 +183,18 @@ def dev_stack() -> Iterator[dict[str, str]]:
             stack.stop()
 
 
-def exercise(url: str) -> None:
-    """What a client does first: register, log in, connect a socket and use it; and what
-    prod keeps off (Swagger UI, the webchat example) is off."""
-    for path in ("/docs", "/public/webchat/"):
-        answer = requests.get(f"{url}{path}", timeout=10)
-        if answer.status_code != 404:
-            raise ImageError(f"{path} answered {answer.status_code} in prod (expected 404)")
-    uid = uuid.uuid4().hex[:8]
-    user = {"email": f"smoke{uid}@example.com", "username": f"smoke_{uid}", "password": uid * 2}
-    registered = requests.post(f"{url}/public/register", json=user, timeout=10)
-    if registered.status_code != 201:
-        raise ImageError(f"register answered {registered.status_code}: {registered.text}")
-    login = {"email": user["email"], "password": user["password"]}
-    tokens = requests.post(f"{url}/public/login", json=login, timeout=10)
-    if tokens.status_code != 200:
-        raise ImageError(f"login answered {tokens.status_code}: {tokens.text}")
-    client = socketio.Client(reconnection=False)
-    client.connect(url, auth={"token": tokens.json()["access_token"]}, wait_timeout=10)
-    try:
-        ack = client.call("create_room", {"name": "smoke"}, timeout=10)
-        if not ack.get("ok"):
-            raise ImageError(f"create_room over the socket answered {ack}")
-    finally:
-        client.disconnect()
+#: ``exercise(base_url)``: what a client of the project does first; raises on failure.
+Exercise = Callable[[str], None]
 
 
-def smoke(engine: Engine) -> dict[str, float]:
+def load_exercise(reference: str) -> Exercise:
+    """``package.module:function`` -> the function."""
+    module, _, name = reference.partition(":")
+    found: Exercise = getattr(importlib.import_module(module), name)
+    return found
+
+
+def smoke(engine: Engine, exercise: Exercise | None = None) -> dict[str, float]:
     """Build, run against the dev stack, exercise, SIGTERM; each step's seconds."""
     times: dict[str, float] = {}
     started = time.monotonic()
@@ -231,7 +219,12 @@ def smoke(engine: Engine) -> dict[str, float]:
                 "/health/ready",
             )
             times["ready"] = time.monotonic() - began
-            exercise(url)
+            docs = requests.get(f"{url}/docs", timeout=10)
+            if docs.status_code != 404:
+                raise ImageError(f"/docs answered {docs.status_code} in prod (expected 404)")
+            if exercise is not None:
+                exercise(url)
+                times["exercise"] = time.monotonic() - began - times["ready"]
             stopping = time.monotonic()
             engine.run("kill", "--signal", "TERM", name)
             code = engine.run("wait", name).strip().splitlines()[-1]
@@ -250,9 +243,13 @@ def smoke(engine: Engine) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = (argv if argv is not None else sys.argv[1:])[:1]
-    if command not in (["build"], ["smoke"]):
-        print("usage: python -m core.devstack.image {build | smoke}", file=sys.stderr)
+    args = argv if argv is not None else sys.argv[1:]
+    command = args[:1]
+    if command not in (["build"], ["smoke"]) or len(args) > (2 if command == ["smoke"] else 1):
+        print(
+            "usage: python -m core.devstack.image {build | smoke [PACKAGE.MODULE:FUNCTION]}",
+            file=sys.stderr,
+        )
         return 2
     try:
         engine = Engine()
@@ -262,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             build(engine)
             say(f"built {IMAGE} in {time.monotonic() - started:.0f}s")
         else:
-            times = smoke(engine)
+            times = smoke(engine, load_exercise(args[1]) if len(args) == 2 else None)
             figures = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in times.items())
             say(f"smoke passed ({engine.name}): {figures}")
     except (ImageError, TimeoutError) as exc:

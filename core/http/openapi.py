@@ -258,7 +258,7 @@ def _components(schemas: Mapping[str, Any]) -> dict[str, Any]:
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "An access token from POST /public/login.",
+                "description": "A JWT access token, issued by the module that logs users in.",
             },
             "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "operatorToken": {

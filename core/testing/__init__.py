@@ -1,41 +1,27 @@
 """Testing a module against real servers: the pytest plugin and its helpers.
 
 ``pytest_plugins = ["core.testing.plugin"]`` in the top ``conftest.py`` gives the fixtures
-listed in :mod:`core.testing.plugin`; the helpers below make users, tokens and API keys
-through the public HTTP API, check problem responses, and drive real Socket.IO clients.
+listed in :mod:`core.testing.plugin` (and those of every enabled module's ``testing.py``); the
+helpers below check problem responses, make tokens for refusal tests and drive real
+Socket.IO clients. Users and API keys come from the modules that own them
+(``modules.auth.testing``, ``modules.api_keys.testing``).
 """
 
 from __future__ import annotations
 
-from core.testing.identity import (
-    PASSWORD,
-    admin_tokens,
-    bearer,
-    create_api_key,
-    expired_access_token,
-    login,
-    refused_tokens,
-    register,
-    user_with_tokens,
-)
 from core.testing.plugin import TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, AppFactory
 from core.testing.problems import problem
 from core.testing.sockets import Client, serving
+from core.testing.tokens import bearer, expired_access_token, refused_tokens
 
 __all__ = [
-    "PASSWORD",
     "TEST_ENCRYPTION_KEY",
     "TEST_JWT_SECRET",
     "AppFactory",
     "Client",
-    "admin_tokens",
     "bearer",
-    "create_api_key",
     "expired_access_token",
-    "login",
     "problem",
     "refused_tokens",
-    "register",
     "serving",
-    "user_with_tokens",
 ]

@@ -1,10 +1,17 @@
-"""The pytest plugin: real servers, apps, clients, users, keys and sockets for module tests.
+"""The pytest plugin: real servers, apps, clients and sockets for module tests.
 
 Activate it with ``pytest_plugins = ["core.testing.plugin"]`` in the top ``conftest.py`` (this
 repository's ``tests/conftest.py`` does). Every fixture talks to real servers started by the
 dev stack's classes: one MongoDB, PostgreSQL, Redis and Vault per test session, on free ports
 in temp dirs. Isolation is cheap: every test gets its own MongoDB database and Redis key
 prefix, every test module its own PostgreSQL database.
+
+Each enabled module may ship a plugin of its own, ``modules/<name>/testing.py``: this plugin
+loads it at start-up, after itself and in the modules' dependency order, for the modules
+``MODULES_PACKAGES`` and ``MODULES_DISABLED`` (of the environment pytest runs in) enable. The
+module that owns users gives ``user``, ``admin`` and ``socket_client`` (modules/auth); the
+one that owns API keys gives ``api_key`` (modules/api_keys). A module plugin may extend
+``app_env`` by requesting it.
 
 =====================  ======================================================================
 fixture                what it is
@@ -13,33 +20,34 @@ fixture                what it is
 ``app_env``            the settings of an app against them (override it to add your own)
 ``make_app``           ``make_app(overrides, start=True)`` builds apps, closed afterwards
 ``app``, ``client``    one started app and its Flask test client
-``user``, ``admin``    a registered user's token pair; an admin's (roles admin and user)
-``api_key``            an API key without scopes (``create_api_key`` makes scoped ones)
+``app_manager``        the AppManager of ``app`` (what ``get_app_manager()`` answers in it)
 ``live_server``        ``app`` served by a real threaded server: its base URL
-``socket_client``      a Socket.IO client connected to ``live_server`` as ``user``
-``socket_clients``     ``socket_clients()`` makes more (unconnected) clients, closed afterwards
+``socket_clients``     ``socket_clients()`` makes (unconnected) Socket.IO clients, closed after
 ``log_output``         what the framework's log handler writes during the test (redacted)
 =====================  ======================================================================
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.app_manager import get_app_manager
+from config.loader import SettingsLoader
+from core.app_manager import AppManager, get_app_manager
 from core.devstack import MongoServer, PostgresServer, RedisServer, VaultServer, free_port
 from core.devstack._base import DevServer
 from core.factory import create_app
-from core.testing.identity import admin_tokens, create_api_key, user_with_tokens
+from core.managers.modules import discover
 from core.testing.sockets import Client, serving
 
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
@@ -50,6 +58,26 @@ AppFactory = Callable[..., Flask]
 
 
 S = TypeVar("S", bound=DevServer)
+
+
+#: The settings that decide which modules load: from the environment pytest runs in, for the
+#: module plugins and for every app.
+MODULE_SETTINGS = ("MODULES_PACKAGES", "MODULES_DISABLED")
+
+
+def module_plugins(environ: dict[str, str] | None = None) -> list[str]:
+    """The ``testing`` plugins of the enabled modules, in dependency order."""
+    settings = SettingsLoader(environ).bootstrap().settings
+    return [
+        f"{found.package}.testing"
+        for found in discover(settings.modules_packages, settings.modules_disabled)
+        if importlib.util.find_spec(f"{found.package}.testing") is not None
+    ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in module_plugins():
+        config.pluginmanager.import_plugin(name)
 
 
 def _running(server: S) -> Iterator[S]:
@@ -99,6 +127,8 @@ def app_env(
     """Settings for an app against the real test servers, isolated for this test."""
     uid = uuid.uuid4().hex[:12]
     return {
+        # The apps load the modules whose testing plugins were loaded (pytest_configure).
+        **{name: os.environ[name] for name in MODULE_SETTINGS if name in os.environ},
         "APP_ENV": "test",
         "MONGODB_URI": mongodb_server.uri,
         "MONGODB_DB": f"t_{uid}",
@@ -110,15 +140,6 @@ def app_env(
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "LOG_FORMAT": "json",
         "HEALTH_CHECK_TIMEOUT": "2",
-        # Cheap hashing keeps the suite fast; production parameters are the defaults.
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_COST": "1024",
-        # Every test client is 127.0.0.1: the per-IP limits of register, login and refresh
-        # and the per-IP login failures are tested where they are the subject.
-        "RATE_LIMIT_REGISTER": "1000/second",
-        "RATE_LIMIT_LOGIN": "1000/second",
-        "RATE_LIMIT_REFRESH": "1000/second",
-        "LOGIN_IP_MAX_FAILURES": "1000",
         # Tests watch readiness change at once when a store stops; the shared run and its
         # cache are tested in the framework's tests/http/test_health.py.
         "HEALTH_READY_CACHE_SECONDS": "0",
@@ -155,22 +176,10 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def admin(app: Flask, client: FlaskClient) -> dict[str, Any]:
-    """An admin's token pair (roles admin and user) on the test's ``app``."""
-    return admin_tokens(app, client)
-
-
-@pytest.fixture
-def user(client: FlaskClient) -> dict[str, Any]:
-    """A plain user's token pair (role ``user`` only); ``pair["user"]`` is the user."""
-    _, pair = user_with_tokens(client)
-    return pair
-
-
-@pytest.fixture
-def api_key(client: FlaskClient, admin: dict[str, Any]) -> dict[str, Any]:
-    """An API key without scopes, as created (``["key"]`` is the full key)."""
-    return create_api_key(client, admin["access_token"], [])
+def app_manager(app: Flask) -> AppManager:
+    """The AppManager of ``app``, read with ``get_app_manager()`` in its app context."""
+    with app.app_context():
+        return get_app_manager()
 
 
 @pytest.fixture
@@ -193,16 +202,6 @@ def socket_clients() -> Iterator[Callable[[], Client]]:
     yield factory
     for made in clients:
         made.close()
-
-
-@pytest.fixture
-def socket_client(
-    live_server: str, user: dict[str, Any], socket_clients: Callable[[], Client]
-) -> Client:
-    """A Socket.IO client connected to ``live_server`` with ``user``'s access token."""
-    connected = socket_clients()
-    connected.connect(live_server, user["access_token"])
-    return connected
 
 
 @pytest.fixture

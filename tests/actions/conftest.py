@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, create_api_key
+from core.testing import AppFactory
+from modules.api_keys.testing import create_api_key
 from tests.support.packages import make_modules_package
 
 ACTS_MODULE = textwrap.dedent(

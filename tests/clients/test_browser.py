@@ -21,7 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 import modules.webchat
-from core.testing import PASSWORD, AppFactory, register
+from core.testing import AppFactory
+from modules.auth.testing import PASSWORD, register
 from modules.webchat.routes import CSP
 from tests.clients.conftest import Serve
 from tests.production.helpers import ROOT

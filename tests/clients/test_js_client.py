@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.testing import TEST_JWT_SECRET, bearer, refused_tokens, user_with_tokens
+from core.testing import TEST_JWT_SECRET, bearer, refused_tokens
+from modules.auth.testing import user_with_tokens
 from tests.clients.conftest import Serve
 from tests.support.http import RemoteClient
 from tests.support.js_client import JsClient

@@ -16,7 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, admin_tokens, bearer, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import admin_tokens, user_with_tokens
 
 JSON = {"Content-Type": "application/json"}
 

@@ -48,7 +48,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from core.testing import AppFactory, admin_tokens, bearer, create_api_key, login, problem
+from core.testing import AppFactory, bearer, problem
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import admin_tokens, login
 
 MAX_EXAMPLES = 25
 FUZZ_SETTINGS = {

@@ -23,7 +23,8 @@ import requests
 import websocket
 from flask import Flask
 
-from core.testing import AppFactory, Client, serving, user_with_tokens
+from core.testing import AppFactory, Client, serving
+from modules.auth.testing import user_with_tokens
 from tests.support.servers import wait_until
 
 MAX_BUFFER = 8192

@@ -10,7 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import bearer, create_api_key, problem
+from core.testing import bearer, problem
+from modules.api_keys.testing import create_api_key
 
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 EMPTY_JSON = {"data": b"", "content_type": "application/json"}

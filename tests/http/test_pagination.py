@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from core.testing import bearer, create_api_key, problem, user_with_tokens
+from core.testing import bearer, problem
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import user_with_tokens
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from flask.testing import FlaskClient
 from pymongo.collection import Collection
 
 import core.managers.api_keys as api_keys_module
-from core.testing import AppFactory, admin_tokens, bearer, create_api_key, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import admin_tokens, user_with_tokens
 
 CREATED_FIELDS = {"id", "name", "prefix", "scopes", "created_at", "expires_at", "key"}
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")

@@ -12,7 +12,8 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import PASSWORD, AppFactory, bearer, problem, register
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import PASSWORD, register
 
 KEY_LINE = re.compile(r"^(pbk_[A-Za-z0-9]+)\.(\S+)$", re.MULTILINE)
 

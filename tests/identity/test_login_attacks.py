@@ -13,8 +13,9 @@ import requests
 from flask import Flask
 
 from core.app_manager import get_app_manager
-from core.testing import PASSWORD, AppFactory, login, problem, register, serving
+from core.testing import AppFactory, problem, serving
 from modules.auth.settings import AuthSettings
+from modules.auth.testing import PASSWORD, login, register
 from tests.production.helpers import sample
 
 #: The production argon2 parameters (the test suite otherwise uses cheap ones).

@@ -11,7 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, bearer, create_api_key, problem
+from core.testing import AppFactory, bearer, problem
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import set_roles
 from tests.support.packages import make_modules_package
 
 GUARDED = textwrap.dedent(
@@ -182,8 +184,7 @@ def test_a_route_needing_two_roles_needs_both(
         403,
         "FORBIDDEN",
     )
-    users = app.extensions["app_manager"].services.get("auth").users
-    users.set_roles(admin["user"]["email"], ["admin", "auditor"])
+    set_roles(app, admin["user"]["email"], ["admin", "auditor"])
     # Roles travel in the access token: the new roles count from the next login.
     fresh = client.post(
         "/public/login", json={"email": admin["user"]["email"], "password": "correct-horse-battery"}

@@ -11,7 +11,9 @@ from typing import Any
 
 from flask import Flask
 
-from core.testing import PASSWORD, AppFactory, admin_tokens, bearer, create_api_key, register
+from core.testing import AppFactory, bearer
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import PASSWORD, admin_tokens, register
 
 
 def security_rows(app: Flask) -> list[dict[str, Any]]:

@@ -15,15 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask.testing import FlaskClient
 
-from core.testing import (
-    TEST_JWT_SECRET,
-    AppFactory,
-    bearer,
-    login,
-    problem,
-    register,
-    user_with_tokens,
-)
+from core.testing import TEST_JWT_SECRET, AppFactory, bearer, problem
+from modules.auth.testing import login, register, set_roles, user_with_tokens
 from tests.support.servers import stopped
 
 ISSUER = AUDIENCE = "python-base-04"
@@ -162,7 +155,7 @@ def test_reuse_revokes_only_that_login(client: FlaskClient) -> None:
 
 def test_refresh_picks_up_changed_roles(client: FlaskClient, app: Any) -> None:
     user, pair = user_with_tokens(client)
-    app.extensions["app_manager"].services.get("auth").users.set_roles(user["email"], ["editor"])
+    set_roles(app, user["email"], ["editor"])
     refreshed = client.post("/public/refresh", json={"refresh_token": pair["refresh_token"]})
     assert claims_of(refreshed.get_json()["access_token"])["roles"] == ["editor"]
 

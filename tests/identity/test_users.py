@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import PASSWORD, AppFactory, bearer, login, problem, register, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import PASSWORD, login, register, user_with_tokens
 
 USER_FIELDS = {"id", "email", "username", "roles", "created_at"}
 

@@ -25,8 +25,8 @@ import yaml
 
 from core.devstack import free_port
 from core.devstack.process import ChildProcess, NotReady
-from core.testing import PASSWORD
 from core.testing.sockets import Client
+from modules.auth.testing import PASSWORD
 from tests.production.helpers import Gunicorn
 from tests.support.monitoring import (
     INSTALL_HINT,

@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import bearer, problem, user_with_tokens
+from core.testing import bearer, problem
+from modules.auth.testing import user_with_tokens
 from tests.support.packages import make_modules_package
 
 NOTES = Path(__file__).resolve().parents[2] / "modules" / "notes"

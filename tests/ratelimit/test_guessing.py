@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, register
+from core.testing import AppFactory
+from modules.auth.testing import register
 
 
 def statuses(client: FlaskClient, path: str, count: int, **headers: str) -> list[int]:

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from core.errors import ConfigurationError
 from core.managers.rate_limiter.limits import Limit, parse_limits
-from core.testing import AppFactory, bearer, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import user_with_tokens
 
 GENEROUS = "1000/second"
 

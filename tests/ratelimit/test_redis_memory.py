@@ -13,7 +13,8 @@ import redis
 
 from core.devstack import RedisServer, free_port
 from core.errors import StartupError
-from core.testing import AppFactory, bearer, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.auth.testing import user_with_tokens
 
 
 @pytest.fixture

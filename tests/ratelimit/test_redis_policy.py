@@ -9,7 +9,9 @@ from flask.testing import FlaskClient
 from core.devstack import RedisServer
 from core.devstack.redis import client_commands
 from core.errors import ConfigurationError
-from core.testing import AppFactory, admin_tokens, bearer, create_api_key, problem, user_with_tokens
+from core.testing import AppFactory, bearer, problem
+from modules.api_keys.testing import create_api_key
+from modules.auth.testing import admin_tokens, user_with_tokens
 from tests.support.servers import frozen, stopped
 
 

@@ -36,7 +36,8 @@ import requests
 from flask import Flask
 
 from core.devstack import DevServer, VaultServer
-from core.testing import PASSWORD, AppFactory, serving
+from core.testing import AppFactory, serving
+from modules.auth.testing import PASSWORD
 from tests.support.load import MIX, LoadUser, Outcome, Traffic, register_user
 
 SETTINGS = {

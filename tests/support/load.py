@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import requests
 
-from core.testing import PASSWORD
+from modules.auth.testing import PASSWORD
 
 #: Every request gets an answer within this, or it counts as hung.
 CLIENT_TIMEOUT = 10.0

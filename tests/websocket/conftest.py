@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, Client, serving, user_with_tokens
+from core.testing import AppFactory, Client, serving
+from modules.auth.testing import user_with_tokens
 
 FAST = {
     "SOCKETIO_PING_INTERVAL": "0.5",

@@ -18,7 +18,8 @@ import requests
 import socketio
 
 from core.devstack.redis import client_commands
-from core.testing import Client, admin_tokens, bearer
+from core.testing import Client, bearer
+from modules.auth.testing import admin_tokens
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]

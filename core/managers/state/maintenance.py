@@ -1,6 +1,6 @@
 """Maintenance mode as state: the ``maintenance`` machine of the StateManager, shared by every
 instance, and :func:`set_mode`, the one way to switch it (``flask maintenance on|off`` and
-``POST /userauth/admin/maintenance``). The request gate enforcing it is
+the admin module's route). The request gate enforcing it is
 :mod:`core.http.maintenance`.
 """
 
