@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from core.testing import PASSWORD, AppFactory, Client, register, serving
+from core.testing import AppFactory, Client, serving
+from modules.auth.testing import PASSWORD, register
 from tests.identity.test_security_events import security_rows
 
 FAST = {"SOCKETIO_SWEEP_INTERVAL": "0.2", "TRUSTED_PROXIES": "1"}
