@@ -21,7 +21,8 @@ from flask import Flask, request_finished, request_started
 
 from core.app_manager import get_app_manager
 from core.edge.validation import MAX_ERRORS
-from core.testing import AppFactory, Client, bearer, problem, serving, user_with_tokens
+from core.testing import AppFactory, Client, bearer, problem, serving
+from modules.auth.testing import user_with_tokens
 
 FIELDS = 79_000
 #: What one answer may cost at most, in bytes and in server CPU seconds.
