@@ -17,7 +17,8 @@ from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 
 from core.app_manager import AppManager
-from core.testing import PASSWORD, AppFactory, bearer, user_with_tokens
+from core.testing import AppFactory, bearer
+from modules.auth.testing import PASSWORD, user_with_tokens
 from tests.support.otlp import OtlpReceiver, Span
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
