@@ -45,6 +45,7 @@ from core.managers.state import StateManager
 from core.managers.vault import VaultManager
 from core.managers.websocket import WebSocketManager
 from core.managers.websocket import events as room_events
+from core.managers.websocket import tracing as socket_tracing
 
 if TYPE_CHECKING:
     from core.managers.tracing import TracingManager
@@ -196,6 +197,9 @@ class AppManager:
         app.extensions[EXTENSION] = self
         for manager in self.managers:
             manager.init_app(app)
+        if self.tracer is not None:  # connects, events and fan-out as spans
+            socket_tracing.install(self.websocket.socketio.server, self.tracer)
+            self.websocket.queue.tracer = self.tracer
         room_events.register(self.websocket)  # the framework's own socket events
 
     def start(self) -> None:

@@ -10,6 +10,10 @@ goes back to the pool.
 The library's listener thread loops forever, so every closed app would leave a thread
 reconnecting to Redis. ``close()`` marks the queue closed and publishes a no-op message on
 its channel; the listener wakes, sees the mark and ends its thread; then the client closes.
+
+With a ``tracer`` (tracing on; :mod:`core.managers.websocket.tracing` sets it), an emit is a
+publish span, the published message carries the trace context, and each delivery is a span
+under it, on this instance and on the others.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from typing import Any
 
 import redis
 import socketio
+from opentelemetry.trace import Tracer
+
+from core.managers.websocket.tracing import deliver_span, publish_span, with_trace_context
 
 #: How long close() waits for the listener to see the no-op and end (Redis is up), before
 #: closing the client anyway (its next reconnect attempt then ends the thread).
@@ -38,11 +45,28 @@ class RedisQueue(socketio.RedisManager):  # type: ignore[misc]
         super().__init__(channel=channel)
         self._client = client
         self._closing = threading.Event()
+        #: Spans for the fan-out while tracing is on (None: no tracing code runs).
+        self.tracer: Tracer | None = None
+
+    def emit(self, event: str, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.tracer is None or kwargs.get("ignore_queue"):
+            return super().emit(event, data, *args, **kwargs)
+        with publish_span(self.tracer, event):
+            return super().emit(event, data, *args, **kwargs)
+
+    def _handle_emit(self, message: dict[str, Any]) -> None:
+        if self.tracer is None:
+            super()._handle_emit(message)
+            return
+        with deliver_span(self.tracer, message, self.host_id):
+            super()._handle_emit(message)
 
     def _publish(self, data: Any) -> None:
         """As the library's, on the given client: its pool reconnects by itself (and
         retries a dropped connection once), so publishing never resubscribes; a failure is
-        logged and the message dropped, as the library does."""
+        logged and the message dropped, as the library does. Traced: with the context."""
+        if self.tracer is not None and isinstance(data, dict) and data.get("method") == "emit":
+            data = with_trace_context(data)
         try:
             self._client.publish(self.channel, self.json.dumps(data))
         except redis.RedisError as exc:
