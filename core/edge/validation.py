@@ -37,6 +37,7 @@ from pydantic import ValidationError as ModelError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
+from core.edge.docstrings import field_docs, markdown
 from core.errors import ValidationFailed
 
 __all__ = [
@@ -272,7 +273,25 @@ class ClosedModels(GenerateJsonSchema):
         config = schema.get("config") or {}
         if config.get("extra_fields_behavior") != "allow":
             json_schema.setdefault("additionalProperties", False)
+        _describe_fields(schema["cls"], json_schema)
         return json_schema
+
+
+def _describe_fields(model: type, json_schema: JsonSchemaValue) -> None:
+    """The model's docstring and its fields' ``#:`` comments and attribute docstrings
+    (:func:`~core.edge.docstrings.field_docs`) as descriptions, in Markdown; a
+    ``Field(description=...)`` wins."""
+    if isinstance(json_schema.get("description"), str):
+        json_schema["description"] = markdown(json_schema["description"])
+    properties = json_schema.get("properties")
+    if not isinstance(properties, dict):
+        return
+    documented = [base for base in model.__mro__ if base is not BaseModel and base is not object]
+    for base in reversed(documented):  # a subclass's documentation wins
+        for name, text in field_docs(base).items():
+            field = properties.get(name)
+            if isinstance(field, dict) and "description" not in field:
+                field["description"] = text
 
 
 def model_schema(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:

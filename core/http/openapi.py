@@ -26,6 +26,7 @@ from markupsafe import escape
 from pydantic import RootModel
 from werkzeug.routing import Rule
 
+from core.edge.docstrings import markdown
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.errors import NotFound, StartupError
 from core.http.auth import declare_auth
@@ -147,7 +148,7 @@ class OpenApi:
         doc = (getattr(view, "__doc__", None) or "").strip()
         operation: dict[str, Any] = {
             "operationId": f"{rule.endpoint}.{method}",
-            "summary": doc.splitlines()[0] if doc else rule.endpoint,
+            "summary": markdown(doc.splitlines()[0]) if doc else rule.endpoint,
             "tags": [rule.endpoint.partition(".")[0] if "." in rule.endpoint else "app"],
             "security": self._security(policy),
             "responses": {"2XX": {"description": "Success."}, "default": _PROBLEM},
@@ -196,6 +197,17 @@ def openapi_path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     return _ARGUMENT.sub(lambda m: "{" + m["name"] + "}", rule.rule), parameters
 
 
+def refusal_codes(auth: str, roles: frozenset[str], scopes: frozenset[str]) -> list[str]:
+    """The 403 codes a caller can meet (``core.edge.principal.refusal``): FORBIDDEN for a
+    missing role or the wrong kind of caller, INSUFFICIENT_SCOPE for an API key's scopes."""
+    codes = []
+    if roles or auth in (JWT, API_KEY):
+        codes.append("FORBIDDEN")
+    if scopes and auth in (API_KEY, JWT_OR_API_KEY):
+        codes.append("INSUFFICIENT_SCOPE")
+    return codes
+
+
 def action_operation(action: Action) -> dict[str, Any]:
     """``POST /actions/<name>``: the params schema in, ``{"result": ...}`` out."""
     responses: dict[str, Any] = {
@@ -220,14 +232,17 @@ def action_operation(action: Action) -> dict[str, Any]:
     if action.rate_limit:
         responses["429"] = _PROBLEM
     declared: dict[int, list[str]] = {}
+    refused = refusal_codes(action.auth, action.roles, action.scopes)
+    if refused:
+        declared[403] = refused
     for code, status in action.errors.items():
         declared.setdefault(status, []).append(code)
     responses.update(problem_answers(declared))
     requirements = [f"{name}: {value}" for name, value in action.requirements()]
     return {
         "operationId": f"action.{action.name}",
-        "summary": action.description.strip().splitlines()[0],
-        "description": f"{action.description.strip()}\n\n" + "; ".join(requirements),
+        "summary": markdown(action.description.strip().splitlines()[0]),
+        "description": markdown(action.description.strip()) + "\n\n" + "; ".join(requirements),
         "tags": ["actions"],
         "security": security_of(action.auth),
         "requestBody": {

@@ -280,7 +280,10 @@ def _success(
 
 def _query_parameters(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
     required = set(schema.get("required", ()))
-    return [
-        {"name": name, "in": "query", "required": name in required, "schema": property_schema}
-        for name, property_schema in schema.get("properties", {}).items()
-    ]
+    parameters = []
+    for name, property_schema in schema.get("properties", {}).items():
+        parameter = {"name": name, "in": "query", "required": name in required}
+        if "description" in property_schema:  # where documentation viewers show it
+            parameter["description"] = property_schema["description"]
+        parameters.append({**parameter, "schema": property_schema})
+    return parameters
