@@ -3,7 +3,10 @@
 1. a secret file named after the setting in ``SECRETS_DIR`` (Kubernetes mounts them);
 2. the key of the same name in the Vault KV v2 secret at ``VAULT_SECRET_PATH``;
 3. the environment variable;
-4. the default (development only for anything secret or required in production).
+4. the default (development only for anything secret or required in production); outside
+   prod, ``JWT_SECRET`` and ``ENCRYPTION_KEY`` are generated instead (config/generated.py):
+   no secret printed in the repository is ever a default, and every value that ever was one
+   is refused in every environment.
 
 Feature modules' settings (config/modules.py) resolve through the same sources, named
 ``<MODULE>_<FIELD>`` (or a field's own ``env=`` name); they are loaded with the core settings
@@ -27,14 +30,27 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from config.generated import (
+    DEVDATA_DEFAULT,
+    development_secrets,
+    is_published,
+    process_secrets,
+)
+from config.generated import (
+    GENERATED as GENERATED_SECRETS,
+)
 from config.modules import ENV_NAME, ModuleSettings, env_name, env_names
-from config.settings import DEV_JWT_SECRET, Settings, SettingsModel
+from config.settings import Settings, SettingsModel
 from core.errors import ConfigurationError
 
 SECRET_FILE = "secret_file"  # noqa: S105 - a source name, not a secret
 VAULT = "vault"
 ENV = "env"
 DEFAULT = "default"
+#: Generated outside prod (config/generated.py): kept under DEVDATA_DIR (dev), or random for
+#: the process (test).
+DEVDATA = "devdata"
+GENERATED = "generated"
 
 _MIN_JWT_SECRET_BYTES = 32
 _MIN_METRICS_TOKEN_BYTES = 32
@@ -149,6 +165,8 @@ class SettingsLoader:
                 raw[owner][name] = value
                 sources[owner][name] = layer
 
+        if final:
+            self._generate_missing(raw[None], sources[None])
         try:
             settings = Settings(**raw[None])
         except ValidationError as exc:
@@ -166,11 +184,27 @@ class SettingsLoader:
         loaded = LoadedSettings(settings, sources[None], tuple(sorted(ignored)), loaded_modules)
         problems = []
         if final:
-            # prod refuses the published defaults on any address (production_problems).
-            problems = (production_problems if settings.is_prod else exposure_problems)(loaded)
+            problems = published_problems(loaded)
+            problems += (production_problems if settings.is_prod else exposure_problems)(loaded)
         if problems:
             raise ConfigurationError(problems)
         return loaded
+
+    def _generate_missing(self, raw: dict[str, Any], sources: dict[str, str]) -> None:
+        """Outside prod, the :data:`config.GENERATED_SECRETS` secrets no source set (an
+        empty value counts as unset): kept under ``DEVDATA_DIR`` in dev, random in test."""
+        missing = [name for name in GENERATED_SECRETS if not raw.get(name.lower())]
+        environment = raw.get("app_env", Settings.model_fields["app_env"].default)
+        if not missing or environment not in ("dev", "test"):
+            return
+        if environment == "dev":
+            root = Path(self._environ.get("DEVDATA_DIR") or DEVDATA_DEFAULT)
+            values, source = development_secrets(root), DEVDATA
+        else:
+            values, source = process_secrets(), GENERATED
+        for name in missing:
+            raw[name.lower()] = values[name]
+            sources[name.lower()] = source
 
 
 def _read_secret_files(directory: Path, names: list[str]) -> dict[str, str]:
@@ -218,20 +252,19 @@ def production_problems(loaded: LoadedSettings) -> list[str]:
         dev_secret = default is not None
         if not (dev_secret or model.field_flag(name, "prod_required")):
             continue
-        if source == DEFAULT:
+        if source == DEFAULT or getattr(model, name) in ("", None):
             problems.append(f"{setting} is required in prod")
         elif dev_secret and getattr(model, name) == default:
             problems.append(f"{setting} is the development default; set a real secret")
-    if len(settings.jwt_secret.encode()) < _MIN_JWT_SECRET_BYTES:
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < _MIN_JWT_SECRET_BYTES:
         problems.append(f"JWT_SECRET must be at least {_MIN_JWT_SECRET_BYTES} bytes in prod")
-    weak = [s for s in settings.jwt_previous_secrets if len(s.encode()) < _MIN_JWT_SECRET_BYTES]
+    previous = settings.jwt_previous_secrets
+    weak = [s for s in previous if len(s.key.encode()) < _MIN_JWT_SECRET_BYTES]
     if weak:
         problems.append(
             f"JWT_PREVIOUS_SECRETS: every secret must be at least {_MIN_JWT_SECRET_BYTES} "
             f"bytes in prod ({len(weak)} shorter)"
         )
-    if DEV_JWT_SECRET in settings.jwt_previous_secrets:
-        problems.append("JWT_PREVIOUS_SECRETS holds the development default; remove it")
     if settings.metrics_token is not None and len(settings.metrics_token.encode()) < (
         _MIN_METRICS_TOKEN_BYTES
     ):
@@ -250,6 +283,23 @@ def production_problems(loaded: LoadedSettings) -> list[str]:
     return problems
 
 
+def published_problems(loaded: LoadedSettings) -> list[str]:
+    """In every environment: a secret setting holding a value this repository ever printed
+    (config/generated.py, ``PUBLISHED_SECRET_DIGESTS``). Anyone can mint an admin token with a
+    published JWT secret, whatever the address or environment."""
+    problems = []
+    for setting, model, name, _ in loaded.entries():
+        if not model.field_flag(name, "secret"):
+            continue
+        value = getattr(model, name)
+        values = [getattr(v, "key", v) for v in (value if isinstance(value, list) else [value])]
+        if any(isinstance(v, str) and v and is_published(v) for v in values):
+            problems.append(
+                f"{setting} holds a value published in this repository; set a secret of your own"
+            )
+    return problems
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a bind address) is reachable from this machine only."""
     if host.strip().lower() == "localhost":
@@ -261,9 +311,8 @@ def is_loopback(host: str) -> bool:
 
 
 def exposure_problems(loaded: LoadedSettings) -> list[str]:
-    """In every environment: the secrets published in this repository (the development
-    defaults) only ever serve a loopback address. Anyone can mint an admin token with a
-    published JWT secret, so a server reachable from elsewhere must not sign with one."""
+    """Outside prod: a module's secret at its development default (printed in its code) only
+    serves a loopback address. The framework's own secrets have no default to serve."""
     settings = loaded.settings
     if is_loopback(settings.host):
         return []
@@ -273,8 +322,6 @@ def exposure_problems(loaded: LoadedSettings) -> list[str]:
         if (default := development_secret(model, name)) is not None
         and getattr(model, name) == default
     ]
-    if DEV_JWT_SECRET in settings.jwt_previous_secrets:
-        published.append("JWT_PREVIOUS_SECRETS")
     return [
         f"{setting} is the development default published in the repository and HOST="
         f"{settings.host} is not a loopback address; set a real secret or bind 127.0.0.1"

@@ -8,7 +8,9 @@ Field metadata (``json_schema_extra``) drives the loader and ``flask config show
   environment), never from the development default;
 - ``bootstrap``: the value is needed to reach Vault, so Vault itself cannot provide it.
 
-Development defaults point at the embedded dev stack (``make run``).
+Development defaults point at the embedded dev stack (``make run``). No secret has a value
+printed here: ``JWT_SECRET`` and ``ENCRYPTION_KEY`` are generated outside prod when no source
+sets them (config/generated.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -23,9 +26,56 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Environment = Literal["dev", "test", "prod"]
 
-# Development-only secrets. Production refuses to start with either of them.
-DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
-DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="  # 32 bytes, base64url
+
+#: When a previous JWT key stopped signing: a UTC time such as 2026-12-07T13:00:00Z.
+_TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d)?Z"
+_PREVIOUS_SECRET = re.compile(rf"({_TIMESTAMP}):(.+)", re.DOTALL)
+_PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.DOTALL)
+_PEM_RETIRED_AT = re.compile(rf"({_TIMESTAMP})\s*$")
+RETIRED_FORMAT = (
+    "<retired_at>:<secret>, retired_at the UTC time the key stopped signing, "
+    "e.g. 2026-12-07T13:00:00Z"
+)
+
+
+class RetiredKey(BaseModel):
+    """A previous JWT key and when it stopped signing: tokens it signed are accepted only if
+    issued before ``retired_at`` (and within their type's lifetime)."""
+
+    model_config = ConfigDict(frozen=True)
+    retired_at: datetime
+    #: The HMAC secret, or the PEM public key of an asymmetric algorithm.
+    key: str
+
+
+def _utc(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp).astimezone(UTC)
+
+
+def parse_previous_secret(entry: str) -> RetiredKey:
+    """``<retired_at>:<secret>`` (one entry of ``JWT_PREVIOUS_SECRETS``); never echoes it."""
+    match = _PREVIOUS_SECRET.fullmatch(entry)
+    if match is None:
+        raise ValueError(f"each entry must be {RETIRED_FORMAT}")
+    return RetiredKey(retired_at=_utc(match[1]), key=match[2])
+
+
+def parse_previous_public_keys(text: str) -> list[RetiredKey]:
+    """PEM public keys, each after its ``retired_at`` line (``JWT_PREVIOUS_PUBLIC_KEYS``)."""
+    keys = []
+    position = 0
+    for block in _PEM_BLOCK.finditer(text):
+        match = _PEM_RETIRED_AT.search(text[position : block.start()])
+        if match is None:
+            raise ValueError(
+                "each PEM block must follow its retired_at on the line before, the UTC time "
+                "the key stopped signing, e.g. 2026-12-07T13:00:00Z"
+            )
+        keys.append(RetiredKey(retired_at=_utc(match[1]), key=block[0]))
+        position = block.end()
+    if text.strip() and not keys:
+        raise ValueError("holds no PEM block")
+    return keys
 
 
 def secret(default: Any = None, *, default_factory: Any = None, **extra: Any) -> Any:
@@ -63,7 +113,7 @@ class SettingsModel(BaseModel):
             value = getattr(self, name)
             if self.field_flag(name, "secret"):
                 if isinstance(value, list):
-                    values.extend(value)
+                    values.extend(v.key if isinstance(v, RetiredKey) else v for v in value)
                 elif isinstance(value, str) and value:
                     values.append(value)
             elif self.field_flag(name, "url_credentials") and isinstance(value, str):
@@ -143,24 +193,27 @@ class Settings(SettingsModel):
     secrets_dir: str = _bootstrap("./secrets")
 
     # Auth.
-    jwt_secret: str = secret(DEV_JWT_SECRET, prod_required=True)
+    #: Empty until a source sets it; outside prod generated when none does (config/generated.py).
+    jwt_secret: str = secret("", prod_required=True, generated=True)
     jwt_access_ttl: int = Field(900, ge=2)
     jwt_refresh_ttl: int = Field(14 * 24 * 3600, ge=60)
     jwt_issuer: str = "python-base-04"
     jwt_audience: str = "python-base-04"
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
-    #: Earlier HMAC secrets (comma-separated) still accepted for verification while rotating.
-    jwt_previous_secrets: list[str] = secret(default_factory=list)
+    #: Earlier HMAC secrets still accepted for tokens they signed before they were retired
+    #: (comma-separated ``<retired_at>:<secret>``; docs/auth.md, "Rotating keys").
+    jwt_previous_secrets: list[RetiredKey] = secret(default_factory=list)
     #: PEM private key that signs tokens with RS256/ES256/EdDSA.
     jwt_private_key: str | None = secret(None)
-    #: PEM public keys of earlier private keys, still accepted for verification.
+    #: PEM public keys of earlier private keys, each after its ``retired_at`` line, accepted
+    #: like JWT_PREVIOUS_SECRETS.
     jwt_previous_public_keys: str | None = None
     jwt_leeway: int = Field(0, ge=0, le=300)
     #: When Redis cannot be asked whether a token or API key is revoked: refuse (false, 503)
     #: or accept it (true).
     revocation_fail_open: bool = False
     api_key_cache_ttl: int = Field(60, ge=0)
-    encryption_key: str = secret(DEV_ENCRYPTION_KEY, prod_required=True)
+    encryption_key: str = secret("", prod_required=True, generated=True)
     metrics_token: str | None = secret(None)
 
     # HTTP.
@@ -257,7 +310,6 @@ class Settings(SettingsModel):
         "cors_origins",
         "modules_packages",
         "modules_disabled",
-        "jwt_previous_secrets",
         "rate_limit_fail_closed",
         mode="before",
         check_fields=True,
@@ -266,6 +318,22 @@ class Settings(SettingsModel):
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("jwt_previous_secrets", mode="before")
+    @classmethod
+    def _retired_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return [parse_previous_secret(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("jwt_previous_public_keys")
+    @classmethod
+    def _retired_public_keys(cls, value: str | None) -> str | None:
+        if value:
+            parse_previous_public_keys(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -294,6 +362,8 @@ class Settings(SettingsModel):
     @field_validator("encryption_key")
     @classmethod
     def _encryption_key_is_32_bytes(cls, value: str) -> str:
+        if not value:  # unset: generated outside prod, required in prod (config/loader.py)
+            return value
         try:
             raw = base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))
         except (binascii.Error, ValueError):

@@ -242,6 +242,7 @@ def test_start_failure_is_one_line_with_log_tail(tmp_path: Path) -> None:
 
 
 def test_dev_stack_env_secrets_and_restart(tmp_path: Path) -> None:
+    import hvac
     import psycopg2
 
     ports = {name: free_port() for name in ("mongodb", "postgres", "redis", "vault")}
@@ -266,6 +267,10 @@ def test_dev_stack_env_secrets_and_restart(tmp_path: Path) -> None:
         secrets = json.loads(secrets_file.read_text())
         assert len(secrets["ENCRYPTION_KEY"]) == 44  # 32 bytes, URL-safe base64
         assert _approle_read(stack.vault, env["VAULT_ROLE_ID"], env["VAULT_SECRET_ID"]) == secrets
+        # The dev Vault's root token is its own, not one printed in the repository: whoever
+        # else is on the machine cannot read or replace the app's secrets with "root".
+        assert not hvac.Client(url=env["VAULT_ADDR"], token="root").is_authenticated()
+        assert len(stack.vault.root_token) >= 32
         conn = psycopg2.connect(env["POSTGRES_DSN"])
         conn.close()
         assert sorted((tmp_path / "devdata" / "logs").iterdir()) == [

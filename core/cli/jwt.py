@@ -7,6 +7,7 @@ operator's; the command says what to set, in which order, and when the old key c
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 import click
 from cryptography.hazmat.primitives import serialization
@@ -41,21 +42,28 @@ def rotate() -> None:
     manager = get_app_manager()
     settings: Settings = manager.settings
     grace = settings.jwt_refresh_ttl
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    leaked = (
+        "\nIf the current key leaked, do not keep it: skip step 1 and end every session"
+        '\n(docs/auth.md, "When a signing key leaks").'
+    )
     click.echo(f"algorithm: {settings.jwt_algorithm}; current kid: {manager.jwt.kid}")
     if settings.jwt_algorithm.startswith("HS"):
         click.echo("\nNew secret (shown once):\n" + secrets.token_urlsafe(48))
         click.echo(
-            "\n1. Set JWT_PREVIOUS_SECRETS to the current JWT_SECRET (append, comma-separated)."
+            "\n1. Append <retired_at>:<the current JWT_SECRET> to JWT_PREVIOUS_SECRETS"
+            "\n   (comma-separated), retired_at the UTC time step 2 is rolled out everywhere,"
+            f"\n   e.g. {now}: the old key verifies only tokens issued before then."
             "\n2. Set JWT_SECRET to the new secret and roll out every instance."
-            "\n   Tokens signed with the old key keep verifying; new ones use the new kid."
-            f"\n3. After {grace} s (JWT_REFRESH_TTL, the longest token life), remove the old"
-            "\n   secret from JWT_PREVIOUS_SECRETS and roll out again."
+            f"\n3. After retired_at + {grace} s (JWT_REFRESH_TTL, the longest token life) the"
+            "\n   entry verifies nothing any more: remove it and roll out again." + leaked
         )
         return
     click.echo("\nNew private key (shown once):\n" + _new_private_key_pem(settings.jwt_algorithm))
     click.echo(
-        "1. Append the current public key (below) to JWT_PREVIOUS_PUBLIC_KEYS."
+        "1. Append the current public key (below) to JWT_PREVIOUS_PUBLIC_KEYS, after a line"
+        f"\n   with its retired_at (the UTC time step 2 is rolled out everywhere, e.g. {now})."
         "\n2. Set JWT_PRIVATE_KEY to the new private key and roll out every instance."
-        f"\n3. After {grace} s (JWT_REFRESH_TTL), remove the old public key and roll out again."
-        "\n\nCurrent public key:\n" + manager.jwt.public_key_pem()
+        f"\n3. After retired_at + {grace} s (JWT_REFRESH_TTL), remove the old public key and"
+        "\n   roll out again." + leaked + "\n\nCurrent public key:\n" + manager.jwt.public_key_pem()
     )

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from config.generated import FILE_NAME, development_secrets
 from core.devstack._base import DevServer, DevServerError, PortInUseError
 from core.devstack.mongodb import MongoServer
 from core.devstack.postgres import PostgresServer
 from core.devstack.redis import RedisServer
 from core.devstack.vault import VaultServer
+from core.errors import ConfigurationError
 
 SERVER_NAMES = ("mongodb", "postgres", "redis", "vault")
-_SECRET_NAMES = ("JWT_SECRET", "ENCRYPTION_KEY")
-
-
-def _new_secret() -> str:
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 class DevStack:
@@ -45,28 +39,15 @@ class DevStack:
 
     @property
     def secrets_file(self) -> Path:
-        return self.root / "dev-secrets.json"
+        return self.root / FILE_NAME
 
     def dev_secrets(self) -> dict[str, str]:
-        """JWT_SECRET and ENCRYPTION_KEY, generated once and kept (0600) across restarts."""
-        stored: dict[str, str] = {}
-        if self.secrets_file.exists():
-            try:
-                stored = json.loads(self.secrets_file.read_text())
-            except ValueError:
-                raise DevServerError(
-                    f"{self.secrets_file} is not valid JSON (delete it to get new dev secrets)"
-                ) from None
-        if all(stored.get(name) for name in _SECRET_NAMES):
-            return {name: stored[name] for name in _SECRET_NAMES}
-        secrets = {name: stored.get(name) or _new_secret() for name in _SECRET_NAMES}
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.secrets_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(secrets, out, indent=2)
-        os.replace(tmp, self.secrets_file)
-        return secrets
+        """JWT_SECRET and ENCRYPTION_KEY, generated once and kept (0600) across restarts: the
+        same file ``python app.py`` reads without the stack (config/generated.py)."""
+        try:
+            return development_secrets(self.root)
+        except ConfigurationError as exc:
+            raise DevServerError("; ".join(exc.problems)) from None
 
     def start(self) -> dict[str, str]:
         """Start all servers in parallel, seed Vault, return the app's environment."""

@@ -2,6 +2,8 @@
 
 Everything lives in memory, so `seed()` must run after every start. Side effect worth knowing:
 the dev server also opens a cluster listener on port + 1 (a clash there is logged, not fatal).
+The root token is random per server (`root_token`), never a value printed in the repository:
+anyone on the machine could otherwise read or replace the app's secrets in it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ssl
 import tempfile
 import urllib.request
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from core.devstack._base import DevServer, DevServerError, host_port
@@ -43,14 +46,14 @@ class VaultServer(DevServer):
         self,
         port: int,
         host: str = "127.0.0.1",
-        root_token: str = "root",  # noqa: S107 - dev server, in memory
+        root_token: str | None = None,
         *,
         log_file: Path | None = None,
         tls_dir: Path | None = None,
     ) -> None:
         default_log = Path(tempfile.gettempdir()) / f"devstack-vault-{port}.log"
         super().__init__(host, port, log_file or default_log)
-        self.root_token = root_token
+        self.root_token = root_token or token_urlsafe(24)
         #: With a folder: HTTPS with a CA and certificate the server makes there (``-dev-tls``).
         self.tls_dir = tls_dir
         # Role and secret ids handed out so far: re-created identically after a restart, so a

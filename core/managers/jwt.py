@@ -3,6 +3,9 @@
 Keys are parsed once at start-up. The signing key has a ``kid`` (a digest of the key, so it
 needs no extra setting); earlier keys stay in the verification set while tokens signed with
 them are alive, so keys rotate without logging anyone out (see docs/auth.md, "Rotating keys").
+An earlier key carries the time it was retired: it verifies only tokens issued before then
+and no longer-lived than their type's TTL, so it can never sign anything new, and whoever
+holds a leaked retired key can forge nothing that outlives ``retired_at`` + the TTL.
 Only the configured algorithm is accepted, which rejects ``alg: none`` and HS/RS confusion.
 
 Every login starts a token *family* (``fam`` claim). Refresh tokens work once: presenting a
@@ -14,7 +17,6 @@ with a TTL equal to the remaining life of what they revoke: ``jwt:revoked:jti:<j
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +27,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from config.settings import Settings
+from config.settings import Settings, parse_previous_public_keys
 from core.errors import DependencyUnavailable, Unauthorized
 from core.managers.base import Manager
 from core.managers.redis import RedisManager
@@ -34,7 +36,6 @@ ACCESS = "access"
 REFRESH = "refresh"
 _REQUIRED = ["exp", "iat", "nbf", "sub", "jti", "type", "iss", "aud", "fam"]
 _VERIFIED_MAX = 4096  # tokens remembered as verified, per process
-_PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TokenPair:
 class VerificationKey:
     kid: str
     key: Any
+    #: Unix time the key stopped signing; None for the current key.
+    retired_at: float | None = None
 
 
 def _kid(material: bytes) -> str:
@@ -62,7 +65,7 @@ def _load_keys(settings: Settings) -> tuple[VerificationKey, Any, list[Verificat
         signing = settings.jwt_secret.encode()
         current = VerificationKey(_kid(signing), signing)
         previous = [
-            VerificationKey(_kid(old.encode()), old.encode())
+            VerificationKey(_kid(old.key.encode()), old.key.encode(), old.retired_at.timestamp())
             for old in settings.jwt_previous_secrets
         ]
         return current, signing, [current, *previous]
@@ -72,9 +75,9 @@ def _load_keys(settings: Settings) -> tuple[VerificationKey, Any, list[Verificat
     public = private.public_key()
     current = VerificationKey(_kid(_public_der(public)), public)
     previous = []
-    for block in _PEM_BLOCK.findall(settings.jwt_previous_public_keys or ""):
-        key = serialization.load_pem_public_key(block.encode())
-        previous.append(VerificationKey(_kid(_public_der(key)), key))
+    for old in parse_previous_public_keys(settings.jwt_previous_public_keys or ""):
+        key = serialization.load_pem_public_key(old.key.encode())
+        previous.append(VerificationKey(_kid(_public_der(key)), key, old.retired_at.timestamp()))
     return current, private, [current, *previous]
 
 
@@ -100,6 +103,8 @@ class JWTManager(Manager):
         current, self._signing_key, keys = _load_keys(settings)
         self.kid = current.kid
         self._keys = {key.kid: key.key for key in keys}
+        #: kid -> when it stopped signing, for the previous keys.
+        self._retired = {key.kid: key.retired_at for key in keys if key.retired_at is not None}
         self._verified: dict[str, Mapping[str, Any]] = {}
         self.access_ttl = settings.jwt_access_ttl
         self.refresh_ttl = settings.jwt_refresh_ttl
@@ -169,7 +174,8 @@ class JWTManager(Manager):
     def _decode(self, token: str, expected_type: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
-            key = self._keys.get(str(header.get("kid", "")))
+            kid = str(header.get("kid", ""))
+            key = self._keys.get(kid)
             if key is None:
                 raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
             claims: dict[str, Any] = jwt.decode(
@@ -187,7 +193,19 @@ class JWTManager(Manager):
             raise Unauthorized("The token is invalid.", code="TOKEN_INVALID") from None
         if claims["type"] != expected_type or not isinstance(claims["sub"], str):
             raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
+        retired_at = self._retired.get(kid)
+        if retired_at is not None and not self._signed_while_current(claims, retired_at):
+            raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
         return claims
+
+    def _signed_while_current(self, claims: Mapping[str, Any], retired_at: float) -> bool:
+        """A retired key's token: issued before the key retired, and no longer-lived than
+        its type allows (a forged 30-day token is not)."""
+        ttl = self.access_ttl if claims["type"] == ACCESS else self.refresh_ttl
+        issued, expires = claims["iat"], claims["exp"]
+        if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+            return False
+        return issued < retired_at and expires - issued <= ttl
 
     def revocation_keys(self, claims: Mapping[str, Any]) -> list[str]:
         """The Redis keys whose existence means these claims are revoked."""

@@ -42,6 +42,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from config.generated import new_secret
 from config.loader import SettingsLoader
 from core.app_manager import AppManager, get_app_manager
 from core.devstack import MongoServer, PostgresServer, RedisServer, VaultServer, free_port
@@ -50,8 +51,10 @@ from core.factory import create_app
 from core.managers.modules import discover
 from core.testing.sockets import Client, serving
 
-TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
-TEST_ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+#: Random per test session (shared with every app and server the fixtures start), never a
+#: value printed in the repository: nothing a test signs with is accepted by another app.
+TEST_JWT_SECRET = new_secret()
+TEST_ENCRYPTION_KEY = new_secret()
 
 #: ``make_app(overrides=None, *, start=True) -> Flask``
 AppFactory = Callable[..., Flask]

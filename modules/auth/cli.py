@@ -1,4 +1,4 @@
-"""``flask users create-admin``, ``flask users set-roles`` and ``flask users unlock``."""
+"""``flask users create-admin``, ``set-roles``, ``unlock`` and ``end-sessions``."""
 
 from __future__ import annotations
 
@@ -56,3 +56,26 @@ def unlock(email: str) -> None:
     """Forget the failed logins of EMAIL, so its lock (if any) ends now."""
     had = _service().guard.unlock(email)
     click.echo(f"{normalise_email(email)}: {'unlocked' if had else 'was not locked'}")
+
+
+@users_cli.command("end-sessions")
+@click.argument("email", required=False)
+@click.option("--all", "everyone", is_flag=True, help="Every user's sessions.")
+def end_sessions(email: str | None, everyone: bool) -> None:
+    """End the sessions of EMAIL (or of every user with --all): their tokens stop working and
+    their sockets close, on every instance. After a signing key leaked, see docs/auth.md."""
+    if bool(email) == everyone:
+        raise click.UsageError("give an EMAIL or --all")
+    service = _service()
+    user_id = None
+    if email:
+        user = service.users.by_email(email)
+        if user is None:
+            raise click.ClickException(f"No user with email {normalise_email(email)}.")
+        user_id = str(user["_id"])
+    ended = service.end_all_sessions(user_id)
+    security = get_app_manager().security
+    for session_id in ended:
+        security.record("session.revoked", principal_type="cli", session_id=session_id)
+    security.flush()
+    click.echo(f"ended {len(ended)} session(s)")

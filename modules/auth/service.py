@@ -150,6 +150,14 @@ class AuthService:
             ended.extend(batch)
         return ended
 
+    def end_all_sessions(self, user_id: str | None) -> list[str]:
+        """End every recorded session of ``user_id``, or of every user (None): their ids."""
+        ended: list[str] = []
+        for owner, batch in self.sessions.all_of(user_id):
+            self._end(owner, batch)
+            ended.extend(batch)
+        return ended
+
     def _end(self, user_id: str, sessions: Mapping[str, str]) -> None:
         """Revoke the families first (every token of them stops working on every instance,
         sockets included), then forget the sessions."""

@@ -123,6 +123,21 @@ class SessionStore:
         if batch:
             yield batch
 
+    def all_of(self, user_id: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+        """``(user id, {session_id: family})`` batches of every session of ``user_id``, or of
+        every user (None)."""
+        query = {} if user_id is None else {"user_id": user_id}
+        owner, batch = "", dict[str, str]()
+        found = self.collection.find(query, {"family": 1, "user_id": 1}).sort("user_id", 1)
+        for document in found.batch_size(_BATCH):
+            if batch and (document["user_id"] != owner or len(batch) == _BATCH):
+                yield owner, batch
+                batch = {}
+            owner = str(document["user_id"])
+            batch[str(document["_id"])] = str(document["family"])
+        if batch:
+            yield owner, batch
+
     def ended(self, families: list[str]) -> None:
         """Forget the sessions of ``families`` (their tokens are revoked already)."""
         if families:

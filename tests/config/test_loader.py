@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import DEFAULT, ENV, SECRET_FILE, VAULT, SettingsLoader
-from config.settings import DEV_ENCRYPTION_KEY, DEV_JWT_SECRET
+from config.generated import new_secret
+from config.loader import DEFAULT, DEVDATA, ENV, GENERATED, SECRET_FILE, VAULT, SettingsLoader
 from core.errors import ConfigurationError
+from tests.support.published import (
+    FORMER_DEV_ENCRYPTION_KEY,
+    FORMER_DEV_JWT_SECRET,
+    FORMER_TEST_ENCRYPTION_KEY,
+    FORMER_TEST_JWT_SECRET,
+)
 
-GOOD_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+GOOD_KEY = new_secret()  # never a value printed here: those are refused
 
 
 def test_each_source_wins_over_the_ones_below(tmp_path: Path) -> None:
@@ -69,14 +75,67 @@ def test_prod_starts_with_connections_and_two_secrets() -> None:
     assert loaded.settings.effective_log_format == "json"
 
 
-def test_prod_refuses_development_secrets_even_when_set_explicitly() -> None:
-    environ = prod_environ(JWT_SECRET=DEV_JWT_SECRET, ENCRYPTION_KEY=DEV_ENCRYPTION_KEY)
+PUBLISHED = "holds a value published in this repository; set a secret of your own"
+
+
+@pytest.mark.parametrize("env", ["prod", "dev", "test"])
+@pytest.mark.parametrize(
+    ("jwt_secret", "encryption_key"),
+    [
+        (FORMER_DEV_JWT_SECRET, FORMER_DEV_ENCRYPTION_KEY),
+        (FORMER_TEST_JWT_SECRET, FORMER_TEST_ENCRYPTION_KEY),
+    ],
+)
+def test_no_environment_accepts_a_secret_printed_in_the_repository(
+    env: str, jwt_secret: str, encryption_key: str, tmp_path: Path
+) -> None:
+    """On loopback too: anyone can mint an admin token with a published JWT secret."""
+    environ = prod_environ(APP_ENV=env, HOST="127.0.0.1", DEVDATA_DIR=str(tmp_path))
+    for explicit in (
+        {"JWT_SECRET": jwt_secret, "ENCRYPTION_KEY": encryption_key},
+        {"JWT_PREVIOUS_SECRETS": f"2026-01-01T00:00:00Z:{jwt_secret}"},
+    ):
+        with pytest.raises(ConfigurationError) as excinfo:
+            SettingsLoader({**environ, **explicit}).load(None)
+        assert excinfo.value.problems == [f"{name} {PUBLISHED}" for name in explicit]
+        assert jwt_secret not in str(excinfo.value)
+
+
+def test_dev_generates_its_secrets_once_under_devdata(tmp_path: Path) -> None:
+    environ = {"DEVDATA_DIR": str(tmp_path / ".devdata")}
+    first = SettingsLoader(environ).load(None)
+    stored = tmp_path / ".devdata" / "dev-secrets.json"
+    assert stored.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert first.source_of("JWT_SECRET") == first.source_of("ENCRYPTION_KEY") == DEVDATA
+    assert len(first.settings.jwt_secret) >= 43
+    again = SettingsLoader(environ).load(None)  # the next start (and the CLI) reads them back
+    assert again.settings.jwt_secret == first.settings.jwt_secret
+    assert again.settings.encryption_key == first.settings.encryption_key
+    elsewhere = SettingsLoader({"DEVDATA_DIR": str(tmp_path / "other")}).load(None)
+    assert elsewhere.settings.jwt_secret != first.settings.jwt_secret
+    # A source wins over the generated value; an empty one does not count.
+    given = SettingsLoader({**environ, "JWT_SECRET": "y" * 40, "ENCRYPTION_KEY": ""}).load(None)
+    assert given.settings.jwt_secret == "y" * 40
+    assert given.source_of("ENCRYPTION_KEY") == DEVDATA
+
+
+def test_a_test_app_without_secrets_gets_random_ones_never_stored(tmp_path: Path) -> None:
+    loaded = SettingsLoader({"APP_ENV": "test", "DEVDATA_DIR": str(tmp_path)}).load(None)
+    assert loaded.source_of("JWT_SECRET") == GENERATED
+    assert len(loaded.settings.jwt_secret) >= 43
+    assert not any(tmp_path.iterdir())
+
+
+def test_prod_never_generates_secrets_and_refuses_empty_ones(tmp_path: Path) -> None:
+    environ = prod_environ(JWT_SECRET="", DEVDATA_DIR=str(tmp_path))
+    environ.pop("ENCRYPTION_KEY")
     with pytest.raises(ConfigurationError) as excinfo:
         SettingsLoader(environ).load(None)
     assert excinfo.value.problems == [
-        "JWT_SECRET is the development default; set a real secret",
-        "ENCRYPTION_KEY is the development default; set a real secret",
+        "JWT_SECRET is required in prod",
+        "ENCRYPTION_KEY is required in prod",
     ]
+    assert not any(tmp_path.iterdir())
 
 
 def test_prod_refuses_short_jwt_secret_wildcard_cors_and_incomplete_vault() -> None:
@@ -144,28 +203,12 @@ def test_secret_values_include_url_passwords_but_not_whole_urls() -> None:
 
 
 def test_prod_refuses_weak_or_published_previous_jwt_secrets() -> None:
-    environ = prod_environ(JWT_PREVIOUS_SECRETS=f"weak-pw,{DEV_JWT_SECRET},{'x' * 40}")
+    entries = [f"2026-01-01T00:00:00Z:{s}" for s in ("weak-pw", FORMER_DEV_JWT_SECRET, "x" * 40)]
+    environ = prod_environ(JWT_PREVIOUS_SECRETS=",".join(entries))
     with pytest.raises(ConfigurationError) as excinfo:
         SettingsLoader(environ).load(None)
     assert excinfo.value.problems == [
+        f"JWT_PREVIOUS_SECRETS {PUBLISHED}",
         "JWT_PREVIOUS_SECRETS: every secret must be at least 32 bytes in prod (1 shorter)",
-        "JWT_PREVIOUS_SECRETS holds the development default; remove it",
     ]
     assert "weak-pw" not in str(excinfo.value)
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
-def test_the_published_defaults_serve_loopback_addresses_in_dev(host: str) -> None:
-    assert SettingsLoader({"HOST": host}).load(None).settings.jwt_secret == DEV_JWT_SECRET
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "app.example.com"])  # noqa: S104
-def test_no_environment_serves_other_addresses_with_the_published_defaults(host: str) -> None:
-    with pytest.raises(ConfigurationError) as excinfo:
-        SettingsLoader({"APP_ENV": "test", "HOST": host}).load(None)
-    names = [problem.split(" ", 1)[0] for problem in excinfo.value.problems]
-    assert names == ["JWT_SECRET", "ENCRYPTION_KEY"]
-    environ = {"HOST": host, "JWT_PREVIOUS_SECRETS": DEV_JWT_SECRET, "JWT_SECRET": "x" * 40}
-    with pytest.raises(ConfigurationError) as excinfo:
-        SettingsLoader({**environ, "ENCRYPTION_KEY": GOOD_KEY}).load(None)
-    assert [p.split(" ", 1)[0] for p in excinfo.value.problems] == ["JWT_PREVIOUS_SECRETS"]

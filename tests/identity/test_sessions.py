@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from core.testing import AppFactory, Client, serving
-from modules.auth.testing import PASSWORD, register
+from core.testing import AppFactory, Client, bearer, serving
+from modules.auth.testing import PASSWORD, login, register
 from tests.identity.test_security_events import security_rows
 
 FAST = {"SOCKETIO_SWEEP_INTERVAL": "0.2", "TRUSTED_PROXIES": "1"}
@@ -184,3 +184,26 @@ def test_revoke_others_ends_every_session_but_the_current_one(
     gone = call("DELETE", f"{url}/userauth/sessions/{only['id']}", current["access_token"])
     assert gone.status_code == 204
     assert call("GET", f"{url}/userauth/me", current["access_token"]).status_code == 401
+
+
+def test_flask_users_end_sessions_for_one_user_or_everyone(make_app: AppFactory) -> None:
+    app = make_app()
+    client = app.test_client()
+    ada, bob = register(client), register(client)
+    ada_pairs = [login(client, ada["email"]) for _ in range(2)]
+    bob_pair = login(client, bob["email"])
+    runner = app.test_cli_runner()
+
+    def me(pair: dict[str, Any]) -> int:
+        return int(client.get("/userauth/me", headers=bearer(pair["access_token"])).status_code)
+
+    result = runner.invoke(args=["users", "end-sessions", ada["email"].upper()])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "ended 2 session(s)"
+    assert [me(pair) for pair in ada_pairs] == [401, 401]
+    assert me(bob_pair) == 200
+
+    everyone = runner.invoke(args=["users", "end-sessions", "--all"])
+    assert everyone.output.strip() == "ended 1 session(s)"
+    assert me(bob_pair) == 401
+    assert runner.invoke(args=["users", "end-sessions"]).exit_code != 0

@@ -15,11 +15,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask.testing import FlaskClient
 
+from core.errors import ConfigurationError
 from core.testing import TEST_JWT_SECRET, AppFactory, bearer, problem
 from modules.auth.testing import login, register, set_roles, user_with_tokens
 from tests.support.servers import stopped
 
 ISSUER = AUDIENCE = "python-base-04"
+
+
+def utc(seconds_from_now: float = 0) -> str:
+    """A ``retired_at`` (UTC, to the second)."""
+    moment = time.gmtime(time.time() + seconds_from_now)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+
+
+def retired(secret: str, seconds_from_now: float = 0) -> str:
+    """A JWT_PREVIOUS_SECRETS entry: ``secret``, retired now (or that far from now)."""
+    return f"{utc(seconds_from_now)}:{secret}"
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -191,7 +203,7 @@ def test_a_rotated_out_key_still_verifies_and_a_removed_key_does_not(
     new_secret = "new-jwt-secret-after-rotation-0123456789abcd"
 
     rotated = make_app(
-        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": TEST_JWT_SECRET}
+        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
     ).test_client()
     assert rotated.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
     new_pair = login(rotated, user["email"])
@@ -203,6 +215,51 @@ def test_a_rotated_out_key_still_verifies_and_a_removed_key_does_not(
     removed = make_app({"JWT_SECRET": new_secret}).test_client()
     problem(removed.get("/userauth/me", headers=bearer(pair["access_token"])), 401, "TOKEN_INVALID")
     assert removed.get("/userauth/me", headers=bearer(new_pair["access_token"])).status_code == 200
+
+
+def test_a_retired_key_verifies_only_what_it_signed_before_it_retired(
+    make_app: AppFactory,
+) -> None:
+    """The attack: a 30-day admin token signed with a key in JWT_PREVIOUS_SECRETS."""
+    old_app = make_app()
+    user, pair = user_with_tokens(old_app.test_client())
+    new_secret = "new-jwt-secret-after-rotation-0123456789abcd"
+    rotated = make_app(
+        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
+    ).test_client()
+    kid = jwt.get_unverified_header(pair["access_token"])["kid"]
+    now = int(time.time())
+
+    def with_old_key(**claims: Any) -> int:
+        token = forge(
+            base_claims(sub=user["id"], roles=["admin", "user"], **claims),
+            headers={"kid": kid},
+        )
+        return int(rotated.get("/userauth/me", headers=bearer(token)).status_code)
+
+    # Issued before the key retired, with an access token's life: accepted (the rotation).
+    assert with_old_key(iat=now - 10, nbf=now - 10, exp=now - 10 + 900) == 200
+    assert rotated.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
+    # A 30-day admin token: no access token lives that long.
+    assert with_old_key(iat=now - 10, nbf=now - 10, exp=now + 30 * 86400) == 401
+    # Issued after the key retired (the old key signing new tokens): refused.
+    time.sleep(2.5)
+    later = int(time.time())
+    assert with_old_key(iat=later, nbf=later, exp=later + 600) == 401
+    # A refresh token no longer-lived than JWT_REFRESH_TTL and issued before: still rotates.
+    refreshed = rotated.post("/public/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert jwt.get_unverified_header(refreshed.get_json()["access_token"])["kid"] != kid
+
+
+def test_previous_keys_without_a_retirement_time_are_refused(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigurationError) as excinfo:
+        make_app({"JWT_PREVIOUS_SECRETS": "x" * 40}, start=False)
+    assert excinfo.value.problems == [
+        "JWT_PREVIOUS_SECRETS (from env): Value error, each entry must be <retired_at>:<secret>,"
+        " retired_at the UTC time the key stopped signing, e.g. 2026-12-07T13:00:00Z"
+    ]
+    assert "x" * 40 not in str(excinfo.value)
 
 
 def pem(private_key: Any) -> str:
@@ -255,7 +312,7 @@ def test_es256_keys_rotate_with_previous_public_keys(make_app: AppFactory) -> No
         {
             "JWT_ALGORITHM": "ES256",
             "JWT_PRIVATE_KEY": pem(new_key),
-            "JWT_PREVIOUS_PUBLIC_KEYS": old_public,
+            "JWT_PREVIOUS_PUBLIC_KEYS": f"{utc(2)}\n{old_public}",
         }
     ).test_client()
     assert rotated.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
@@ -308,7 +365,7 @@ def test_flask_jwt_rotate_prints_a_working_procedure(make_app: AppFactory) -> No
     client = make_app().test_client()
     _user, pair = user_with_tokens(client)
     rotated = make_app(
-        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": TEST_JWT_SECRET}
+        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
     ).test_client()
     assert rotated.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -24,9 +25,17 @@ import pytest
 import requests
 import socketio
 
-from config.settings import DEV_JWT_SECRET, Settings
+from config.settings import Settings
 from core.devstack import free_port, wait_for
-from tests.production.helpers import ROOT, Gunicorn, gunicorn_config, json_lines, sample
+from tests.production.helpers import (
+    ROOT,
+    DevelopmentServer,
+    Gunicorn,
+    gunicorn_config,
+    json_lines,
+    sample,
+)
+from tests.support.published import FORMER_DEV_JWT_SECRET
 
 GunicornFactory = Callable[..., Gunicorn]
 
@@ -224,7 +233,7 @@ def attack(url: str) -> requests.Response:
     return requests.post(
         f"{url}/userauth/api-keys",
         json={"name": "stolen", "scopes": ["*"]},
-        headers={"Authorization": f"Bearer {forged_admin_token(DEV_JWT_SECRET)}"},
+        headers={"Authorization": f"Bearer {forged_admin_token(FORMER_DEV_JWT_SECRET)}"},
         timeout=10,
     )
 
@@ -256,12 +265,56 @@ def test_gunicorn_without_app_env_rejects_a_token_minted_with_the_published_secr
     assert started["env"] == "prod"
 
 
-@pytest.mark.parametrize("env", ["dev", "test"])
-def test_no_environment_serves_a_non_loopback_address_with_the_published_secrets(
+def test_python_app_py_signs_with_its_own_generated_secret_never_a_published_one(
+    app_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``python app.py`` without APP_ENV (dev) on loopback, no JWT_SECRET or ENCRYPTION_KEY:
+    it used to sign with the default printed in the repository, so anyone could mint an admin
+    token for it. Now it generates its secrets into DEVDATA_DIR once and keeps them."""
+    devdata = tmp_path / "devdata"
+    env: dict[str, str | None] = {
+        **app_env,
+        "APP_ENV": None,
+        "JWT_SECRET": None,
+        "ENCRYPTION_KEY": None,
+        "DEVDATA_DIR": str(devdata),
+    }
+    first = DevelopmentServer(env, tmp_path / "first.log")
+    try:
+        first.wait_ready()
+        assert attack(first.url).status_code == 401  # the forged admin is refused
+        pair = login_over_http(first.url)
+    finally:
+        first.stop()
+    stored = devdata / "dev-secrets.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert set(json.loads(stored.read_text())) == {"JWT_SECRET", "ENCRYPTION_KEY"}
+
+    again = DevelopmentServer(env, tmp_path / "again.log")  # the same secret after a restart
+    try:
+        again.wait_ready()
+        me = requests.get(
+            f"{again.url}/userauth/me",
+            headers={"Authorization": f"Bearer {pair['access_token']}"},
+            timeout=10,
+        )
+        assert me.status_code == 200, me.text
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("env", ["dev", "test", "prod"])
+def test_no_environment_starts_with_a_secret_printed_in_the_repository(
     app_env: dict[str, str], env: str
 ) -> None:
-    environ = {**os.environ, **app_env, "APP_ENV": env, "HOST": "0.0.0.0", "PORT": "0"}  # noqa: S104
-    environ.pop("JWT_SECRET")
+    environ = {
+        **os.environ,
+        **app_env,
+        "APP_ENV": env,
+        "HOST": "127.0.0.1",  # loopback too
+        "PORT": "0",
+        "JWT_SECRET": FORMER_DEV_JWT_SECRET,
+    }
     result = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
@@ -271,8 +324,22 @@ def test_no_environment_serves_a_non_loopback_address_with_the_published_secrets
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    assert "JWT_SECRET is the development default published in the repository" in result.stderr
-    assert "HOST=0.0.0.0 is not a loopback address" in result.stderr
+    assert "JWT_SECRET holds a value published in this repository" in result.stderr
+    assert FORMER_DEV_JWT_SECRET not in result.stderr
+
+
+def login_over_http(url: str) -> dict[str, Any]:
+    uid = uuid.uuid4().hex[:8]
+    user = {"email": f"d{uid}@example.com", "username": f"d_{uid}", "password": "long-password-1"}
+    assert requests.post(f"{url}/public/register", json=user, timeout=30).status_code == 201
+    answer = requests.post(
+        f"{url}/public/login",
+        json={"email": user["email"], "password": user["password"]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    pair: dict[str, Any] = answer.json()
+    return pair
 
 
 def test_password_hashing_does_not_stall_the_gevent_worker(gunicorn: GunicornFactory) -> None:

@@ -111,7 +111,9 @@ def test_field_encryptor_uses_transit_when_configured_and_still_reads_local_valu
 
 def test_field_encryptor_refuses_transit_without_vault() -> None:
     with pytest.raises(ConfigurationError, match="VAULT_TRANSIT_KEY is set but Vault is not"):
-        FieldEncryptor.from_settings(Settings(vault_transit_key="orders"), None)
+        FieldEncryptor.from_settings(
+            Settings(vault_transit_key="orders", encryption_key=TEST_ENCRYPTION_KEY), None
+        )
 
 
 # -- local AES-256-GCM ---------------------------------------------------------------------
