@@ -28,7 +28,6 @@ from core.errors import ConfigurationError
 
 #: The settings generated when no source sets them (outside prod).
 GENERATED = ("JWT_SECRET", "ENCRYPTION_KEY")
-DEVDATA_DEFAULT = ".devdata"
 FILE_NAME = "dev-secrets.json"
 
 #: SHA-256 of every secret value this repository ever printed (the former defaults of

@@ -30,14 +30,14 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from config.dev_stack import DEFAULT_DEVDATA_DIR
 from config.generated import (
-    DEVDATA_DEFAULT,
+    GENERATED as GENERATED_SECRETS,
+)
+from config.generated import (
     development_secrets,
     is_published,
     process_secrets,
-)
-from config.generated import (
-    GENERATED as GENERATED_SECRETS,
 )
 from config.modules import ENV_NAME, ModuleSettings, env_name, env_names
 from config.settings import Settings, SettingsModel
@@ -198,7 +198,7 @@ class SettingsLoader:
         if not missing or environment not in ("dev", "test"):
             return
         if environment == "dev":
-            root = Path(self._environ.get("DEVDATA_DIR") or DEVDATA_DEFAULT)
+            root = Path(self._environ.get("DEVDATA_DIR") or DEFAULT_DEVDATA_DIR)
             values, source = development_secrets(root), DEVDATA
         else:
             values, source = process_secrets(), GENERATED
