@@ -100,6 +100,14 @@ class LoadedSettings:
             for name, setting in env_names(module, type(loaded.settings)).items():
                 yield setting, loaded.settings, name, loaded.source_of(name)
 
+    def value_of(self, env: str) -> Any:
+        """The value of the setting whose public name is ``env`` (``RATE_LIMIT_LOGIN``,
+        ``SHELF_CREATE_RATE_LIMIT``); None when there is no such setting."""
+        for name, model, field_name, _ in self.entries():
+            if name == env:
+                return getattr(model, field_name)
+        return None
+
     def secret_values(self) -> list[str]:
         """Every secret value, core and modules', for log redaction."""
         values = self.settings.secret_values()

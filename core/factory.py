@@ -104,7 +104,7 @@ def build(manager: AppManager) -> Flask:
     manager.modules.load(app, manager, manager.websocket)
     for module, directory in manager.modules.migration_dirs():
         manager.database.migrator.add_module(module, directory)
-    manager.actions.load(manager.modules.loaded)
+    manager.actions.load(manager.modules.loaded, manager.loaded.value_of)
     actions.install(app, manager, routing)  # after maintenance: its gate comes second
     openapi.install(app, manager, routing)
     routing.resolve(app, manager.loaded)

@@ -83,7 +83,21 @@ FILE_SCHEMA: dict[str, Any] = {
                 "scopes": _STRINGS,
                 "params": {"type": "object"},
                 "result": {"type": ["object", "boolean"]},
-                "rate_limit": {"type": "string", "minLength": 1},
+                # A limit ("10/second;1000/day") or the setting holding one, by its public
+                # name ({setting: SHELF_CREATE_RATE_LIMIT}), read at start-up.
+                "rate_limit": {
+                    "oneOf": [
+                        {"type": "string", "minLength": 1},
+                        {
+                            "type": "object",
+                            "required": ["setting"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "setting": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"}
+                            },
+                        },
+                    ]
+                },
                 "errors": {
                     "type": "object",
                     "patternProperties": {

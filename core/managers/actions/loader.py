@@ -54,10 +54,17 @@ def display_path(path: Path) -> str:
     return str(resolved.relative_to(_ROOT)) if resolved.is_relative_to(_ROOT) else str(resolved)
 
 
+#: ``setting(NAME)``: the value of the setting of that public name, None when there is none.
+SettingOf = Callable[[str], Any]
+
+
 class Catalog:
     """Declarations checked and compiled; ``problems`` lists everything that is wrong."""
 
-    def __init__(self) -> None:
+    def __init__(self, setting: SettingOf = lambda name: None) -> None:
+        #: The value of a setting by its public name (None: no such setting), for limits
+        #: declared as ``rate_limit: {setting: NAME}``.
+        self.setting = setting
         self.actions: dict[str, Action] = {}
         self.problems: list[Problem] = []
         self._names: dict[str, str] = {}
@@ -148,9 +155,17 @@ class Catalog:
             problem("roles govern users; an api_key action is only called by API keys", "roles")
 
         limits: tuple[Limit, ...] = ()
-        if "rate_limit" in decl:
+        rate_limit = decl.get("rate_limit")
+        if isinstance(rate_limit, dict):  # {setting: NAME}: the limit is that setting's value
+            value = self.setting(rate_limit["setting"])
+            if not isinstance(value, str) or not value:
+                problem(
+                    f"rate_limit: no setting {rate_limit['setting']} holds a limit", "rate_limit"
+                )
+            rate_limit = value if isinstance(value, str) and value else None
+        if rate_limit is not None:
             try:
-                limits = parse_limits(decl["rate_limit"])  # the RATE_LIMIT_* grammar
+                limits = parse_limits(rate_limit)  # the RATE_LIMIT_* grammar
             except ValueError as exc:
                 problem(f"rate_limit: {exc}", "rate_limit")
         params = dict(decl.get("params") or {"type": "object"})
@@ -191,7 +206,7 @@ class Catalog:
             scopes=frozenset(scopes),
             params=params,
             result=result,
-            rate_limit=decl.get("rate_limit"),
+            rate_limit=rate_limit,
             limits=limits,
             errors=dict(decl.get("errors", {})),
             audit=decl.get("audit", True),

@@ -29,7 +29,7 @@ from core.managers import spans
 from core.managers.actions.audit import AuditWriter, Digest, postgres_sink
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.actions.executor import AfterExecute, BeforeExecute, Execution, execute
-from core.managers.actions.loader import Catalog, Problem
+from core.managers.actions.loader import Catalog, Problem, SettingOf
 from core.managers.base import HealthResult, Manager
 from core.managers.database import PostgresStore
 from core.module import BaseModule
@@ -75,14 +75,18 @@ class ActionManager(Manager):
         self._modules: list[BaseModule] = []
         self._declared: list[tuple[dict[str, Any], str, str | None]] = []
         self._catalog: Catalog | None = None
+        self._setting: SettingOf = lambda name: None
         self._registering: BaseModule | None = None
 
     # -- start-up -------------------------------------------------------------------------
 
-    def load(self, modules: Sequence[BaseModule]) -> None:
-        """Read, check and compile every declaration; StartupError lists every problem."""
+    def load(self, modules: Sequence[BaseModule], setting: SettingOf | None = None) -> None:
+        """Read, check and compile every declaration; StartupError lists every problem.
+        ``setting(NAME)`` reads the settings a ``rate_limit: {setting: NAME}`` names."""
         self._modules = list(modules)
-        catalog = self._catalog = Catalog()
+        if setting is not None:
+            self._setting = setting
+        catalog = self._catalog = Catalog(self._setting)
         try:
             for path, package in self.declaration_files():
                 catalog.add_file(path, package)
@@ -124,7 +128,7 @@ class ActionManager(Manager):
 
     def check(self) -> tuple[list[Action], list[Problem]]:
         """Check the declarations as they are on disk now (``flask actions check``)."""
-        catalog = Catalog()
+        catalog = Catalog(self._setting)
         for path, package in self.declaration_files():
             catalog.add_file(path, package)
         for declaration, source, package in self._declared:
