@@ -23,6 +23,9 @@ Cases:
 (c2) ``GET /userauth/me``        the same plus the view's MongoDB read (a real route)
 (d) ``GET /keyauth/bench/ping``  API key (process cache) + ip and api_key limits + revocation
 (e) ``POST /actions/system.echo`` with a JSON body: action auth, schema, audit row
+(c-otel) (c) on a framework server with tracing on (``OTEL_EXPORTER_OTLP_ENDPOINT``, every
+    request sampled, exported over OTLP/HTTP to a sink that drops it: ``bench/otlp_sink.py``):
+    what tracing costs when on; off, (c) is the figure (no tracing code runs)
 
 Rate limits are set far above the load (every level still counted) so nothing is refused.
 Per case and round, ``--connections`` (4) keep-alive connections for ``--seconds``, which
@@ -68,6 +71,7 @@ from typing import Any
 
 from bench import harness
 from bench.harness import HOST, Gunicorn, Stack, WrkResult, say
+from bench.otlp_sink import OtlpSink
 from core.devstack.redis import client_commands
 
 BACKGROUND = ":ws:instance"  # keys of the Socket.IO instance heartbeat
@@ -422,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-seconds", type=float, default=5.0, help="one-connection run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--sample", type=int, default=200, help="requests under MONITOR")
-    parser.add_argument("--cases", default="a,p,b0,b,c,c-py,c2,d,e", help="cases (a is required)")
+    parser.add_argument(
+        "--cases", default="a,p,b0,b,c,c-py,c-otel,c2,d,e", help="cases (a is required)"
+    )
     parser.add_argument("--profile", default="", help="cases to profile with py-spy, e.g. c,b0")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--keep-logs", action="store_true", help="keep the gunicorn logs")
@@ -462,15 +468,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         without_hiredis = {**env, "PYTHONPATH": str(harness.BENCH / "without_hiredis")}
         with (
+            contextlib.closing(OtlpSink()) as sink,
             Gunicorn("bench.bare_app:app", harness.base_env({}), logs, "bare") as bare,
             Gunicorn("bench.peer_app:app", harness.base_env(peer_env), logs, "peer") as peer,
             Gunicorn("app:app", env, logs, "framework") as framework,
             Gunicorn("app:app", without_hiredis, logs, "framework-py") as framework_py,
+            Gunicorn(
+                "app:app", {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}, logs, "otel"
+            ) as framework_otel,
             Gunicorn("app:app", without_hiredis, logs, "before", before_root) as before,
         ):
             servers = [(bare, "/ping"), (peer, "/metrics"), (framework, "/health/ready")]
             if "c-py" in wanted:
                 servers.append((framework_py, "/health/ready"))
+            if "c-otel" in wanted:
+                servers.append((framework_otel, "/health/ready"))
             if args.before:
                 servers.append((before, "/health/ready"))
             for server, ready in servers:
@@ -496,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
                     "/userauth/bench/ping",
                     bearer,
                     server=framework_py,
+                ),
+                Case(
+                    "c-otel",
+                    "(c) with tracing on",
+                    "GET",
+                    "/userauth/bench/ping",
+                    bearer,
+                    server=framework_otel,
                 ),
                 Case("c2", "JWT GET /userauth/me (+MongoDB)", "GET", "/userauth/me", bearer),
                 Case("d", "API key GET /keyauth/bench/ping", "GET", "/keyauth/bench/ping", api_key),
