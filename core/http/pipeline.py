@@ -28,6 +28,7 @@ from core.errors import (
     ApiError,
     InvalidJson,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -177,16 +178,32 @@ def admission_layer(limiter: RateLimiter, routing: Routing) -> Layer:
     return Layer("admission", before=before, after=after)
 
 
+def _cut_at_the_limit(data: bytes) -> bool:
+    """Whether a chunked body (no Content-Length) went on past MAX_CONTENT_LENGTH.
+
+    Werkzeug reads such a body through a stream that stops at the maximum without an error,
+    so ``data`` is the first MAX_CONTENT_LENGTH bytes of something longer: one more byte from
+    the server's own (terminated) stream tells a body of exactly the maximum from a longer one.
+    """
+    limit = request.max_content_length
+    environ = request.environ
+    if limit is None or request.content_length is not None or len(data) < limit:
+        return False
+    return "wsgi.input_terminated" in environ and bool(environ["wsgi.input"].read(1))
+
+
 def body_layer() -> Layer:
     return Layer("body", before=_parse_body)
 
 
 def _parse_body() -> None:
-    """Reject bodies that are not a JSON object; Flask answers 413 past MAX_CONTENT_LENGTH."""
+    """Reject bodies that are not a JSON object, and bodies over MAX_CONTENT_LENGTH (413)."""
     g.json_body = None
     if request.method not in _BODY_METHODS:
         return
-    data = request.get_data(cache=True)
+    data = request.get_data(cache=True)  # 413 from Werkzeug for a Content-Length over the max
+    if _cut_at_the_limit(data):
+        raise PayloadTooLarge(f"The body is larger than {request.max_content_length} bytes.")
     if not data:
         if request.is_json:  # an empty document is not JSON; no content type means no body
             raise InvalidJson("The body is empty: send a JSON object ({} for no fields).")
