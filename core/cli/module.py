@@ -4,6 +4,9 @@ Writes ``modules/NAME/`` (a typed route, an action with its YAML and handler, a 
 with an index, a settings model, a migration, a Socket.IO event) and ``tests/NAME/`` from the
 templates in ``templates/module/``, every name derived from NAME, and documents the module's
 settings in ``.env.example``. A bad or taken name is refused with one line; nothing is written.
+A name is taken by a module, or by the framework's storage: a MongoDB collection a loaded
+module or the framework declares, a Redis key namespace (core/managers/names.py); the new
+module's data would be written there.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import importlib
 import keyword
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
 import click
 from flask.cli import AppGroup
 
-from core.app_manager import ROOT, get_app_manager
+from core.app_manager import ROOT, AppManager, get_app_manager
+from core.managers.names import FRAMEWORK_STORAGE
 
 module_cli = AppGroup("module", help="Feature modules.")
 COMMANDS = [module_cli]
@@ -32,7 +37,21 @@ class ScaffoldError(click.ClickException):
     """Why a module cannot be scaffolded under that name (one line)."""
 
 
-def check_name(name: str, modules_dir: Path, tests_dir: Path, taken: set[str]) -> None:
+def storage_names(manager: AppManager) -> dict[str, str]:
+    """Names the framework's and the loaded modules' storage takes: name -> what uses it."""
+    names = dict(FRAMEWORK_STORAGE)
+    for collection in manager.database.mongo.declared_collections():
+        names.setdefault(collection, f"the MongoDB collection {collection!r}")
+    return names
+
+
+def check_name(
+    name: str,
+    modules_dir: Path,
+    tests_dir: Path,
+    taken: set[str],
+    storage: Mapping[str, str] | None = None,
+) -> None:
     if not (_NAME.fullmatch(name) and 2 <= len(name) <= 20) or keyword.iskeyword(name):
         raise ScaffoldError(
             f"{name!r} is not a module name: use 2-20 characters of lower snake case "
@@ -42,6 +61,11 @@ def check_name(name: str, modules_dir: Path, tests_dir: Path, taken: set[str]) -
         raise ScaffoldError(f"{name!r} is reserved; choose another name")
     if name in taken or (modules_dir / name).exists():
         raise ScaffoldError(f"module {name!r} already exists in {modules_dir}")
+    if storage and name in storage:
+        raise ScaffoldError(
+            f"{name!r} is {storage[name]}: a module of that name would write into it; "
+            "choose another name"
+        )
     if (tests_dir / name).exists():
         raise ScaffoldError(f"{tests_dir / name} already exists")
 
@@ -86,7 +110,7 @@ def new(name: str) -> None:
     package = importlib.import_module(manager.settings.modules_packages[0])
     modules_dir = Path(next(iter(package.__path__)))
     taken = {item["name"] for item in manager.modules.status()}
-    check_name(name, modules_dir, ROOT / "tests", taken)
+    check_name(name, modules_dir, ROOT / "tests", taken, storage_names(manager))
     files = render(name, ROOT, modules_dir)
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,11 @@ class MongoStore:
         with self._lock:
             self._indexes.setdefault(collection, []).extend(indexes)
 
+    def declared_collections(self) -> list[str]:
+        """The collections whose owners declared indexes (the framework's and modules')."""
+        with self._lock:
+            return sorted(self._indexes)
+
     def ensure_indexes(self) -> None:
         """Create every declared index (a no-op for those that exist)."""
         with self._lock:

@@ -1,0 +1,30 @@
+"""The names the framework's own storage takes: a feature module must not be called one.
+
+A module's data is named after the module (the scaffold's collection is the module's name, its
+Redis keys and quota counters start with it), so a module called ``users`` would write into the
+auth module's ``users`` collection, and one called ``jwt`` next to the revocation marks.
+``flask module new`` refuses every name below, every MongoDB collection a loaded module
+declares, and every module name (docs/modules.md, "Names"). A test runs the framework and
+checks that each collection and each first segment of a Redis key it wrote is listed here or
+belongs to a module, so this list cannot fall behind.
+"""
+
+from __future__ import annotations
+
+from core.managers.api_keys import COLLECTION as API_KEYS
+from core.managers.database.quotas import COLLECTION as QUOTAS
+from core.managers.state.store import COLLECTION as STATES
+
+#: name -> what of the framework's uses it.
+FRAMEWORK_STORAGE: dict[str, str] = {
+    API_KEYS: "the API keys' MongoDB collection and Redis keys",
+    QUOTAS: "the quota counters' MongoDB collection",
+    STATES: "the state machines' MongoDB collection",
+    "state": "the state machines' Redis keys",
+    "rl": "the rate limiter's Redis keys",
+    "jwt": "the revocation marks' Redis keys",
+    "ws": "the Socket.IO presence and rooms' Redis keys",
+    "socketio": "the Socket.IO message queue's Redis channel",
+    "audit": "the audit log's PostgreSQL table (audit_log)",
+    "schema": "the migrations' PostgreSQL table (schema_migrations)",
+}
