@@ -157,7 +157,7 @@ class OpenApi:
             operation["responses"]["401"] = _PROBLEM
         if getattr(view, "required_roles", None) or getattr(view, "required_scopes", None):
             operation["responses"]["403"] = _PROBLEM
-        if method in ("post", "put", "patch"):
+        if method in ("post", "put", "patch") and route_spec(view) is None:
             operation["requestBody"] = {
                 "required": False,
                 "content": {"application/json": {"schema": {"type": "object"}}},

@@ -18,7 +18,6 @@ from modules.auth.schemas import (
     Logout,
     Refresh,
     Registration,
-    RevokeOthers,
     Session,
     TokenPair,
     UserAnswer,
@@ -156,12 +155,8 @@ def end_session(session_id: str) -> None:
 
 
 @bp.post("/userauth/sessions/revoke-others")
-@typed(
-    body=RevokeOthers,
-    response=EndedSessions,
-    errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]},
-)
-def end_other_sessions(body: RevokeOthers) -> dict[str, Any]:
+@typed(response=EndedSessions, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+def end_other_sessions() -> dict[str, Any]:
     """End every session of the caller but the current one."""
     ended = service().end_other_sessions(current_principal().claims)
     security = get_app_manager().security

@@ -109,10 +109,6 @@ class Session(BaseModel):
     current: bool
 
 
-class RevokeOthers(Request):
-    """Nothing to send: ``{}`` (or no body)."""
-
-
 class EndedSessions(BaseModel):
     """How many sessions were ended."""
 
