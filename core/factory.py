@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.loader import SettingsLoader
 from core.app_manager import ROOT, AppManager
 from core.cli.registry import register_commands
-from core.http import actions, health, maintenance, openapi, stack
+from core.http import actions, asyncapi, health, maintenance, openapi, stack
 from core.http import metrics as http_metrics
 from core.http.json import JsonProvider
 from core.http.routing import Routing
@@ -101,12 +101,13 @@ def build(manager: AppManager) -> Flask:
     maintenance.install(manager.state, routing)  # the first request gate: before any auth
     app.register_blueprint(health.bp)
     http_metrics.install(app, manager)
-    manager.modules.load(app, manager, manager.websocket)
+    manager.modules.load(app, manager, manager.websocket.events)
     for module, directory in manager.modules.migration_dirs():
         manager.database.migrator.add_module(module, directory)
     manager.actions.load(manager.modules.loaded, manager.loaded.value_of)
     actions.install(app, manager, routing)  # after maintenance: its gate comes second
     openapi.install(app, manager, routing)
+    asyncapi.install(app, manager)
     routing.resolve(app, manager.loaded)
     register_commands(app)
     app.wsgi_app = wrap_wsgi(manager, app.wsgi_app)  # type: ignore[method-assign]

@@ -9,7 +9,8 @@ hooks once per app:
 - ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``)
   and the module's CLI ``commands``;
 - ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``;
-- ``register_socket_handlers(websocket)``: add Socket.IO events with ``@websocket.event(name)``;
+- ``register_socket_handlers(events)``: declare Socket.IO events with ``@events.on(name, ...)``
+  and ``events.emits(name, Model)`` (:class:`~core.managers.websocket.typed.SocketEvents`);
 - ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
 
 A module may declare ``settings_model`` (a :class:`~config.modules.ModuleSettings`), resolved
@@ -29,6 +30,7 @@ import click
 from flask import Blueprint, Flask
 
 from config.modules import ModuleSettings
+from core.managers.websocket.typed import SocketEvents
 
 
 class BaseModule:
@@ -72,9 +74,10 @@ class BaseModule:
     def register_actions(self, actions: Any) -> None:
         """Declare actions in code; most modules use ``actions.yaml`` instead."""
 
-    def register_socket_handlers(self, websocket: Any) -> None:
-        """Add Socket.IO events with ``@websocket.event(name)`` (auth, limits and acks
-        handled by the WebSocketManager)."""
+    def register_socket_handlers(self, events: SocketEvents) -> None:
+        """Declare Socket.IO events: ``@events.on(name, payload=Model, ack=Model)`` for what
+        clients send, ``events.emits(name, Model)`` for what the server sends (auth, limits,
+        validation and acks handled by the WebSocketManager; docs/websockets.md)."""
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}

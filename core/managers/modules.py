@@ -28,6 +28,7 @@ from core.errors import ModuleError, StartupError
 from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.services import ServicesManager
+from core.managers.websocket.typed import SocketEvents
 from core.module import BaseModule
 
 logger = logging.getLogger(__name__)
@@ -58,14 +59,14 @@ class ModuleManager(Manager):
         self.disabled = set(disabled)
         self.loaded: list[BaseModule] = []
 
-    def load(self, app: Flask, app_manager: Any, websocket: Any) -> None:
+    def load(self, app: Flask, app_manager: Any, events: SocketEvents) -> None:
         """Instantiate modules in dependency order (each gets ``app_manager``, the composition
-        root building the app) and register their routes and socket events."""
+        root building the app) and register their routes and socket events (``events``)."""
         for discovered in self.discovered:
             with self.services.owned_by(discovered.name):
                 module = discovered.cls(discovered.name, app_manager)
                 module.register_routes(app)
-                module.register_socket_handlers(websocket)
+                module.register_socket_handlers(events)
             self.loaded.append(module)
             self.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})

@@ -1,4 +1,5 @@
-"""Module-defined events get the same wrapping; garbage from clients is answered, not fatal."""
+"""Module-defined events are typed and get the same admission, validation and acks as the
+framework's; garbage from clients is answered, not fatal."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import socketio
 
 from core.testing import Client
+from modules.auth.testing import admin_tokens
 from tests.support.packages import make_modules_package
 from tests.websocket.conftest import Person
 
@@ -19,18 +21,54 @@ MakePerson = Callable[[Any, str], Person]
 
 MODULE = textwrap.dedent(
     """
+    from pydantic import BaseModel
+
     from core.errors import Conflict
     from core.module import BaseModule
 
+
+    class Roll(BaseModel):
+        cheat: bool = False
+        crash: bool = False
+
+
+    class Rolled(BaseModel):
+        user: str
+        value: int
+
+
+    class Announcement(BaseModel):
+        text: str
+
+
     class Games(BaseModule):
-        def register_socket_handlers(self, websocket):
-            @websocket.event("roll")
-            def roll(session, data):
-                if data.get("cheat"):
+        def register_socket_handlers(self, events):
+            @events.on("roll", payload=Roll, ack=Rolled, errors={"CHEATING": 409})
+            def roll(session, payload):
+                \"\"\"Roll a die.\"\"\"
+                if payload.cheat:
                     raise Conflict("No cheating.", code="CHEATING")
-                if data.get("crash"):
+                if payload.crash:
                     raise RuntimeError("secret internals")
-                return {"user": session.user_id, "value": 4}
+                # A field the ack model lacks never leaves.
+                return {"user": session.user_id, "value": 4, "seed": "secret"}
+
+            @events.on("peek", roles=["admin"], rate_limit="2/minute")
+            def peek(session, payload):
+                \"\"\"Admins only, twice a minute, no payload.\"\"\"
+                assert payload is None
+                return {"seen": True}
+
+            @events.on("shout", payload={"type": "object", "required": ["text"],
+                                         "properties": {"text": {"type": "string"}}})
+            def shout(session, payload):
+                get_app_manager().websocket.emit("announcement", payload, room=session.sid)
+                get_app_manager().websocket.emit("undeclared", payload, room=session.sid)
+
+            events.emits("announcement", Announcement, summary="Someone shouted.")
+
+
+    from core.app_manager import get_app_manager
     """
 )
 
@@ -57,6 +95,58 @@ def test_a_module_event_is_authenticated_limited_and_its_errors_are_acks(
         "error": {"code": "INTERNAL_ERROR", "message": "An unexpected error occurred."},
     }
     assert ada.call("roll", {})["error"]["code"] == "RATE_LIMITED"
+
+
+def test_a_payload_is_validated_by_its_model_before_the_handler(
+    serve: Serve, person: MakePerson, games: dict[str, str]
+) -> None:
+    app, url = serve(games)
+    ada = person(app, url)
+    refused = ada.call("roll", {"cheat": "yes", "dice": 2})
+    assert refused == {
+        "ok": False,
+        "error": {
+            "code": "VALIDATION_ERROR",
+            "message": "The request is not valid.",
+            "errors": [
+                {"field": "/cheat", "message": "must be true or false"},
+                {"field": "/dice", "message": "is not allowed"},
+            ],
+        },
+    }
+    # A JSON Schema given as a dict works the same way, and the handler gets the dict.
+    missing = ada.call("shout", {})
+    assert missing["error"]["errors"] == [{"field": "/text", "message": "is required"}]
+
+
+def test_roles_and_the_events_own_limit_are_enforced(
+    serve: Serve,
+    person: MakePerson,
+    games: dict[str, str],
+    socket_clients: Callable[[], Client],
+) -> None:
+    app, url = serve(games)
+    ada = person(app, url)
+    assert ada.call("peek", {})["error"]["code"] == "FORBIDDEN"
+    admin = socket_clients()
+    admin.connect(url, admin_tokens(app, app.test_client())["access_token"])
+    assert admin.call("peek", {}) == {"ok": True, "seen": True}
+    assert admin.call("peek", {"x": 1})["error"]["code"] == "VALIDATION_ERROR"
+    assert admin.call("peek", {})["error"]["code"] == "RATE_LIMITED"
+
+
+def test_the_server_sends_only_declared_events(
+    serve: Serve, person: MakePerson, games: dict[str, str]
+) -> None:
+    app, url = serve(games)
+    ada = person(app, url)
+    answer = ada.call("shout", {"text": "hi"})
+    assert answer == {
+        "ok": False,
+        "error": {"code": "INTERNAL_ERROR", "message": "An unexpected error occurred."},
+    }
+    assert ada.socket.wait_for("announcement") == [{"text": "hi"}]
+    assert [name for name, _ in ada.socket.events] == ["announcement"]
 
 
 def test_unknown_events_and_wrong_types_leave_the_server_healthy(

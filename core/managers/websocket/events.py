@@ -1,61 +1,134 @@
-"""The room events of docs/websockets.md ("Events"), each answered through the ack."""
+"""The room events of docs/websockets.md ("Events"), typed: each declared with
+``events.on`` (payload and ack models, the problems it answers) and answered through the ack;
+the server events of the rooms declared with ``events.emits``."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from flask_socketio import join_room, leave_room
-from jsonschema.protocols import Validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.edge.validation import close_objects, compile_schema, validate
 from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
 from core.managers.database.json import to_json_compatible
 
 if TYPE_CHECKING:
-    from core.managers.websocket.manager import SocketSession, WebSocketManager
+    from core.managers.websocket.manager import WebSocketManager
+    from core.managers.websocket.typed import SocketSession
 
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096
-_USER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+ID_MAX = 64
+
+RoomId = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+UserId = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 
 
-def create_room_schema(members_max: int) -> Validator:
-    """``create_room``'s data; ``members_max`` from ``SOCKETIO_MAX_ROOM_MEMBERS``."""
-    return compile_schema(
-        close_objects(
-            {
-                "type": "object",
-                "required": ["name"],
-                "properties": {
-                    "name": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": NAME_MAX,
-                        "pattern": r"\S",
-                    },
-                    "private": {"type": "boolean"},
-                    "members": {"type": "array", "maxItems": members_max, "items": _USER_ID},
-                },
-            }
-        )
-    )
+def _body_bytes(body: str) -> str:
+    if len(body.encode()) > BODY_MAX_BYTES:
+        raise ValueError(f"must be at most {BODY_MAX_BYTES} bytes of UTF-8")
+    return body
 
 
-def _room_id(data: dict[str, Any]) -> str:
-    room_id = data.get("room_id")
-    if not isinstance(room_id, str) or not 0 < len(room_id) <= 64:
-        raise ValidationFailed([{"field": "/room_id", "message": "must be a room id"}])
-    return room_id
+# -- payloads -----------------------------------------------------------------------------
+
+
+class NewRoom(BaseModel):
+    #: Shown to everyone who may join; not blank.
+    name: str = Field(min_length=1, max_length=NAME_MAX, pattern=r"\S")
+    #: Only the owner and ``members`` may join a private room.
+    private: bool = False
+    #: Users invited to a private room (owner included, at most ``SOCKETIO_MAX_ROOM_MEMBERS``).
+    members: list[UserId] = Field(default_factory=list)
+
+
+class RoomRef(BaseModel):
+    room_id: RoomId
+
+
+class NewMessage(BaseModel):
+    room_id: RoomId
+    #: 1 to 4096 bytes of UTF-8 text.
+    body: Annotated[
+        str, Field(min_length=1, max_length=BODY_MAX_BYTES), AfterValidator(_body_bytes)
+    ]
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+class Room(BaseModel):
+    id: str
+    name: str
+    private: bool
+    owner: str
+
+
+class Member(BaseModel):
+    user_id: str
+    username: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    room_id: str
+    sender: Member = Field(alias="from")
+    body: str
+    #: When the server accepted it (ISO 8601, UTC).
+    ts: str
+
+
+class Created(BaseModel):
+    room: Room
+
+
+class Joined(BaseModel):
+    room: Room
+    #: Who is in the room now, on any instance.
+    members: list[Member]
+
+
+class Sent(BaseModel):
+    message: ChatMessage
+
+
+class RoomList(BaseModel):
+    rooms: list[Room]
+    #: Some rooms were left out (more than ``SOCKETIO_LIST_ROOMS_MAX``).
+    more: bool
+
+
+class Members(BaseModel):
+    members: list[Member]
+
+
+class Presence(BaseModel):
+    room_id: str
+    user: Member
+
+
+class RoomClosed(BaseModel):
+    room_id: str
+
+
+_PRIVATE = {"NOT_FOUND": 404, "FORBIDDEN": 403}
 
 
 def register(ws: WebSocketManager) -> None:
+    """Declare the room events on ``ws.events``."""
+    events = ws.events
     rooms = ws.rooms
     hooks = ws.hooks
     settings = ws.settings
-    # The owner is a member too.
-    create_room_data = create_room_schema(settings.socketio_max_room_members - 1)
+    members_max = settings.socketio_max_room_members - 1  # the owner is a member too
+
+    events.emits("message", ChatMessage, summary="A message sent to a room the socket is in.")
+    events.emits("user_joined", Presence, summary="A user's first socket joined the room.")
+    events.emits("user_left", Presence, summary="A user's last socket left the room.")
+    events.emits("room_closed", RoomClosed, summary="The owner closed the room.")
 
     def get_room(room_id: str) -> Any:
         room = rooms.get(room_id)
@@ -63,16 +136,22 @@ def register(ws: WebSocketManager) -> None:
             raise NotFound("No such room.")
         return room
 
-    @ws.event("create_room")
-    def create_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        validate(create_room_data, data)  # the actions' JSON-Schema path: one error per field
-        name, private = data["name"], data.get("private", False)
-        members = data.get("members", [])
+    @events.on(
+        "create_room",
+        payload=NewRoom,
+        ack=Created,
+        errors={"TOO_MANY_ROOMS": 409},
+    )
+    def create_room(session: SocketSession, data: NewRoom) -> dict[str, Any]:
+        """Create a room; its creator joins it."""
+        if len(data.members) > members_max:
+            message = f"must have at most {members_max} items"
+            raise ValidationFailed([{"field": "/members", "message": message}])
         room = rooms.create(
-            str(name).strip(),
-            bool(private),
+            data.name.strip(),
+            data.private,
             session.user_id,
-            members,
+            data.members,
             settings.socketio_max_rooms_per_owner,
         )
         if room is None:
@@ -86,9 +165,10 @@ def register(ws: WebSocketManager) -> None:
         hooks.emit("room.joined", room=room.public(), user=session.user)
         return {"room": room.public()}
 
-    @ws.event("join_room")
-    def join(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        room = get_room(_room_id(data))
+    @events.on("join_room", payload=RoomRef, ack=Joined, errors=_PRIVATE)
+    def join(session: SocketSession, data: RoomRef) -> dict[str, Any]:
+        """Join a room (a private one: the owner and its members only)."""
+        room = get_room(data.room_id)
         if not rooms.may_join(room, session.user_id):
             raise Forbidden("This room is private.", code="FORBIDDEN")
         already = rooms.user_present(room.id, session.user_id)
@@ -104,9 +184,10 @@ def register(ws: WebSocketManager) -> None:
         hooks.emit("room.joined", room=room.public(), user=session.user)
         return {"room": room.public(), "members": rooms.members(room.id)}
 
-    @ws.event("leave_room")
-    def leave(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        room_id = _room_id(data)
+    @events.on("leave_room", payload=RoomRef, errors={"NOT_IN_ROOM": 403})
+    def leave(session: SocketSession, data: RoomRef) -> None:
+        """Leave a room this socket is in."""
+        room_id = data.room_id
         if not rooms.is_in(room_id, session.sid):
             raise NotInRoom("You are not in this room.")
         leave_room(room_id)
@@ -114,16 +195,11 @@ def register(ws: WebSocketManager) -> None:
         if not rooms.user_present(room_id, session.user_id):
             ws.emit("user_left", {"room_id": room_id, "user": session.user}, room=room_id)
         hooks.emit("room.left", room_id=room_id, user=session.user)
-        return {}
 
-    @ws.event("send_message")
-    def send_message(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        room_id = _room_id(data)
-        body = data.get("body")
-        if not isinstance(body, str) or not body or len(body.encode()) > BODY_MAX_BYTES:
-            raise ValidationFailed(
-                [{"field": "/body", "message": f"must be 1-{BODY_MAX_BYTES} bytes of text"}]
-            )
+    @events.on("send_message", payload=NewMessage, ack=Sent, errors={"NOT_IN_ROOM": 403})
+    def send_message(session: SocketSession, data: NewMessage) -> dict[str, Any]:
+        """Send a message to a room this socket is in; everyone in it gets ``message``."""
+        room_id, body = data.room_id, data.body
         if not rooms.is_in(room_id, session.sid):
             raise NotInRoom("Join the room before sending to it.")
         message = {
@@ -136,35 +212,36 @@ def register(ws: WebSocketManager) -> None:
         ws.emit("message", message, room=room_id)
         return {"message": message}
 
-    @ws.event("list_rooms")
-    def list_rooms(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+    @events.on("list_rooms", ack=RoomList)
+    def list_rooms(session: SocketSession, data: None) -> dict[str, Any]:
+        """The caller's own rooms, then public ones, at most ``SOCKETIO_LIST_ROOMS_MAX``."""
         found, more = rooms.list_for(session.user_id, settings.socketio_list_rooms_max)
         return {"rooms": [room.public() for room in found], "more": more}
 
-    @ws.event("forget_room")
-    def forget_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
+    @events.on("forget_room", payload=RoomRef, errors=_PRIVATE)
+    def forget_room(session: SocketSession, data: RoomRef) -> None:
         """Leave a room for good: off its member list (private) and the caller's list."""
-        room = get_room(_room_id(data))
+        room = get_room(data.room_id)
         if room.owner == session.user_id:
             raise Forbidden("The owner cannot forget a room; close it.", code="FORBIDDEN")
         if rooms.is_in(room.id, session.sid):
             leave(session, data)
         rooms.forget(room, session.user_id)
-        return {}
 
-    @ws.event("room_members")
-    def room_members(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        room = get_room(_room_id(data))
+    @events.on("room_members", payload=RoomRef, ack=Members, errors=_PRIVATE)
+    def room_members(session: SocketSession, data: RoomRef) -> dict[str, Any]:
+        """Who is in a room, on every instance."""
+        room = get_room(data.room_id)
         if not rooms.may_join(room, session.user_id):
             raise Forbidden("This room is private.", code="FORBIDDEN")
         return {"members": rooms.members(room.id)}
 
-    @ws.event("close_room")
-    def close_room(session: SocketSession, data: dict[str, Any]) -> dict[str, Any]:
-        room = get_room(_room_id(data))
+    @events.on("close_room", payload=RoomRef, errors=_PRIVATE)
+    def close_room(session: SocketSession, data: RoomRef) -> None:
+        """Close a room the caller owns: everyone in it gets ``room_closed``."""
+        room = get_room(data.room_id)
         if room.owner != session.user_id:
             raise Forbidden("Only the owner can close a room.", code="FORBIDDEN")
         ws.emit("room_closed", {"room_id": room.id}, room=room.id)
         rooms.delete(room)
         ws.socketio.close_room(room.id)
-        return {}

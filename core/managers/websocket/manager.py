@@ -13,30 +13,33 @@
   (one Redis round trip for all of them) and disconnects those revoked or expired, telling
   each why first (``session_ended {code, message}``): logging out disconnects the user's
   sockets on every instance within about a second.
-- Events are wrapped by :meth:`WebSocketManager.event`: the caller must be connected with a
-  valid identity, the event counts against ``RATE_LIMIT_SOCKET``, and errors are answered in
-  the ack as ``{"ok": false, "error": {"code", "message"}}``. Modules add events the same way
-  from ``register_socket_handlers(websocket)``.
+- Events are declared on :attr:`WebSocketManager.events` (:class:`~.typed.SocketEvents`,
+  what a module's ``register_socket_handlers(events)`` gets): the caller must be connected
+  with a valid identity, the event counts against ``RATE_LIMIT_SOCKET`` (and its own limit),
+  the payload is validated by its schema, and the answer is the ack: ``{"ok": true, ...}`` or
+  ``{"ok": false, "error": {"code", "message"}}`` (:func:`core.edge.problems.api_error`).
+  The server emits only the events declared with ``events.emits``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import redis
 import socketio
 from flask import Flask, request
 from flask_socketio import SocketIO
+from pydantic import BaseModel
 
 from config.settings import Settings
+from core.edge.endpoint import LimitSource
 from core.edge.json import check_json_value
+from core.edge.principal import JWT, refusal
 from core.edge.problems import DependencyOf, api_error
 from core.errors import (
     ApiError,
@@ -49,29 +52,27 @@ from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
-from core.managers.rate_limiter import RateLimiter
+from core.managers.rate_limiter import Bucket, RateLimiter
+from core.managers.rate_limiter.limits import Limit, parse_limits
 from core.managers.redis import RedisManager
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
+from core.managers.websocket.typed import ClientEvent, SocketEvents, SocketSession
 
 logger = logging.getLogger(__name__)
 
-EventHandler = Callable[["SocketSession", dict[str, Any]], dict[str, Any]]
+
+class SessionEnded(BaseModel):
+    """Why the server is about to drop this socket."""
+
+    #: ``TOKEN_EXPIRED`` (refresh and reconnect) or ``TOKEN_REVOKED`` (log in again).
+    code: str
+    message: str
 
 
-@dataclass(frozen=True)
-class SocketSession:
-    """Who is on a socket, from the token that opened it."""
-
-    sid: str
-    user_id: str
-    username: str
-    claims: Mapping[str, Any]
-
-    @property
-    def user(self) -> dict[str, str]:
-        return {"user_id": self.user_id, "username": self.username}
+class NoData(BaseModel):
+    """An event without data (``{}``)."""
 
 
 class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
@@ -160,6 +161,19 @@ class WebSocketManager(Manager):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.messages_in = self.messages_out = 0
+        #: The app's Socket.IO events, client and server (``/asyncapi.json`` lists them).
+        self.events = SocketEvents(self._serve)
+        self.events.emits(
+            "session_ended",
+            SessionEnded,
+            summary="The socket's token expired or its login was revoked; it is dropped next.",
+        )
+        self.events.emits(
+            "server_shutdown",
+            NoData,
+            summary="This instance is shutting down: reconnect (to another instance).",
+        )
+        self._buckets: dict[str, tuple[tuple[Limit, ...] | None, tuple[Limit, ...] | None]] = {}
         hooks.register("app.draining", lambda **_: self.tell_shutdown())
 
     # -- wiring ---------------------------------------------------------------------------
@@ -180,43 +194,66 @@ class WebSocketManager(Manager):
             thread.start()
             self._threads.append(thread)
 
-    def event(self, name: str) -> Callable[[EventHandler], EventHandler]:
-        """Register ``handler(session, data) -> dict`` for event ``name`` with auth, limits
-        and error handling; the returned dict (plus ``ok: true``) is the ack."""
+    def _serve(self, event: ClientEvent) -> None:
+        """Answer the declared client event ``event`` (:meth:`SocketEvents.on`)."""
+        name = event.endpoint.name
 
-        def decorator(handler: EventHandler) -> EventHandler:
-            @functools.wraps(handler)
-            def wrapper(data: Any = None, *_: Any) -> dict[str, Any]:
-                started = time.perf_counter()
-                answer = self._run(name, handler, data)
-                outcome = "ok" if answer.get("ok") else answer["error"]["code"]
-                seconds = time.perf_counter() - started
-                self.metrics.socket_event(name, outcome, seconds)
-                self.hooks.emit("socket.event", name=name, seconds=seconds)
-                return answer
+        def answer(data: Any = None, *_: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            ack = self._run(event, data)
+            outcome = "ok" if ack.get("ok") else ack["error"]["code"]
+            seconds = time.perf_counter() - started
+            self.metrics.socket_event(name, outcome, seconds)
+            self.hooks.emit("socket.event", name=name, seconds=seconds)
+            return ack
 
-            self.socketio.on_event(name, wrapper)
-            return handler
+        self.socketio.on_event(name, answer)
 
-        return decorator
-
-    def _run(self, name: str, handler: EventHandler, data: Any) -> dict[str, Any]:
+    def _run(self, event: ClientEvent, data: Any) -> dict[str, Any]:
         session = self.sessions.get(request.sid)  # type: ignore[attr-defined]
         if session is None:
             return error_ack(Unauthorized("Connect with a valid token first."))
+        endpoint = event.endpoint
         try:
-            self.rate_limiter.check_socket(session.user_id)
+            self.rate_limiter.check(self._event_buckets(event, session.user_id))
+            refused = refusal(session.principal, JWT, endpoint.roles)
+            if refused is not None:
+                raise refused
             if not isinstance(data, dict):
                 raise ValidationFailed(
                     [{"field": "", "message": "must be a JSON object"}],
                     detail="The event data must be an object.",
                 )
             check_json_value(data)
+            payload = endpoint.input.load(data) if endpoint.input is not None else data
             self.messages_in += 1
-            return {"ok": True, **handler(session, data)}
+            value = event.handler(session, payload if event.takes_payload else None)
+            return self.events.ack(event, value)
         except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
-            error = api_error(exc, self.dependency_of, event=name)
-            return error_ack(error)
+            return error_ack(api_error(exc, self.dependency_of, event=endpoint.name))
+
+    def _event_buckets(self, event: ClientEvent, user_id: str) -> list[Bucket]:
+        """The socket level (or the event's replacement of it) and the event's own limit."""
+        endpoint = event.endpoint
+        plan = self._buckets.get(endpoint.name)
+        if plan is None:
+            level, own = endpoint.limits.get("socket"), endpoint.rate_limit
+            plan = self._buckets[endpoint.name] = (
+                None if level is None else parse_limits(self._limit_text(level)),
+                None if own is None else parse_limits(self._limit_text(own)),
+            )
+        level_limits, own_limits = plan
+        scope = f"event:{endpoint.name}"
+        limiter = self.rate_limiter
+        buckets = [limiter.bucket("socket", user_id, level_limits, scope if level_limits else "")]
+        if own_limits is not None:
+            buckets.append(limiter.bucket("socket", user_id, own_limits, scope + ":own"))
+        return buckets
+
+    def _limit_text(self, source: LimitSource) -> str:
+        if isinstance(source, str):
+            return source
+        return str(getattr(self.settings, source.name.lower()))
 
     # -- connect / disconnect -------------------------------------------------------------
 
@@ -264,8 +301,14 @@ class WebSocketManager(Manager):
     def emit(
         self, event: str, data: dict[str, Any], room: str, skip_sid: str | None = None
     ) -> None:
+        """Send the server event ``event`` (declared with ``events.emits``) to ``room``."""
         self.messages_out += 1
-        self.socketio.emit(event, data, to=room, skip_sid=skip_sid)
+        self.socketio.emit(self._declared(event), data, to=room, skip_sid=skip_sid)
+
+    def _declared(self, event: str) -> str:
+        if event not in self.events.server:
+            raise ValueError(f"socket event {event!r} is not declared (events.emits)")
+        return event
 
     def connected(self) -> int:
         return len(self.sessions)
@@ -332,7 +375,7 @@ class WebSocketManager(Manager):
             # Straight to the socket, ahead of the disconnect: the client learns whether to
             # refresh and reconnect (expired) or to log in again (revoked).
             self.socketio.server.emit(
-                "session_ended",
+                self._declared("session_ended"),
                 {"code": code, "message": message},
                 to=session.sid,
                 ignore_queue=True,
@@ -347,7 +390,7 @@ class WebSocketManager(Manager):
     def tell_shutdown(self) -> None:
         """Tell this instance's sockets the server is going away (they reconnect elsewhere)."""
         for sid in list(self.sessions):
-            self.socketio.emit("server_shutdown", {}, to=sid)
+            self.socketio.emit(self._declared("server_shutdown"), {}, to=sid)
 
     def close(self) -> None:
         self._stop.set()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import Conflict
 from core.http.typed import typed
+from core.managers.websocket import SocketEvents, SocketSession
 from core.module import BaseModule
 
 bp = Blueprint("typed_probe", __name__)
@@ -89,5 +90,47 @@ def undocumented() -> tuple[dict[str, str], int]:
     return {"public": "yes"}, 202
 
 
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=100)
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class Echoed(BaseModel):
+    text: str
+    tags: list[Tag]
+
+
+class Tick(BaseModel):
+    n: int
+
+
+#: A payload given as a JSON Schema with definitions of its own.
+POINT = {
+    "type": "object",
+    "required": ["at"],
+    "properties": {"at": {"$ref": "#/$defs/point"}},
+    "$defs": {
+        "point": {
+            "type": "object",
+            "required": ["x", "y"],
+            "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+        }
+    },
+}
+
+
 class TypedProbeModule(BaseModule):
     blueprint = bp
+
+    def register_socket_handlers(self, events: SocketEvents) -> None:
+        @events.on("typed_probe.echo", payload=Echo, ack=Echoed, errors={"ECHO_REFUSED": 409})
+        def echo(session: SocketSession, payload: Echo) -> Echoed:
+            """Echo the text and tags back."""
+            return Echoed(text=payload.text, tags=payload.tags)
+
+        @events.on("typed_probe.point", payload=POINT)
+        def point(session: SocketSession, payload: dict[str, Any]) -> None:
+            """Take a point (a JSON Schema payload with $defs)."""
+
+        events.emits("typed_probe.tick", Tick, summary="A tick, now and then.")
