@@ -220,6 +220,8 @@ class Settings(SettingsModel):
     cors_origins: list[str] = Field(default_factory=list)
     trusted_proxies: int = Field(0, ge=0, le=10)
     max_content_length: int = Field(1024 * 1024, ge=1024)
+    #: How long the first answer to an ``Idempotency-Key`` is replayed (seconds).
+    idempotency_ttl: float = Field(24 * 3600, gt=0)
 
     # Rate limits (limit strings such as "20/second;600/minute").
     rate_limit_ip: str = "50/second;1000/minute"

@@ -22,6 +22,7 @@
         │   └── QuotaExceeded       409 QUOTA_EXCEEDED (an owner's quota is used up)
         ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
         ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
+        ├── UnprocessableContent    422 UNPROCESSABLE_CONTENT (IDEMPOTENCY_KEY_MISMATCH)
         ├── TooManyRequests         429 RATE_LIMITED / BANNED / LOGIN_LOCKED, with Retry-After
         ├── HttpError               a Werkzeug HTTP error (406, 414, 431, ...) with its status
         ├── InternalError           500 INTERNAL_ERROR
@@ -176,6 +177,12 @@ class QuotaExceeded(Conflict):
 
 class PayloadTooLarge(ApiError):
     status, default_code, title = 413, "PAYLOAD_TOO_LARGE", "Payload Too Large"
+
+
+class UnprocessableContent(ApiError):
+    """Well-formed, but not a request this server can carry out (a reused idempotency key)."""
+
+    status, default_code, title = 422, "UNPROCESSABLE_CONTENT", "Unprocessable Content"
 
 
 class UnsupportedMediaType(ApiError):

@@ -29,6 +29,7 @@ from werkzeug.routing import Rule
 from core.edge.docstrings import markdown
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
 from core.errors import NotFound, StartupError
+from core.http import idempotency
 from core.http.auth import declare_auth
 from core.http.pipeline import content_security_policy
 from core.http.typed import ModelSchemas, problem_answers, route_spec, typed, typed_operation
@@ -125,7 +126,10 @@ class OpenApi:
                 operation = self._route_operation(rule, method.lower(), view, policy)
                 spec = route_spec(view)
                 if spec is not None:
-                    operation.update(typed_operation(spec, models, operation["responses"]))
+                    more = idempotency.ERRORS if spec.idempotent else None
+                    operation.update(typed_operation(spec, models, operation["responses"], more))
+                    if spec.idempotent:
+                        operation.setdefault("parameters", []).append(idempotency.PARAMETER)
                 parameters = parameters + operation.pop("parameters", [])
                 if parameters:
                     operation["parameters"] = parameters
@@ -235,6 +239,12 @@ def action_operation(action: Action) -> dict[str, Any]:
     refused = refusal_codes(action.auth, action.roles, action.scopes)
     if refused:
         declared[403] = refused
+    parameters: list[dict[str, Any]] = []
+    if action.idempotent:
+        parameters.append(idempotency.PARAMETER)
+        declared[400] = ["VALIDATION_ERROR", "INVALID_JSON"]  # listed with the key's own
+        for status, codes in idempotency.ERRORS.items():
+            declared.setdefault(status, []).extend(codes)
     for code, status in action.errors.items():
         declared.setdefault(status, []).append(code)
     responses.update(problem_answers(declared))
@@ -250,6 +260,7 @@ def action_operation(action: Action) -> dict[str, Any]:
             "content": {"application/json": {"schema": _standalone(action.params, action.name)}},
         },
         "responses": responses,
+        **({"parameters": parameters} if parameters else {}),
         "x-action": {
             "auth": action.auth,
             "roles": sorted(action.roles),

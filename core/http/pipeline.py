@@ -70,7 +70,8 @@ class Layer:
     part does and when: :mod:`core.http.stack`)."""
 
     name: str
-    before: Callable[[], None] | None = None
+    #: Returns None to go on, or a response to answer with (no view runs).
+    before: Callable[[], Response | None] | None = None
     after: Callable[[Response], None] | None = None
     failed: Callable[[ApiError], None] | None = None
     finished: Callable[[], None] | None = None

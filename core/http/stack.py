@@ -6,7 +6,7 @@ ONE before-request hook, ONE after-request hook, ONE teardown and ONE error hand
 each walking the list:
 
 - ``before()``: outermost first; the first that raises stops the rest, and the error path
-  answers;
+  answers; one that returns a response answers with it, and no view runs;
 - ``after(response)``: innermost first, on every response (problem answers included), as the
   response travels back out;
 - ``failed(error)``: outermost first, with the :class:`~core.errors.ApiError` the failure
@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g
 
 from core.edge.problems import api_error
-from core.http import metrics, pipeline, tracing
+from core.http import idempotency, metrics, pipeline, tracing
 from core.http.pipeline import Layer
 from core.http.problems import problem_response
+from core.managers.idempotency import IdempotencyStore
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
@@ -44,6 +45,7 @@ HTTP_STACK: tuple[str, ...] = (
     "headers",  # security headers and Cache-Control, unless the view set them
     "admission",  # gates -> authentication -> one limiter call; the X-RateLimit-* headers
     "body",  # the JSON body: strict JSON, an object, parsed once
+    "idempotency",  # Idempotency-Key on endpoints that opted in: run once, replay the answer
 )
 
 Builder = Callable[[Flask, "AppManager", "Routing"], Layer | None]
@@ -58,6 +60,10 @@ _BUILDERS: dict[str, Builder] = {
         manager.rate_limiter, routing
     ),
     "body": lambda app, manager, routing: pipeline.body_layer(),
+    "idempotency": lambda app, manager, routing: idempotency.layer(
+        IdempotencyStore(manager.redis, manager.settings.idempotency_ttl),
+        idempotency.opted_in(app, manager.actions),
+    ),
 }
 
 
@@ -76,9 +82,12 @@ def install(app: Flask, manager: AppManager, routing: Routing) -> list[Layer]:
     finishers = [layer.finished for layer in stack if layer.finished is not None]
     dependency_of = manager.dependency_of
 
-    def before() -> None:
+    def before() -> Response | None:
         for step in befores:
-            step()
+            answer = step()
+            if answer is not None:  # a layer answered (an idempotent replay): no view runs
+                return answer
+        return None
 
     def after(response: Response) -> Response:
         for step in afters:

@@ -74,6 +74,8 @@ class RouteSpec:
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     #: Media types of a non-JSON answer (the view returns a ``Response``).
     media_types: tuple[str, ...] = ()
+    #: Honours ``Idempotency-Key`` (core.http.idempotency).
+    idempotent: bool = False
 
     def documented(self, status: int) -> bool:
         return status == self.status or status in self.responses
@@ -117,12 +119,15 @@ def typed(
     responses: Mapping[int, Model | None] | None = None,
     errors: Mapping[int, Iterable[str]] | None = None,
     media_type: str | Sequence[str] | None = None,
+    idempotent: bool = False,
 ) -> Callable[[View], View]:
     """Declare a route's body, query and answers; validate and serialise through them.
 
     ``status`` defaults to 200, or 204 when there is neither a ``response`` model nor a
     ``media_type``. ``errors`` maps a 4xx/5xx status to the problem codes it can carry (the
-    framework's own 400/401/403/429/503 are documented without being listed).
+    framework's own 400/401/403/429/503 are documented without being listed). With
+    ``idempotent`` a request carrying ``Idempotency-Key`` runs once per key and caller and its
+    retries get the first answer (:mod:`core.http.idempotency`).
     """
     media_types = (media_type,) if isinstance(media_type, str) else tuple(media_type or ())
     spec = RouteSpec(
@@ -133,6 +138,7 @@ def typed(
         responses=dict(responses or {}),
         errors={code: _codes(code, listed) for code, listed in (errors or {}).items()},
         media_types=media_types,
+        idempotent=idempotent,
     )
     if response is not None and media_types:
         raise ValueError("typed(): a response model is JSON; drop media_type or the model")
@@ -243,7 +249,10 @@ class ModelSchemas:
 
 
 def typed_operation(
-    spec: RouteSpec, models: ModelSchemas, responses: Mapping[str, Any]
+    spec: RouteSpec,
+    models: ModelSchemas,
+    responses: Mapping[str, Any],
+    more_errors: Mapping[int, Iterable[str]] | None = None,
 ) -> dict[str, Any]:
     """The parts of an OpenAPI operation a typed route declares: ``requestBody``, the query
     ``parameters`` and ``responses`` (``responses`` holds the auth problems already)."""
@@ -262,7 +271,7 @@ def typed_operation(
     if spec.query is not None:
         operation["parameters"] = _query_parameters(models.definition(spec.query, "validation"))
         errors.setdefault(400, []).extend(_VALIDATION_CODES["query"])
-    for status, codes in spec.errors.items():
+    for status, codes in [*spec.errors.items(), *(more_errors or {}).items()]:
         errors.setdefault(status, []).extend(codes)
     answers.update(problem_answers(errors))
     operation["responses"] = dict(sorted(answers.items()))

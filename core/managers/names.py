@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.managers.api_keys import COLLECTION as API_KEYS
 from core.managers.database.quotas import COLLECTION as QUOTAS
+from core.managers.idempotency import NAMESPACE as IDEMPOTENCY
 from core.managers.state.store import COLLECTION as STATES
 
 #: name -> what of the framework's uses it.
@@ -22,6 +23,7 @@ FRAMEWORK_STORAGE: dict[str, str] = {
     STATES: "the state machines' MongoDB collection",
     "state": "the state machines' Redis keys",
     "rl": "the rate limiter's Redis keys",
+    IDEMPOTENCY: "the idempotency keys' Redis records",
     "jwt": "the revocation marks' Redis keys",
     "ws": "the Socket.IO presence and rooms' Redis keys",
     "socketio": "the Socket.IO message queue's Redis channel",

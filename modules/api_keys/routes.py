@@ -17,7 +17,7 @@ bp = Blueprint("api_keys", __name__)
 
 @bp.post("/userauth/api-keys")
 @require_roles("admin")
-@typed(body=NewKey, response=CreatedKey, status=201)
+@typed(body=NewKey, response=CreatedKey, status=201, idempotent=True)
 def create_key(body: NewKey) -> dict[str, Any]:
     """Create a key; the answer is the only place its secret appears."""
     manager = get_app_manager()

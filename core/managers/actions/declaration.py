@@ -106,6 +106,7 @@ FILE_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                 },
                 "audit": {"type": "boolean"},
+                "idempotent": {"type": "boolean"},
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             },
         }
@@ -141,6 +142,8 @@ class Action:
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
     #: The problems the handler answers with, ``code -> status`` (documented in OpenAPI).
     errors: Mapping[str, int] = field(default_factory=dict, compare=False)
+    #: Honours ``Idempotency-Key`` (core.http.idempotency): a retried call runs once.
+    idempotent: bool = False
 
     def refusal(self, principal: Principal | None) -> ApiError | None:
         """Why ``principal`` may not call this action (401 / 403), or None when it may: the

@@ -210,6 +210,7 @@ class Catalog:
             limits=limits,
             errors=dict(decl.get("errors", {})),
             audit=decl.get("audit", True),
+            idempotent=decl.get("idempotent", False),
             timeout=decl.get("timeout"),
             source=_at(source, locate(())),
             params_validator=params_validator,
