@@ -15,6 +15,9 @@ from flask import Flask
 from core.app_manager import get_app_manager
 from tests.support.js_client import JS_DIR
 
+# Every event of the project, its modules' included (tests/core/test_scaffold.py).
+pytestmark = pytest.mark.project_wide
+
 #: Socket.IO's own events, which are not the app's.
 BUILT_IN = {"connect", "disconnect"}
 

@@ -139,6 +139,10 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
 ) -> None:
     project = tmp_path / "project"
     shutil.copytree(ROOT, project, ignore=_NOT_IN_A_CLONE)
+    # The JS and TS clients' installed packages are the checkout's (same lock files): no
+    # second npm install for the project-wide client tests.
+    for installed in ROOT.glob("tests/clients/*/node_modules"):
+        (project / installed.relative_to(ROOT)).symlink_to(installed, target_is_directory=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON"))}
 
     def run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
