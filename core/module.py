@@ -8,10 +8,15 @@ hooks once per app:
 
 - ``register_routes(app)``: register Blueprints (the default registers ``self.blueprint``)
   and the module's CLI ``commands``;
-- ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``;
+- ``register_actions(actions)``: declare actions beyond the module's ``actions.yaml``
+  (``actions`` is an :class:`ActionRegistry`);
 - ``register_socket_handlers(events)``: declare Socket.IO events with ``@events.on(name, ...)``
   and ``events.emits(name, Model)`` (:class:`~core.managers.websocket.typed.SocketEvents`);
 - ``health()``: a small dict with ``status``; ``close()``: release what the module holds.
+
+The constructor gets a :class:`ModuleHost`: what a module may use while the app is built (the
+settings and the managers). Views, handlers, hook callbacks and commands reach the managers
+with ``get_app_manager()`` instead.
 
 A module may declare ``settings_model`` (a :class:`~config.modules.ModuleSettings`), resolved
 at start-up like the core settings and read with ``app_manager.settings_of(Model)``, and SQL
@@ -22,15 +27,79 @@ migrations in ``migrations/``. ``flask --app app module new NAME`` scaffolds one
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import click
 from flask import Blueprint, Flask
 
 from config.modules import ModuleSettings
+from config.settings import Settings
+from core.managers.api_keys import ApiKeyManager
+from core.managers.database import DatabaseManager
+from core.managers.hooks import HooksManager
+from core.managers.jwt import JWTManager
+from core.managers.metrics import MetricsManager
+from core.managers.rate_limiter import RateLimiter
+from core.managers.redis import RedisManager
+from core.managers.services import ServicesManager
+from core.managers.state import StateManager
+from core.managers.websocket import WebSocketManager
 from core.managers.websocket.typed import SocketEvents
+
+M = TypeVar("M", bound=ModuleSettings)
+
+
+class ModuleHost(Protocol):
+    """What a module may use while the app is built: its constructor and hooks get it (the
+    AppManager building the app satisfies it). Read-only: a module wires services, hooks,
+    indexes and metrics with these; it never replaces one."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def settings_of(self, model: type[M]) -> M:
+        """The module's resolved settings: ``settings_of(ShelfSettings)``."""
+        ...
+
+    @property
+    def database(self) -> DatabaseManager: ...
+
+    @property
+    def redis(self) -> RedisManager: ...
+
+    @property
+    def hooks(self) -> HooksManager: ...
+
+    @property
+    def state(self) -> StateManager: ...
+
+    @property
+    def jwt(self) -> JWTManager: ...
+
+    @property
+    def api_keys(self) -> ApiKeyManager: ...
+
+    @property
+    def metrics(self) -> MetricsManager: ...
+
+    @property
+    def rate_limiter(self) -> RateLimiter: ...
+
+    @property
+    def services(self) -> ServicesManager: ...
+
+    @property
+    def websocket(self) -> WebSocketManager: ...
+
+
+class ActionRegistry(Protocol):
+    """What ``register_actions`` gets: the app's actions, to declare more in code."""
+
+    def register(self, declaration: Mapping[str, Any]) -> None:
+        """Declare an action: the keys of a YAML declaration; ``handler`` may be a function."""
+        ...
 
 
 class BaseModule:
@@ -45,10 +114,9 @@ class BaseModule:
     #: The module's settings (``<MODULE>_<FIELD>``), read with ``settings_of(model)``.
     settings_model: ClassVar[type[ModuleSettings] | None] = None
 
-    def __init__(self, name: str, app_manager: Any) -> None:
-        """``app_manager`` is the :class:`core.app_manager.AppManager` building the app, for
-        wiring services at start-up (a subclass may annotate it); views, handlers and
-        commands use ``get_app_manager()``. Typed ``Any`` here: this class sits below it."""
+    def __init__(self, name: str, app_manager: ModuleHost) -> None:
+        """``app_manager`` is the :class:`ModuleHost` building the app, for wiring services
+        at start-up; views, handlers and commands use ``get_app_manager()``."""
         self.name = name
         self.app_manager = app_manager
 
@@ -71,7 +139,7 @@ class BaseModule:
         for command in self.commands:
             app.cli.add_command(command)
 
-    def register_actions(self, actions: Any) -> None:
+    def register_actions(self, actions: ActionRegistry) -> None:
         """Declare actions in code; most modules use ``actions.yaml`` instead."""
 
     def register_socket_handlers(self, events: SocketEvents) -> None:

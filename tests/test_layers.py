@@ -4,6 +4,7 @@ fails on each way a floor can be broken, typing-only and function-local imports 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -191,3 +192,31 @@ def test_core_knows_no_module_by_name() -> None:
                 if name == "modules" or name.startswith("modules.")
             ]
     assert [o for o in offenders if o.split(":")[0] not in PENDING] == []
+
+
+def test_the_tests_reach_managers_through_get_app_manager() -> None:
+    """The framework's tests use the managers as a module does: ``get_app_manager()`` (the
+    ``app_manager`` fixture, ``manager_of(app)``), never ``app.extensions``, and no test reads
+    a private attribute (``x._name`` on anything but ``self``/``cls``; the helpers of
+    ``tests/support`` may, inside the classes they define)."""
+    extensions = re.compile(r"\.extensions\s*(\[|\.get\()")
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "node_modules" in path.parts:
+            continue
+        relative = path.relative_to(ROOT)
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            if extensions.search(line) and "psycopg2.extensions" not in line:
+                offenders.append(f"{relative}:{number}: app.extensions")
+        for node in ast.walk(ast.parse(text)):
+            if relative.parts[1] == "support":
+                break
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                offenders.append(f"{relative}:{node.lineno}: {ast.unparse(node)}")
+    assert offenders == []

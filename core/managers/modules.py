@@ -29,7 +29,7 @@ from core.managers.base import Manager
 from core.managers.hooks import HooksManager
 from core.managers.services import ServicesManager
 from core.managers.websocket.typed import SocketEvents
-from core.module import BaseModule
+from core.module import BaseModule, ModuleHost
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ModuleManager(Manager):
         self.disabled = set(disabled)
         self.loaded: list[BaseModule] = []
 
-    def load(self, app: Flask, app_manager: Any, events: SocketEvents) -> None:
+    def load(self, app: Flask, app_manager: ModuleHost, events: SocketEvents) -> None:
         """Instantiate modules in dependency order (each gets ``app_manager``, the composition
         root building the app) and register their routes and socket events (``events``)."""
         for discovered in self.discovered:

@@ -9,7 +9,7 @@ Socket.IO clients. Users and API keys come from the modules that own them
 
 from __future__ import annotations
 
-from core.testing.plugin import TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, AppFactory
+from core.testing.plugin import TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, AppFactory, manager_of
 from core.testing.problems import problem
 from core.testing.sockets import Client, serving
 from core.testing.tokens import bearer, expired_access_token, refused_tokens
@@ -21,6 +21,7 @@ __all__ = [
     "Client",
     "bearer",
     "expired_access_token",
+    "manager_of",
     "problem",
     "refused_tokens",
     "serving",

@@ -20,7 +20,7 @@ fixture                what it is
 ``app_env``            the settings of an app against them (override it to add your own)
 ``make_app``           ``make_app(overrides, start=True)`` builds apps, closed afterwards
 ``app``, ``client``    one started app and its Flask test client
-``app_manager``        the AppManager of ``app`` (what ``get_app_manager()`` answers in it)
+``app_manager``        the AppManager of ``app`` (``manager_of(app)`` for any other app)
 ``live_server``        ``app`` served by a real threaded server: its base URL
 ``socket_clients``     ``socket_clients()`` makes (unconnected) Socket.IO clients, closed after
 ``log_output``         what the framework's log handler writes during the test (redacted)
@@ -61,6 +61,13 @@ AppFactory = Callable[..., Flask]
 
 
 S = TypeVar("S", bound=DevServer)
+
+
+def manager_of(app: Flask) -> AppManager:
+    """The AppManager of ``app``: ``get_app_manager()`` in the app's context. Tests reach the
+    managers this way (or with the ``app_manager`` fixture), never through ``app.extensions``."""
+    with app.app_context():
+        return get_app_manager()
 
 
 #: The settings that decide which modules load: from the environment pytest runs in, for the
@@ -164,8 +171,7 @@ def make_app(app_env: dict[str, str]) -> Iterator[AppFactory]:
 
     yield factory
     for application in apps:
-        with application.app_context():
-            get_app_manager().close()
+        manager_of(application).close()
 
 
 @pytest.fixture
@@ -180,9 +186,8 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def app_manager(app: Flask) -> AppManager:
-    """The AppManager of ``app``, read with ``get_app_manager()`` in its app context."""
-    with app.app_context():
-        return get_app_manager()
+    """The AppManager of ``app`` (``manager_of(app)``)."""
+    return manager_of(app)
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from core.app_manager import AppManager
-from core.module import BaseModule
+from core.module import BaseModule, ModuleHost
 from modules.auth.cli import users_cli
 from modules.auth.lockout import LoginGuard, LoginLimits
 from modules.auth.passwords import PasswordHasher
@@ -20,7 +19,7 @@ class AuthModule(BaseModule):
     settings_model = AuthSettings
     commands = (users_cli,)
 
-    def __init__(self, name: str, app_manager: AppManager) -> None:
+    def __init__(self, name: str, app_manager: ModuleHost) -> None:
         super().__init__(name, app_manager)
         settings = app_manager.settings_of(AuthSettings)
         runs = app_manager.metrics.counter(

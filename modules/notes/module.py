@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from core.app_manager import AppManager
-from core.module import BaseModule
+from core.module import BaseModule, ModuleHost
 
 from .store import NAME, NoteStore
 
 
 class NotesModule(BaseModule):
-    def __init__(self, name: str, app_manager: AppManager) -> None:
+    def __init__(self, name: str, app_manager: ModuleHost) -> None:
         super().__init__(name, app_manager)
         app_manager.services.register(NAME, NoteStore(app_manager.database.mongo))

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from modules.api_keys.testing import create_api_key
 from tests.support.packages import make_modules_package
 
@@ -191,7 +191,7 @@ def key_header(client: FlaskClient, admin: dict[str, Any], scopes: list[str]) ->
 
 def audit_rows(app: Flask, where: str = "TRUE", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """The audit rows written so far (after the background writer flushed)."""
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     assert manager.actions.audit.flush(10.0)
     sql = f"SELECT * FROM audit_log WHERE {where} ORDER BY id"  # noqa: S608 - tests' own SQL
     rows: list[dict[str, Any]] = manager.database.postgres.execute(sql, args)

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, Digest, postgres_sink
-from core.testing import TEST_ENCRYPTION_KEY, AppFactory, bearer, problem
+from core.testing import TEST_ENCRYPTION_KEY, AppFactory, bearer, manager_of, problem
 from tests.actions.conftest import audit_rows
 from tests.support.servers import stopped
 
@@ -158,7 +158,7 @@ def test_rows_queued_while_postgres_is_down_are_written_when_it_is_back(
 ) -> None:
     request_id = rid()
     headers = {"X-Request-ID": request_id, **bearer(user["access_token"])}
-    writer = app.extensions["app_manager"].actions.audit
+    writer = manager_of(app).actions.audit
     with stopped(postgres_server):
         assert client.post("/actions/acts.jwt", headers=headers).status_code == 200
         assert not writer.flush(0.5)  # retrying, not lost
@@ -168,7 +168,7 @@ def test_rows_queued_while_postgres_is_down_are_written_when_it_is_back(
 
 def test_close_writes_every_queued_row(app: Flask) -> None:
     request_id = rid()
-    writer = AuditWriter(postgres_sink(app.extensions["database"].postgres), 1000, batch_size=50)
+    writer = AuditWriter(postgres_sink(manager_of(app).database.postgres), 1000, batch_size=50)
     for _ in range(300):
         assert writer.write(record(request_id=request_id))
     writer.close()
@@ -178,7 +178,7 @@ def test_close_writes_every_queued_row(app: Flask) -> None:
 
 def test_a_full_queue_drops_rows_counts_and_logs_them(app: Flask, log_output: io.StringIO) -> None:
     release = threading.Event()
-    sink = postgres_sink(app.extensions["database"].postgres)
+    sink = postgres_sink(manager_of(app).database.postgres)
 
     def slow_sink(batch: Sequence[AuditRecord]) -> None:
         release.wait(5)

@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import StartupError
 from core.managers.actions import ActionManager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.actions.conftest import write_modules
 
 HANDLERS = textwrap.dedent(
@@ -53,7 +53,7 @@ def handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def load(make_app: AppFactory, tmp_path: Path, handlers: str) -> Load:
     """Load YAML files (``{file name: text}``, ``{h}`` = the handlers module) into a fresh
     ActionManager; returns the StartupError message ("" when loading succeeded)."""
-    manager_of_app = make_app(start=False).extensions["app_manager"]
+    manager_of_app = manager_of(make_app(start=False))
 
     def run(files: dict[str, str]) -> str:
         directory = tmp_path / f"actions_{uuid.uuid4().hex[:6]}"

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from core.errors import TooManyRequests
 from core.managers.actions import Action, ActionContext, Execution
 from core.managers.actions import executor as executor_module
-from core.testing import bearer, problem
+from core.testing import bearer, manager_of, problem
 
 
 def logged(buffer: io.StringIO) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ def test_before_execute_callbacks_see_the_action_and_can_refuse(
         if action.rate_limit:
             raise TooManyRequests("Slow down.", retry_after=3)
 
-    app.extensions["app_manager"].actions.before_execute.append(limit)
+    manager_of(app).actions.before_execute.append(limit)
     assert client.post("/actions/acts.jwt", headers=bearer(user["access_token"])).status_code == 200
     response = client.post("/actions/acts.limited")
     problem(response, 429, "RATE_LIMITED")
@@ -70,9 +70,7 @@ def test_before_execute_runs_after_roles_and_before_validation(
     app: Flask, client: FlaskClient, user: dict[str, Any]
 ) -> None:
     calls: list[str] = []
-    app.extensions["app_manager"].actions.before_execute.append(
-        lambda action, context: calls.append(action.name)
-    )
+    manager_of(app).actions.before_execute.append(lambda action, context: calls.append(action.name))
     problem(
         client.post("/actions/acts.admin", headers=bearer(user["access_token"])), 403, "FORBIDDEN"
     )
@@ -88,7 +86,7 @@ def test_after_execute_callbacks_see_every_outcome_and_cannot_break_the_answer(
     def broken(execution: Execution) -> None:
         raise RuntimeError("metrics are down")
 
-    callbacks = app.extensions["app_manager"].actions.after_execute
+    callbacks = manager_of(app).actions.after_execute
     callbacks.extend([seen.append, broken])
     token = bearer(user["access_token"])
     assert client.post("/actions/acts.jwt", headers=token).status_code == 200

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import bearer, problem
+from core.testing import bearer, manager_of, problem
 from tests.actions.conftest import key_header
 
 # Every action of the project, its modules' included (tests/core/test_scaffold.py).
@@ -45,7 +45,7 @@ def test_without_a_credential_every_action_is_listed_with_its_auth(
 ) -> None:
     items = listed(client)
     # Every declared action, whatever modules the project has; the framework's own included.
-    declared = {action.name for action in app.extensions["app_manager"].actions.all()}
+    declared = {action.name for action in manager_of(app).actions.all()}
     assert set(items) == declared
     assert declared >= ACTS | SYSTEM
     assert items["acts.mixed"] == {

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from core.http.openapi import DOCS_CSP, openapi_path
-from core.testing import AppFactory, bearer, problem
+from core.testing import AppFactory, bearer, manager_of, problem
 
 # Every route and action of the project, its modules' included (tests/core/test_scaffold.py).
 pytestmark = pytest.mark.project_wide
@@ -43,7 +43,7 @@ def test_every_route_of_the_app_is_documented(app: Flask, spec: dict[str, Any]) 
 def test_every_action_is_documented_with_its_params_and_auth(
     app: Flask, spec: dict[str, Any]
 ) -> None:
-    for action in app.extensions["app_manager"].actions.all():
+    for action in manager_of(app).actions.all():
         operation = spec["paths"][f"/actions/{action.name}"]["post"]
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert schema == action.params

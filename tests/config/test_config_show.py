@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 DSNS = {
     "libpq key/value": (
@@ -38,5 +38,5 @@ def test_config_show_masks_every_form_of_connection_password(
     assert row.split(maxsplit=2)[2] == shown
     assert "hunter2" not in result.output
     # The log redactor knows the password as well.
-    secrets = app.extensions["app_manager"].settings.secret_values()
+    secrets = manager_of(app).settings.secret_values()
     assert any("hunter2" in value for value in secrets)

@@ -16,7 +16,7 @@ from config.loader import SettingsLoader
 from config.modules import env_names
 from core.devstack import VaultServer
 from core.errors import ConfigurationError
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from modules.auth.settings import AuthSettings
 from tests.config.test_loader import prod_environ
 from tests.config.test_vault_source import config_show
@@ -157,10 +157,10 @@ def test_a_module_setting_cannot_shadow_a_core_setting(
 
 def test_a_disabled_module_has_no_settings(make_app: AppFactory, partner: str) -> None:
     app = make_app({"MODULES_PACKAGES": partner, "MODULES_DISABLED": "partner"}, start=False)
-    assert "partner" not in app.extensions["app_manager"].loaded.modules
+    assert "partner" not in manager_of(app).loaded.modules
     model = import_module(f"{partner.split(',')[1]}.partner").PartnerSettings
     with pytest.raises(LookupError, match="PartnerSettings is not the settings_model"):
-        app.extensions["app_manager"].settings_of(model)
+        manager_of(app).settings_of(model)
 
 
 def test_a_module_secret_is_redacted_from_logs(make_app: AppFactory, partner: str) -> None:

@@ -10,7 +10,7 @@ from click.testing import Result
 from core.app_manager import get_app_manager
 from core.devstack import VaultServer
 from core.errors import StartupError
-from core.testing import TEST_JWT_SECRET, AppFactory
+from core.testing import TEST_JWT_SECRET, AppFactory, manager_of
 
 VAULT_JWT_SECRET = "jwt-secret-from-vault-0123456789abcdef-xyz"
 
@@ -57,7 +57,7 @@ def test_one_setting_from_each_source_via_approle(
     environ.pop("JWT_SECRET", None)
 
     app = make_app({**environ, "JWT_SECRET": TEST_JWT_SECRET})
-    settings = app.extensions["app_manager"].settings
+    settings = manager_of(app).settings
     assert settings.jwt_issuer == "iss-from-file"  # file beats Vault
     assert settings.jwt_audience == "aud-from-vault"  # Vault beats env
     assert settings.jwt_secret == VAULT_JWT_SECRET  # Vault beats env
@@ -101,7 +101,7 @@ def test_token_login_reads_the_same_secret(
         "VAULT_SECRET_PATH": approle_env["VAULT_SECRET_PATH"],
     }
     app = make_app(environ)
-    assert app.extensions["app_manager"].settings.jwt_audience == "aud-from-vault"
+    assert manager_of(app).settings.jwt_audience == "aud-from-vault"
     response = app.test_client().get("/health/ready")
     assert response.get_json()["checks"]["vault"]["status"] == "ok"
 

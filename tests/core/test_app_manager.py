@@ -8,7 +8,7 @@ import pytest
 
 from app import create_app
 from core.app_manager import START_ORDER, get_app_manager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 
 def test_get_app_manager_answers_the_manager_of_the_current_app() -> None:
@@ -19,12 +19,12 @@ def test_get_app_manager_answers_the_manager_of_the_current_app() -> None:
             in_first = get_app_manager()
         with second.app_context():
             in_second = get_app_manager()
-        assert in_first is first.extensions["app_manager"]
-        assert in_second is second.extensions["app_manager"]
+        assert in_first is manager_of(first)
+        assert in_second is manager_of(second)
         assert in_first is not in_second
     finally:
-        first.extensions["app_manager"].close()
-        second.extensions["app_manager"].close()
+        manager_of(first).close()
+        manager_of(second).close()
 
 
 def test_get_app_manager_outside_an_app_context_says_what_to_do() -> None:
@@ -33,14 +33,14 @@ def test_get_app_manager_outside_an_app_context_says_what_to_do() -> None:
         with pytest.raises(RuntimeError, match=r"app context.*app\.app_context\(\)"):
             get_app_manager()
     finally:
-        app.extensions["app_manager"].close()
+        manager_of(app).close()
 
 
 def test_managers_start_in_the_declared_order_and_close_in_reverse(
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(start=False)
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     calls: list[tuple[str, str]] = []
     for name in START_ORDER:
         instance = getattr(manager, name)

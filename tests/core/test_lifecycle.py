@@ -13,14 +13,14 @@ import pytest
 from app import create_app
 from core.devstack import free_port
 from core.errors import StartupError
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_app_started_and_app_stopping_are_emitted_once_each(make_app: AppFactory) -> None:
     app = make_app()
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     probe = manager.modules.get("probe")
     assert probe.events == ["started"]
     manager.close()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from app import create_app
-from core.app_manager import get_app_manager
+from core import factory
 from core.errors import FrameworkError, ModuleError, StartupError
 from core.managers import modules as modules_manager
-from core.module import BaseModule
+from core.managers.modules import DiscoveredModule, discover
+from core.testing import manager_of
 from tests.support.packages import make_modules_package, module_source
 
 
@@ -21,7 +23,7 @@ def build(package: str, **environ: str) -> Flask:
 
 
 def loaded_names(app: Flask) -> list[str]:
-    return [module.name for module in app.extensions["app_manager"].modules.loaded]
+    return [module.name for module in manager_of(app).modules.loaded]
 
 
 def test_modules_are_discovered_and_ordered_after_their_dependencies(
@@ -48,18 +50,17 @@ def test_modules_are_discovered_once_per_app_build(
     package = make_modules_package(
         tmp_path, monkeypatch, {"alpha": module_source(("beta",)), "beta": module_source()}
     )
-    resolved: list[str] = []
-    find_class = modules_manager._module_class
+    walks: list[list[str]] = []
 
-    def counted(name: str, dotted: str) -> type[BaseModule]:
-        resolved.append(name)
-        return find_class(name, dotted)
+    def counted(packages: Iterable[str], disabled: Iterable[str] = ()) -> list[DiscoveredModule]:
+        found = discover(packages, disabled)
+        walks.append([module.name for module in found])
+        return found
 
-    monkeypatch.setattr(modules_manager, "_module_class", counted)
-    app = build(package)
-    assert sorted(resolved) == ["alpha", "beta"]
-    with app.app_context():
-        manager = get_app_manager()
+    monkeypatch.setattr(modules_manager, "discover", counted)
+    monkeypatch.setattr(factory, "discover", counted)
+    manager = manager_of(build(package))
+    assert walks == [["beta", "alpha"]]
     assert [type(module) for module in manager.modules.loaded] == [
         found.cls for found in manager.discovered
     ]

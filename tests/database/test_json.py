@@ -12,7 +12,7 @@ from bson import Decimal128, ObjectId
 
 from core.app_manager import AppManager
 from core.managers.database.json import to_json_compatible
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 
 def round_trip(value: object) -> object:
@@ -60,7 +60,7 @@ def test_values_json_cannot_encode_are_left_for_json_to_reject() -> None:
 
 
 def test_a_document_read_back_from_mongodb_serialises(make_app: AppFactory) -> None:
-    manager: AppManager = make_app().extensions["app_manager"]
+    manager: AppManager = manager_of(make_app())
     notes = manager.database.mongo.collection("notes")
     at = datetime(2024, 5, 1, 12, 30, 45, 123000, tzinfo=UTC)  # MongoDB keeps milliseconds
     inserted = notes.insert_one({"at": at, "price": Decimal128("9.99"), "tags": [ObjectId()]})

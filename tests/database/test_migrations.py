@@ -13,13 +13,13 @@ from core.devstack import free_port
 from core.errors import StartupError
 from core.managers.database.migrations import Migration, Migrator, discover
 from core.managers.database.postgres import PostgresStore
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.support.packages import make_modules_package, module_source
 
 
 def store(make_app: AppFactory, dsn: str, **overrides: str) -> PostgresStore:
     settings = {"POSTGRES_DSN": dsn, "POSTGRES_MIGRATE_ON_START": "false", **overrides}
-    manager: AppManager = make_app(settings).extensions["app_manager"]
+    manager: AppManager = manager_of(make_app(settings))
     return manager.database.postgres
 
 
@@ -49,7 +49,7 @@ def labels(migrations: list[Migration]) -> list[str]:
 
 @pytest.mark.project_wide
 def test_start_up_applies_the_audit_log_migration(make_app: AppFactory, fresh_dsn: str) -> None:
-    manager: AppManager = make_app({"POSTGRES_DSN": fresh_dsn}).extensions["app_manager"]
+    manager: AppManager = manager_of(make_app({"POSTGRES_DSN": fresh_dsn}))
     pg = manager.database.postgres
     # The project's modules may add migrations of their own: they are not this test's subject.
     assert recorded(pg, module="core") == [(m.version, m.checksum) for m in discover()]
@@ -223,7 +223,7 @@ def test_flask_db_status_and_upgrade_report_what_they_do(
     first = runner.invoke(args=["db", "upgrade"])
     assert first.exit_code == 0, first.output
     # Every migration of this project: the framework's first, then its modules' (if any).
-    everything = app.extensions["app_manager"].database.migrator.migrations()
+    everything = manager_of(app).database.migrator.migrations()
     assert labels(everything)[: len(discover())] == labels(discover())
     assert first.output.splitlines() == [f"applied {label}" for label in labels(everything)]
 
@@ -275,7 +275,7 @@ def test_module_migrations_run_after_core_in_dependency_order(
 ) -> None:
     package = modules_with_migrations(tmp_path, monkeypatch, MODULE_MIGRATIONS)
     app = make_app({"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package})
-    pg = app.extensions["app_manager"].database.postgres
+    pg = manager_of(app).database.postgres
     rows = pg.execute("SELECT module, version, name FROM schema_migrations ORDER BY applied_at")
     core = [("core", m.version, m.name) for m in discover()]
     assert [(r["module"], r["version"], r["name"]) for r in rows] == [
@@ -306,7 +306,7 @@ def test_a_disabled_modules_migrations_are_not_applied(
     app = make_app(
         {"POSTGRES_DSN": fresh_dsn, "MODULES_PACKAGES": package, "MODULES_DISABLED": "plain"}
     )
-    pg = app.extensions["app_manager"].database.postgres
+    pg = manager_of(app).database.postgres
     assert not table_exists(pg, "plain_t")
     assert "plain" not in {
         row["module"] for row in pg.execute("SELECT module FROM schema_migrations")

@@ -9,19 +9,18 @@ from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 from core.app_manager import AppManager
 from core.devstack import MongoServer
 from core.managers.database.mongo import MongoStore
-from core.testing import AppFactory, problem
+from core.testing import AppFactory, manager_of, problem
 from tests.database.conftest import eventually
 from tests.support.servers import stopped
 
 
-def manager_of(make_app: AppFactory, overrides: dict[str, str] | None = None) -> AppManager:
-    manager: AppManager = make_app(overrides).extensions["app_manager"]
-    return manager
+def started(make_app: AppFactory, overrides: dict[str, str] | None = None) -> AppManager:
+    return manager_of(make_app(overrides))
 
 
 def test_declared_indexes_are_created_at_start_up(make_app: AppFactory) -> None:
     app = make_app(start=False)
-    manager: AppManager = app.extensions["app_manager"]
+    manager: AppManager = manager_of(app)
     mongo = manager.database.mongo
     mongo.declare_indexes("widgets", [IndexModel([("sku", 1)], unique=True, name="sku_unique")])
     mongo.declare_indexes("widgets", [IndexModel([("owner", 1), ("at", -1)], name="owner_at")])
@@ -39,7 +38,7 @@ def test_declared_indexes_are_created_at_start_up(make_app: AppFactory) -> None:
 def test_read_write_reads_the_primary_and_read_only_the_configured_preference(
     make_app: AppFactory,
 ) -> None:
-    mongo = manager_of(make_app).database.mongo
+    mongo = started(make_app).database.mongo
     assert mongo.collection("notes").read_preference.mongos_mode == "primary"
     read_only = mongo.collection("notes", role="read_only")
     assert read_only.read_preference.mongos_mode == "secondaryPreferred"
@@ -52,13 +51,13 @@ def test_read_write_reads_the_primary_and_read_only_the_configured_preference(
 def test_the_read_only_preference_comes_from_settings(
     make_app: AppFactory, preference: str
 ) -> None:
-    mongo = manager_of(make_app, {"MONGODB_READ_ONLY_PREFERENCE": preference}).database.mongo
+    mongo = started(make_app, {"MONGODB_READ_ONLY_PREFERENCE": preference}).database.mongo
     assert mongo.collection("notes", role="read_only").read_preference.mongos_mode == preference
     assert mongo.collection("notes").read_preference.mongos_mode == "primary"
 
 
 def test_an_unknown_role_is_refused(make_app: AppFactory) -> None:
-    mongo = manager_of(make_app).database.mongo
+    mongo = started(make_app).database.mongo
     with pytest.raises(ValueError, match="unknown role 'owner'"):
         mongo.collection("notes", role="owner")  # type: ignore[arg-type]
 
@@ -66,10 +65,10 @@ def test_an_unknown_role_is_refused(make_app: AppFactory) -> None:
 def test_admin_role_uses_a_separate_client_only_when_an_admin_uri_is_set(
     make_app: AppFactory, mongodb_server: MongoServer
 ) -> None:
-    shared = manager_of(make_app).database.mongo
+    shared = started(make_app).database.mongo
     assert shared.collection("x", role="admin").database.client is shared.client
 
-    mongo = manager_of(make_app, {"MONGODB_ADMIN_URI": mongodb_server.uri}).database.mongo
+    mongo = started(make_app, {"MONGODB_ADMIN_URI": mongodb_server.uri}).database.mongo
     admin = mongo.collection("x", role="admin")
     assert admin.database.client is mongo.admin_client
     assert admin.database.client is not mongo.client
@@ -81,10 +80,10 @@ def test_admin_role_uses_a_separate_client_only_when_an_admin_uri_is_set(
 
 
 def test_retry_settings_reach_the_client(make_app: AppFactory) -> None:
-    default = manager_of(make_app).database.mongo.client.options
+    default = started(make_app).database.mongo.client.options
     assert (default.retry_writes, default.retry_reads) == (True, True)
     overrides = {"MONGODB_RETRY_WRITES": "false", "MONGODB_RETRY_READS": "false"}
-    off = manager_of(make_app, overrides).database.mongo.client.options
+    off = started(make_app, overrides).database.mongo.client.options
     assert (off.retry_writes, off.retry_reads) == (False, False)
 
 
@@ -97,7 +96,7 @@ def test_mongodb_down_means_503_and_the_same_app_recovers(
             "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
         }
     )
-    manager: AppManager = app.extensions["app_manager"]
+    manager: AppManager = manager_of(app)
     mongo: MongoStore = manager.database.mongo
     client = app.test_client()
     assert client.get("/public/dbprobe/mongodb").status_code == 200

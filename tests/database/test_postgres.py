@@ -14,12 +14,12 @@ from core.app_manager import AppManager
 from core.devstack import PostgresServer
 from core.errors import DependencyUnavailable, FrameworkError
 from core.managers.database.postgres import PostgresStore, is_unavailable
-from core.testing import AppFactory, problem
+from core.testing import AppFactory, manager_of, problem
 from tests.support.servers import stopped
 
 
 def store(make_app: AppFactory, overrides: dict[str, str] | None = None) -> PostgresStore:
-    manager: AppManager = make_app(overrides).extensions["app_manager"]
+    manager: AppManager = manager_of(make_app(overrides))
     return manager.database.postgres
 
 
@@ -101,7 +101,7 @@ def test_statement_timeout_cancels_a_slow_query_as_an_error_not_an_outage(
     app = make_app(
         {"POSTGRES_STATEMENT_TIMEOUT_MS": "100", "MODULES_PACKAGES": f"modules,{probe_modules}"}
     )
-    manager: AppManager = app.extensions["app_manager"]
+    manager: AppManager = manager_of(app)
     pg = manager.database.postgres
     pid = backend_pid(pg)
 
@@ -169,7 +169,7 @@ def test_postgres_down_means_503_and_the_same_app_heals_when_it_is_back(
 ) -> None:
     overrides = {"MODULES_PACKAGES": f"modules,{probe_modules}", "POSTGRES_CONNECT_TIMEOUT": "1"}
     app = make_app(overrides)
-    pg: PostgresStore = app.extensions["app_manager"].database.postgres
+    pg: PostgresStore = manager_of(app).database.postgres
     client = app.test_client()
     assert client.get("/public/dbprobe/postgres").status_code == 200
     pid = backend_pid(pg)
@@ -213,7 +213,7 @@ def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
         "POSTGRES_DSN": f"postgresql://app:app@127.0.0.1:{silent_port}/app",
         "POSTGRES_CONNECT_TIMEOUT": "1",
     }
-    pg = make_app(overrides, start=False).extensions["app_manager"].database.postgres
+    pg = manager_of(make_app(overrides, start=False)).database.postgres
     with pytest.raises(DependencyUnavailable) as caught:
         backend_pid(pg)
     assert "timeout expired" in str(caught.value.__cause__)

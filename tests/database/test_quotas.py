@@ -11,12 +11,12 @@ from pymongo.collection import Collection
 
 from core.errors import QuotaExceeded
 from core.managers.database import MongoStore, Quota
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 
 @pytest.fixture
 def mongo(make_app: AppFactory) -> MongoStore:
-    store: MongoStore = make_app().extensions["app_manager"].database.mongo
+    store: MongoStore = manager_of(make_app()).database.mongo
     return store
 
 

@@ -23,7 +23,7 @@ import requests
 import websocket
 from flask import Flask
 
-from core.testing import AppFactory, Client, serving
+from core.testing import AppFactory, Client, manager_of, serving
 from modules.auth.testing import user_with_tokens
 from tests.support.servers import wait_until
 
@@ -189,7 +189,7 @@ class Stage:
         assert sent["ok"] is True, sent
         received = self.good.wait_for("message")
         assert received[-1]["body"] == "still here"
-        websocket_manager = self.app.extensions["app_manager"].websocket
+        websocket_manager = manager_of(self.app).websocket
         wait_until(
             lambda: websocket_manager.connected() == expected_sockets,
             timeout=5,

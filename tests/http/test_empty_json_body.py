@@ -4,6 +4,7 @@ content type still means "no body"."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -23,10 +24,14 @@ def _credentials(client: FlaskClient, admin: dict[str, Any]) -> dict[str, str]:
     return {**bearer(admin["access_token"]), "X-API-Key": key["key"]}
 
 
+#: ``<name>``, ``<int:name>``, ``<string(length=2):name>`` in a rule.
+_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+
+
 def _concrete(app: Flask, rule: Any) -> str:
     values = {
-        arg: 1 if "Integer" in type(conv).__name__ else "x"
-        for arg, conv in rule._converters.items()
+        name: 1 if converter in ("int", "float") else "x"
+        for converter, name in _ARGUMENT.findall(rule.rule)
     }
     path: str = app.url_map.bind("localhost").build(rule.endpoint, values)
     return path

@@ -10,7 +10,7 @@ import requests
 
 from core.devstack import RedisServer
 from core.devstack.redis import client_commands
-from core.testing import AppFactory, serving
+from core.testing import AppFactory, manager_of, serving
 from tests.support.servers import frozen, stopped
 
 
@@ -67,7 +67,7 @@ def test_a_hung_dependency_times_out_without_hanging_the_probe(
 
 def test_ready_is_503_while_draining(make_app: AppFactory) -> None:
     app = make_app()
-    app.extensions["app_manager"].drain(timeout=0)
+    manager_of(app).drain(timeout=0)
     response = app.test_client().get("/health/ready")
     assert response.status_code == 503
     assert response.get_json()["reason"] == "shutting_down"

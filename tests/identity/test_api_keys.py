@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from pymongo.collection import Collection
 
 import core.managers.api_keys as api_keys_module
-from core.testing import AppFactory, bearer, problem
+from core.testing import AppFactory, bearer, manager_of, problem
 from modules.api_keys.testing import create_api_key
 from modules.auth.testing import admin_tokens, user_with_tokens
 
@@ -40,9 +40,7 @@ def secret_of(key: str) -> str:
 
 
 def keys_collection(app: Flask) -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = app.extensions[
-        "app_manager"
-    ].database.mongo.collection("api_keys")
+    collection: Collection[dict[str, Any]] = manager_of(app).database.mongo.collection("api_keys")
     return collection
 
 
@@ -362,7 +360,7 @@ def test_a_key_revoked_while_another_instance_is_validating_it_is_not_left_cache
         response = client_a.delete(f"/userauth/api-keys/{created['id']}", headers=bearer(admin))
         assert response.status_code == 204
 
-    keys_b = app_b.extensions["app_manager"].api_keys
+    keys_b = manager_of(app_b).api_keys
     monkeypatch.setattr(keys_b, "collection", _RevokeAfterRead(keys_b.collection, revoke))
     whoami(client_b, created["key"])  # races with the revocation; either answer is fine
 

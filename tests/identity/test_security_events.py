@@ -11,13 +11,13 @@ from typing import Any
 
 from flask import Flask
 
-from core.testing import AppFactory, bearer
+from core.testing import AppFactory, bearer, manager_of
 from modules.api_keys.testing import create_api_key
 from modules.auth.testing import PASSWORD, admin_tokens, register
 
 
 def security_rows(app: Flask) -> list[dict[str, Any]]:
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     assert manager.actions.audit.flush(10.0)
     rows: list[dict[str, Any]] = manager.database.postgres.execute(
         "SELECT * FROM audit_log WHERE kind = 'security' ORDER BY id"
@@ -30,7 +30,7 @@ def events(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def metric(app: Flask, event: str, outcome: str) -> float:
-    value = app.extensions["app_manager"].metrics.registry.get_sample_value(
+    value = manager_of(app).metrics.registry.get_sample_value(
         "security_events_total", {"event": event, "outcome": outcome}
     )
     return float(value or 0.0)

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import AppFactory, bearer, problem
+from core.testing import AppFactory, bearer, manager_of, problem
 from modules.auth.testing import PASSWORD, login, register, user_with_tokens
 
 USER_FIELDS = {"id", "email", "username", "roles", "created_at"}
@@ -152,7 +152,7 @@ def test_the_lock_ends_when_the_window_passes(make_app: AppFactory) -> None:
         "LOGIN_LOCKED",
     )
     # Let the window pass without sleeping: expire the counter the way Redis would.
-    redis_manager = app.extensions["app_manager"].redis
+    redis_manager = manager_of(app).redis
     keys = list(
         redis_manager.client.scan_iter(match=redis_manager.key("auth", "login_failures", "*"))
     )
@@ -170,7 +170,7 @@ def test_login_validates_its_body(client: FlaskClient) -> None:
 def test_a_changed_argon2_cost_rehashes_on_login(make_app: AppFactory) -> None:
     cheap = make_app()
     user = register(cheap.test_client())
-    users = cheap.extensions["app_manager"].database.mongo.collection("users")
+    users = manager_of(cheap).database.mongo.collection("users")
     before = users.find_one({"email": user["email"]})["password_hash"]
     assert "t=1" in before
 
@@ -199,7 +199,7 @@ def test_no_password_hash_or_token_reaches_the_logs(
 
 def test_hooks_are_emitted_for_register_login_and_logout(app: Flask) -> None:
     events: list[tuple[str, Any]] = []
-    hooks = app.extensions["app_manager"].hooks
+    hooks = manager_of(app).hooks
     hooks.register("user.registered", lambda user: events.append(("registered", user["email"])))
     hooks.register(
         "user.logged_in", lambda user, family: events.append(("logged_in", user["email"]))

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.testing import bearer, problem
+from core.testing import bearer, manager_of, problem
 from modules.auth.testing import user_with_tokens
 from tests.support.packages import make_modules_package
 
@@ -108,7 +108,7 @@ def test_notes_need_a_user_token(client: FlaskClient) -> None:
 
 
 def test_the_list_query_is_indexed(app: Flask) -> None:
-    notes = app.extensions["app_manager"].database.mongo.collection("notes")
+    notes = manager_of(app).database.mongo.collection("notes")
     indexes = {index["name"]: index["key"] for index in notes.list_indexes()}
     assert list(indexes["owner_newest"]) == ["owner", "created_at", "_id"]
     plan = notes.find({"owner": "someone"}).sort([("created_at", -1), ("_id", -1)]).explain()
@@ -129,7 +129,7 @@ def test_a_copy_under_another_name_owns_its_actions_collection_and_service(
     assert titles(client, pair["access_token"]) == []  # notes.list does not see it
     listed = client.post("/actions/memos.list", json={}, headers=headers).get_json()
     assert [item["title"] for item in listed["result"]["items"]] == ["copied"]
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     assert manager.database.mongo.collection("memos").count_documents({}) == 1
     assert manager.database.mongo.collection("notes").count_documents({}) == 0
     assert {"notes", "memos"} <= set(manager.services.names())

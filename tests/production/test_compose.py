@@ -17,6 +17,7 @@ import yaml
 from app import create_app
 from config.settings import Settings
 from core.devstack import VaultServer
+from core.testing import manager_of
 from tests.production.helpers import ROOT, gunicorn_config
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -168,7 +169,7 @@ def test_vault_init_seeds_what_the_app_needs_to_start_in_prod(
             "VAULT_SECRET_PATH": env["VAULT_SECRET_PATH"],
         }
     )
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     try:
         assert manager.loaded.source_of("jwt_secret") == "vault"
         assert manager.loaded.source_of("vault_secret_id") == "secret_file"

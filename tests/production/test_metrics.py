@@ -17,7 +17,7 @@ from redis import Redis
 from core.devstack import RedisServer, free_port
 from core.errors import ConfigurationError, StartupError
 from core.managers.metrics import MAX_LABEL_VALUES, OTHER, MetricsManager
-from core.testing import problem, serving
+from core.testing import manager_of, problem, serving
 from tests.production.helpers import sample, samples
 from tests.support.servers import stopped
 
@@ -152,7 +152,7 @@ def test_readiness_and_redis_memory_gauges_follow_the_shared_readiness_run(
     # Kept for the metrics, never in the public readiness answer.
     assert "memory" not in json.dumps(client.get("/health/ready").get_json())
 
-    app.extensions["app_manager"].drain(timeout=0)
+    manager_of(app).drain(timeout=0)
     assert sample(scrape(client), "health_ready") == 0
     assert client.get("/health/ready").status_code == 503
     with stopped(redis_server):
@@ -189,7 +189,7 @@ def test_metrics_port_serves_the_registry_instead_of_the_app_route(make_app: App
         sample(response.text, "http_requests_total", method="GET", route=route, status="200") == 1
     )
 
-    app.extensions["app_manager"].close()
+    manager_of(app).close()
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
 
@@ -205,15 +205,15 @@ def test_a_busy_metrics_port_stops_start_up_naming_the_setting(make_app: AppFact
 
 def test_apps_in_one_process_have_separate_registries(make_app: AppFactory) -> None:
     first, second = make_app(), make_app()
-    first.extensions["metrics"].counter("jobs_total", "Jobs", ("kind",)).labels("a").inc(5)
-    second.extensions["metrics"].counter("jobs_total", "Jobs", ("kind",)).labels("a").inc()
+    manager_of(first).metrics.counter("jobs_total", "Jobs", ("kind",)).labels("a").inc(5)
+    manager_of(second).metrics.counter("jobs_total", "Jobs", ("kind",)).labels("a").inc()
 
     assert sample(scrape(first.test_client()), "jobs_total", kind="a") == 5
     assert sample(scrape(second.test_client()), "jobs_total", kind="a") == 1
 
 
 def test_defining_a_metric_twice_returns_it_and_a_conflict_is_refused(app: Flask) -> None:
-    metrics: MetricsManager = app.extensions["metrics"]
+    metrics: MetricsManager = manager_of(app).metrics
     jobs = metrics.counter("jobs_total", "Jobs", ("kind",))
     assert metrics.counter("jobs_total", "Jobs", ("kind",)) is jobs
     assert metrics.histogram("job_seconds", "Job time") is metrics.histogram("job_seconds", "x")
@@ -224,7 +224,7 @@ def test_defining_a_metric_twice_returns_it_and_a_conflict_is_refused(app: Flask
 
 
 def test_feature_hooks_record_limits_sockets_and_actions(app: Flask) -> None:
-    metrics: MetricsManager = app.extensions["metrics"]
+    metrics: MetricsManager = manager_of(app).metrics
     metrics.rate_limit_rejected("ip")
     metrics.rate_limit_rejected("ip", "ban")
     metrics.ban_issued("user")
@@ -253,7 +253,7 @@ def test_feature_hooks_record_limits_sockets_and_actions(app: Flask) -> None:
 
 
 def test_free_form_label_values_are_capped(app: Flask) -> None:
-    metrics: MetricsManager = app.extensions["metrics"]
+    metrics: MetricsManager = manager_of(app).metrics
     for n in range(MAX_LABEL_VALUES + 25):
         metrics.socket_event(f"event_{n}")
 

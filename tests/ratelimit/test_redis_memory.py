@@ -13,7 +13,7 @@ import redis
 
 from core.devstack import RedisServer, free_port
 from core.errors import StartupError
-from core.testing import AppFactory, bearer, problem
+from core.testing import AppFactory, bearer, manager_of, problem
 from modules.auth.testing import user_with_tokens
 
 
@@ -60,7 +60,7 @@ def test_an_out_of_memory_redis_gives_the_fail_open_answer(
     response = client.get("/public/probe/ip")  # the ip level fails open by default
     assert response.status_code == 200, response.get_json()
     assert "X-RateLimit-Limit" not in response.headers
-    assert app.extensions["app_manager"].rate_limiter.redis_errors >= 1
+    assert manager_of(app).rate_limiter.redis_errors >= 1
     # A revocation cannot be checked: closed by default (REVOCATION_FAIL_OPEN=false).
     problem(
         client.get("/userauth/me", headers=bearer(pair["access_token"])),

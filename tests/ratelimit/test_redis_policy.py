@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from core.devstack import RedisServer
 from core.devstack.redis import client_commands
 from core.errors import ConfigurationError
-from core.testing import AppFactory, bearer, problem
+from core.testing import AppFactory, bearer, manager_of, problem
 from modules.api_keys.testing import create_api_key
 from modules.auth.testing import admin_tokens, user_with_tokens
 from tests.support.servers import frozen, stopped
@@ -69,7 +69,7 @@ def test_redis_down_fails_open_for_limits(make_app: AppFactory, redis_server: Re
         served = [client.get("/public/probe/ip") for _ in range(3)]
     assert [r.status_code for r in served] == [200, 200, 200]
     assert "X-RateLimit-Limit" not in served[0].headers
-    assert app.extensions["app_manager"].rate_limiter.redis_errors == 3
+    assert manager_of(app).rate_limiter.redis_errors == 3
     prometheus = {"REMOTE_ADDR": "10.0.0.9"}  # /metrics is limited too: from its own address
     scrape = client.get("/metrics", environ_base=prometheus).get_data(as_text=True)
     assert "rate_limiter_redis_errors_total 3.0" in scrape
@@ -93,7 +93,7 @@ def test_a_slow_redis_is_given_up_on_in_milliseconds(
     with frozen(redis_server):
         response = client.get("/public/probe/ip")
     assert response.status_code == 200  # served, fail-open
-    assert app.extensions["app_manager"].rate_limiter.redis_errors == 1
+    assert manager_of(app).rate_limiter.redis_errors == 1
 
 
 def test_unknown_fail_closed_levels_are_refused_at_start_up(make_app: AppFactory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -10,7 +11,7 @@ import redis
 
 from core.devstack import RedisServer
 from core.managers.redis import RedisManager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.support.servers import stopped, wait_until
 
 NESTED: dict[str, Any] = {
@@ -41,7 +42,7 @@ def same_types(left: Any, right: Any) -> bool:
 
 @pytest.fixture
 def rm(make_app: AppFactory) -> RedisManager:
-    manager: RedisManager = make_app().extensions["redis"]
+    manager: RedisManager = manager_of(make_app()).redis
     return manager
 
 
@@ -151,8 +152,8 @@ def test_a_lua_error_is_raised_not_retried(rm: RedisManager) -> None:
 
 
 def test_publish_on_one_instance_reaches_a_subscriber_on_another(make_app: AppFactory) -> None:
-    sender: RedisManager = make_app().extensions["redis"]
-    receiver: RedisManager = make_app().extensions["redis"]
+    sender: RedisManager = manager_of(make_app()).redis
+    receiver: RedisManager = manager_of(make_app()).redis
     received: list[dict[str, Any]] = []
     assert receiver.subscribe("events", received.append) is True
 
@@ -162,10 +163,10 @@ def test_publish_on_one_instance_reaches_a_subscriber_on_another(make_app: AppFa
 
 
 def test_channels_are_namespaced_by_the_key_prefix(make_app: AppFactory) -> None:
-    other: RedisManager = make_app({"REDIS_KEY_PREFIX": f"o{uuid.uuid4().hex[:8]}:"}).extensions[
-        "redis"
-    ]
-    mine: RedisManager = make_app().extensions["redis"]
+    other: RedisManager = manager_of(
+        make_app({"REDIS_KEY_PREFIX": f"o{uuid.uuid4().hex[:8]}:"})
+    ).redis
+    mine: RedisManager = manager_of(make_app()).redis
     theirs: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
     other.subscribe("events", theirs.append)
@@ -179,7 +180,7 @@ def test_channels_are_namespaced_by_the_key_prefix(make_app: AppFactory) -> None
 def test_a_failing_callback_is_logged_and_the_listener_carries_on(
     make_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rm: RedisManager = make_app().extensions["redis"]
+    rm: RedisManager = manager_of(make_app()).redis
     received: list[dict[str, Any]] = []
 
     def broken(message: dict[str, Any]) -> None:
@@ -199,8 +200,8 @@ def test_a_failing_callback_is_logged_and_the_listener_carries_on(
 def test_listener_reconnects_after_a_redis_restart_and_still_delivers(
     make_app: AppFactory, redis_server: RedisServer
 ) -> None:
-    sender: RedisManager = make_app().extensions["redis"]
-    receiver: RedisManager = make_app().extensions["redis"]
+    sender: RedisManager = manager_of(make_app()).redis
+    receiver: RedisManager = manager_of(make_app()).redis
     received: list[dict[str, Any]] = []
     receiver.subscribe("events", received.append)
     epoch = receiver.pubsub_epoch
@@ -224,10 +225,11 @@ def test_listener_reconnects_after_a_redis_restart_and_still_delivers(
 
 
 def test_close_stops_the_listener_thread_quickly(make_app: AppFactory) -> None:
-    rm: RedisManager = make_app().extensions["redis"]
+    before = set(threading.enumerate())
+    rm: RedisManager = manager_of(make_app()).redis
     rm.subscribe("events", lambda message: None)
-    thread = rm._listener._thread
-    assert thread is not None
+    # The manager's one listener thread (the StateManager subscribed at start-up too).
+    [thread] = [t for t in threading.enumerate() if t.name == "redis-pubsub" and t not in before]
     assert thread.is_alive()
 
     rm.close()
@@ -238,7 +240,7 @@ def test_close_stops_the_listener_thread_quickly(make_app: AppFactory) -> None:
 
 
 def test_health_reports_latency_and_the_listener(make_app: AppFactory) -> None:
-    rm: RedisManager = make_app().extensions["redis"]
+    rm: RedisManager = manager_of(make_app()).redis
     rm.subscribe("events", lambda message: None)
     health = rm.health()
     assert health["status"] == "ok"

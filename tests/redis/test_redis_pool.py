@@ -16,7 +16,7 @@ import redis
 from core.managers.redis import RedisManager
 from core.managers.redis.direct import DirectConnections
 from core.managers.redis.pool import HandOffQueue
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.support.servers import wait_until
 
 
@@ -24,7 +24,7 @@ def one_connection(make_app: AppFactory, wait_ms: int) -> redis.Redis:
     """A client of the app's RedisManager with a pool of one connection (the app's own
     client keeps one for its pub/sub listener)."""
     app = make_app({"REDIS_MAX_CONNECTIONS": "1", "REDIS_POOL_TIMEOUT_MS": str(wait_ms)})
-    manager: RedisManager = app.extensions["redis"]
+    manager: RedisManager = manager_of(app).redis
     return manager.new_client("test-pool")
 
 
@@ -94,10 +94,10 @@ def test_waiters_are_served_first_come_first_served() -> None:
 
     first = threading.Thread(target=wait, args=("first",))
     first.start()
-    wait_until(lambda: len(queue._waiters) == 1, what="the first waiter")
+    wait_until(lambda: queue.waiting == 1, what="the first waiter")
     second = threading.Thread(target=wait, args=("second",))
     second.start()
-    wait_until(lambda: len(queue._waiters) == 2, what="the second waiter")
+    wait_until(lambda: queue.waiting == 2, what="the second waiter")
 
     queue.put_nowait("x")  # to the first waiter, even if a newcomer runs before it wakes
     with pytest.raises(Empty):

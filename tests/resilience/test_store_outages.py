@@ -36,7 +36,7 @@ import requests
 from flask import Flask
 
 from core.devstack import DevServer, VaultServer
-from core.testing import AppFactory, serving
+from core.testing import AppFactory, manager_of, serving
 from modules.auth.testing import PASSWORD
 from tests.support.load import MIX, LoadUser, Outcome, Traffic, register_user
 
@@ -319,7 +319,7 @@ def test_postgres_outage_during_traffic(served: Served, postgres_server: DevServ
     # Only the SQL route needs PostgreSQL at once; actions queue their audit rows.
     check_traffic(outcomes, timeline, {"sql"})
     check_notes_kept(url, users, outcomes, timeline.down)
-    app_manager = app.extensions["app_manager"]
+    app_manager = manager_of(app)
     assert app_manager.actions.audit.flush(RECOVERY_TIMEOUT)
     rows = app_manager.database.postgres.execute(
         "SELECT request_id FROM audit_log WHERE kind = 'action' AND outcome = 'ok'"
@@ -358,8 +358,8 @@ def test_vault_outage_during_traffic(served: Served, vault_server: VaultServer) 
             "VAULT_TIMEOUT": "2",
         }
     )
-    vault = app.extensions["vault"]
-    assert app.extensions["app_manager"].settings.jwt_secret == secrets["JWT_SECRET"]
+    vault = manager_of(app).vault
+    assert manager_of(app).settings.jwt_secret == secrets["JWT_SECRET"]
     users = served_users(app, url)
     timeline = Timeline()
 

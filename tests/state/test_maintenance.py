@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from core.devstack import RedisServer
 from core.managers.state import StateManager, maintenance
-from core.testing import AppFactory, problem
+from core.testing import AppFactory, manager_of, problem
 from tests.support.servers import stopped, wait_until
 
 MESSAGE = "Upgrading the database, back at 14:00 UTC."
@@ -89,7 +89,7 @@ def test_status_reports_the_mode_and_message(operator: Flask) -> None:
 
 
 def test_switching_to_the_current_mode_changes_nothing(operator: Flask) -> None:
-    state: StateManager = operator.extensions["state"]
+    state: StateManager = manager_of(operator).state
     assert cli(operator, "off").exit_code == 0
     cli(operator, "on", "--message", MESSAGE)
     cli(operator, "on", "--message", MESSAGE)

@@ -7,24 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from core.app_manager import AppManager
 from core.devstack import MongoServer, RedisServer
 from core.errors import DependencyUnavailable, IllegalTransition, StateConflict
 from core.managers.state import StateManager, StateValue
 from core.managers.state.store import StateStore
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.support.servers import stopped, wait_until
 
 DOC = "document"
 STATES = {"draft", "review", "published"}
 TRANSITIONS = {"draft": {"review"}, "review": {"draft", "published"}, "published": set()}
-
-
-def manager_of(app: Flask) -> AppManager:
-    manager: AppManager = app.extensions["app_manager"]
-    return manager
 
 
 def instance(make_app: AppFactory, overrides: dict[str, str] | None = None) -> AppManager:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.testing import manager_of
 from tests.support import js_client
 
 TS_DIR = Path(__file__).resolve().parents[1] / "clients" / "ts"
@@ -76,7 +77,7 @@ def _document(base_url: str | None) -> dict[str, Any]:
 
     app = create_app(start=False)  # no store is needed to describe the API
     with app.app_context():
-        built: dict[str, Any] = app.extensions["openapi"].document()
+        built: dict[str, Any] = manager_of(app).openapi.document()
     return built
 
 

@@ -16,19 +16,13 @@ from flask import Flask
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-from core.app_manager import AppManager
-from core.testing import AppFactory, bearer
+from core.testing import AppFactory, bearer, manager_of
 from modules.auth.testing import PASSWORD, user_with_tokens
 from tests.support.otlp import OtlpReceiver, Span
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
-
-def manager_of(app: Flask) -> AppManager:
-    manager: AppManager = app.extensions["app_manager"]
-    return manager
 
 
 def exported(app: Flask, receiver: OtlpReceiver, name: str, count: int = 1) -> list[Span]:

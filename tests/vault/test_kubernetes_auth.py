@@ -26,7 +26,7 @@ from config.settings import Settings
 from core.devstack import VaultServer, wait_for
 from core.errors import StartupError, VaultError
 from core.managers.vault import VaultManager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.production.helpers import Gunicorn, json_lines
 from tests.support.kubernetes_api import (
     ProjectedToken,
@@ -191,7 +191,7 @@ def test_the_app_logs_in_with_its_service_account_and_reads_its_settings_from_va
 
     app = make_app(role.env())
 
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     assert manager.settings.jwt_audience == "aud-from-vault-k8s"
     assert manager.vault.logins == 1
     [review] = token_review.reviews[reviewed:]

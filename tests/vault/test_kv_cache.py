@@ -11,7 +11,7 @@ import pytest
 from core.devstack import VaultServer
 from core.errors import DependencyUnavailable, StartupError, VaultError
 from core.managers.vault import VaultManager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 from tests.vault.conftest import SECRETS, MakeVault, VaultRole
 
 Outage = Callable[[], Any]
@@ -132,7 +132,7 @@ def test_app_readiness_follows_vault_down_and_back_without_a_restart(
         }
     )
     client = app.test_client()
-    vault: VaultManager = app.extensions["vault"]
+    vault: VaultManager = manager_of(app).vault
     assert client.get("/health/ready").status_code == 200
 
     with outage():

@@ -11,7 +11,7 @@ import pytest
 
 from core.devstack import VaultServer, free_port
 from core.errors import StartupError
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 JWT_FROM_VAULT = "jwt-secret-from-tls-vault-0123456789abcdef"
 
@@ -43,7 +43,7 @@ def test_vault_over_https_with_the_configured_ca(
     assert tls_vault.addr.startswith("https://")
     env = {**approle(tls_vault), "VAULT_CACERT": str(tls_vault.ca_file)}
     app = make_app(env)
-    manager = app.extensions["app_manager"]
+    manager = manager_of(app)
     assert manager.settings.jwt_secret == JWT_FROM_VAULT
     assert manager.loaded.source_of("jwt_secret") == "vault"
     assert app.test_client().get("/health/ready").get_json()["checks"]["vault"]["status"] == "ok"

@@ -18,7 +18,7 @@ import requests
 import socketio
 
 from core.devstack.redis import client_commands
-from core.testing import Client, bearer
+from core.testing import Client, bearer, manager_of
 from modules.auth.testing import admin_tokens
 from tests.websocket.conftest import Person
 
@@ -94,7 +94,7 @@ def test_connect_checks_revocation_limits_and_bans_in_one_round_trip(
 ) -> None:
     app, url = serve({"SOCKETIO_SWEEP_INTERVAL": "60"})  # no sweep commands in the count
     ada = person(app, url)
-    redis_url = app.extensions["app_manager"].settings.redis_url
+    redis_url = manager_of(app).settings.redis_url
 
     def connect() -> None:
         socket_clients().connect(url, ada.tokens["access_token"])
@@ -145,7 +145,7 @@ def test_sockets_per_user_are_capped_over_every_connect(
     others[0].sio.disconnect()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the server registers the disconnect
-        if app.extensions["app_manager"].websocket.connected() == 2:
+        if manager_of(app).websocket.connected() == 2:
             break
         time.sleep(0.05)
     socket_clients().connect(url, token)  # a slot is free again
@@ -173,7 +173,7 @@ def test_connections_that_never_connect_or_authenticate_are_closed(serve: Serve)
     refused = RawEngineIO(url)
     refused.eio.send('0{"token":"garbage"}')  # a CONNECT that is refused, then nothing
     try:
-        assert silent.eio.sid in app.extensions["app_manager"].websocket.socketio.server.eio.sockets
+        assert silent.eio.sid in manager_of(app).websocket.socketio.server.eio.sockets
         # Pings keep both alive on today's engine.io; the guard closes them (timeout 1 s,
         # checked every sweep interval).
         assert silent.closed.wait(10), "a connection without a connect was left open"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.testing import Client, bearer
+from core.testing import Client, bearer, manager_of
 from tests.support.servers import wait_until
 from tests.websocket.conftest import Person
 
@@ -59,7 +59,7 @@ def test_logout_over_http_disconnects_the_users_sockets_on_every_instance(
 def test_a_socket_is_disconnected_when_its_token_expires(serve: Serve, person: MakePerson) -> None:
     app, url = serve({"JWT_ACCESS_TTL": "2"})
     ada = person(app, url)
-    websocket = app.extensions["app_manager"].websocket
+    websocket = manager_of(app).websocket
     session = websocket.sessions[next(iter(websocket.sessions))]
     assert session.claims["exp"] - time.time() <= 2
     assert ada.call("list_rooms", {})["ok"] is True  # alive while the token is
@@ -95,10 +95,11 @@ def test_presence_of_a_crashed_instance_is_cleaned_by_a_live_one(
     bob.call("join_room", {"room_id": room["id"]})
 
     # Instance B "crashes": its heartbeat stops and nothing of it runs any more.
-    manager_b = app_b.extensions["app_manager"].websocket
-    manager_b._stop.set()
+    # Its sessions are forgotten first, so closing it leaves their presence behind.
+    manager_b = manager_of(app_b).websocket
     manager_b.sessions.clear()
-    reaper = app_a.extensions["app_manager"].websocket
+    manager_b.close()
+    reaper = manager_of(app_a).websocket
 
     def bob_present() -> bool:
         reaper.reap_dead_instances()

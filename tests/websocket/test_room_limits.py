@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.testing import Client
+from core.testing import Client, manager_of
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -30,7 +30,7 @@ def test_invitations_do_not_write_into_the_invitees_room_list(
     ]
     assert all(answer["ok"] for answer in spam)
     assert not names(bob) & {"spam0", "spam1", "spam2"}  # bob's list is his own
-    redis = app.extensions["app_manager"].redis
+    redis = manager_of(app).redis
     listed = redis.client.smembers(redis.key("ws", "user", bob.id, "rooms"))
     assert listed == set()
     # The invitation still admits bob when he chooses to join.
@@ -107,7 +107,7 @@ def test_empty_rooms_expire_after_the_ttl(serve: Serve, person: MakePerson) -> N
     assert bob.call("join_room", {"room_id": busy["id"]})["ok"] is True
     assert ada.call("leave_room", {"room_id": empty["id"]})["ok"] is True
 
-    redis = app.extensions["app_manager"].redis
+    redis = manager_of(app).redis
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and redis.client.exists(redis.key("ws", "room", empty["id"])):
         time.sleep(0.2)

@@ -53,6 +53,12 @@ class HandOffQueue(Generic[Item]):
         self._waiters: deque[_Waiter[Item]] = deque()
         self._lock = threading.Lock()
 
+    @property
+    def waiting(self) -> int:
+        """How many callers wait in :meth:`get` now."""
+        with self._lock:
+            return len(self._waiters)
+
     def get(self, block: bool = True, timeout: float | None = None) -> Item:
         with self._lock:
             # Items are only ever queued while nobody waits, so a queued item is free to take.

@@ -8,11 +8,11 @@ import time
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from core.app_manager import AppManager, get_app_manager
+from core.app_manager import get_app_manager
 from core.http.auth import current_principal
 from core.http.pipeline import json_body
 from core.http.rate_limiter import exempt, rate_limit
-from core.module import BaseModule
+from core.module import BaseModule, ModuleHost
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("probe", __name__)
@@ -113,7 +113,7 @@ def sql_now() -> ResponseReturnValue:
 class ProbeModule(BaseModule):
     blueprint = bp
 
-    def __init__(self, name: str, app_manager: AppManager) -> None:
+    def __init__(self, name: str, app_manager: ModuleHost) -> None:
         super().__init__(name, app_manager)
         self.events: list[str] = []
         app_manager.hooks.register("app.started", lambda **_: self.events.append("started"))
