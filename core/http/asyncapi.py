@@ -285,7 +285,7 @@ def document() -> ResponseReturnValue:
             "host": request.host,
             "protocol": scheme,
             "pathname": "/socket.io/",
-            "description": "Socket.IO; auth: {token: <access token from POST /public/login>}.",
+            "description": "Socket.IO; auth: {token: <a JWT access token>}.",
         }
     }
     return jsonify({**asyncapi.document(), "servers": servers})

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from core.cli.module import storage_names
-from core.testing import AppFactory, Client, bearer, serving
+from core.testing import AppFactory, Client, bearer, manager_of, serving
 from modules.api_keys.testing import create_api_key
 from modules.auth.testing import admin_tokens, login, register
 from tests.support.servers import wait_until
@@ -60,7 +60,7 @@ def test_every_name_a_running_app_stores_under_is_taken(
         client.post("/userauth/logout", json={}, headers=bearer(pair["access_token"]))
         wait_until(lambda: socket.disconnected.is_set(), what="the socket dropped")
 
-    manager: Any = app.extensions["app_manager"]
+    manager: Any = manager_of(app)
     taken = set(storage_names(manager)) | {m["name"] for m in manager.modules.status()}
     collections = set(manager.database.mongo.db.list_collection_names())
     prefix = manager.settings.redis_key_prefix

@@ -13,7 +13,7 @@ import socketio
 from flask import Flask
 
 from core.app_manager import AppManager
-from core.testing import AppFactory, Client, serving
+from core.testing import AppFactory, Client, manager_of, serving
 from tests.support.otlp import OtlpReceiver, Span
 from tests.websocket.conftest import FAST, Person
 
@@ -33,7 +33,7 @@ def serve_traced(make_app: AppFactory, receiver: OtlpReceiver) -> Iterator[Serve
 
 def flush(*apps: Flask) -> None:
     for app in apps:
-        manager: AppManager = app.extensions["app_manager"]
+        manager: AppManager = manager_of(app)
         assert manager.tracing is not None
         assert manager.tracing.flush()
 
