@@ -85,9 +85,10 @@ def module_plugins(environ: dict[str, str] | None = None) -> list[str]:
     ]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    for name in module_plugins():
-        config.pluginmanager.import_plugin(name)
+#: Loaded by pytest right after this plugin is registered (before the conftest files below
+#: the top one, which may import them), so they are registered after it and their asserts
+#: are rewritten.
+pytest_plugins = module_plugins()
 
 
 def _running(server: S) -> Iterator[S]:

@@ -10,6 +10,7 @@ import socketio
 from flask.testing import FlaskClient
 
 from core.testing import Client, bearer, problem
+from core.testing.plugin import module_plugins
 
 
 def test_user_and_admin_are_logged_in_with_their_roles(
@@ -41,3 +42,14 @@ def test_more_socket_clients_connect_to_the_live_server(
     with pytest.raises(socketio.exceptions.ConnectionError):
         anonymous.connect(live_server, None)
     assert anonymous.connect_error["code"] == "AUTH_REQUIRED"
+
+
+def test_each_enabled_modules_plugin_is_loaded_and_may_extend_app_env(
+    request: pytest.FixtureRequest, app_env: dict[str, str]
+) -> None:
+    """core.testing loads ``modules/<name>/testing.py`` of every enabled module, without naming
+    one; the auth module's plugin makes hashing cheap for every test app."""
+    assert module_plugins() == ["modules.api_keys.testing", "modules.auth.testing"]
+    assert module_plugins({"MODULES_DISABLED": "auth"}) == ["modules.api_keys.testing"]
+    assert request.config.pluginmanager.has_plugin("modules.auth.testing")
+    assert app_env["ARGON2_TIME_COST"] == "1"
