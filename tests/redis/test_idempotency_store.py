@@ -17,14 +17,14 @@ from core.managers.idempotency import (
     fingerprint,
 )
 from core.managers.redis import RedisManager
-from core.testing import AppFactory
+from core.testing import AppFactory, manager_of
 
 FP = fingerprint("POST", "/actions/notes.create", b'{"title":"a"}')
 
 
 @pytest.fixture
 def redis(make_app: AppFactory) -> RedisManager:
-    manager: RedisManager = make_app().extensions["app_manager"].redis
+    manager: RedisManager = manager_of(make_app()).redis
     return manager
 
 
