@@ -283,9 +283,13 @@ class Settings(SettingsModel):
     # OTEL_EXPORTER_OTLP_TIMEOUT, _COMPRESSION, _CERTIFICATE, OTEL_TRACES_SAMPLER, ...) are read
     # by the OpenTelemetry SDK from the environment. docs/operations.md, "Tracing".
     #: The collector's base URL (``/v1/traces`` is appended), e.g. ``http://otel-collector:4318``.
-    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, json_schema_extra={"url_credentials": True}
+    )
     #: The full URL for traces; wins over the base URL.
-    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None, json_schema_extra={"url_credentials": True}
+    )
     #: Headers sent with every export (``key=value,key2=value2``, URL-encoded): credentials.
     otel_exporter_otlp_headers: str | None = secret(None)
     otel_service_name: str = "python-base-04"

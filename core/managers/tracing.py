@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 #: The instrumentation scope of the framework's own spans.
 SCOPE = "python-base-04"
+#: How long close() waits for the last spans to be exported.
+CLOSE_FLUSH_SECONDS = 2.0
 
 
 def traces_endpoint(settings: Settings) -> str:
@@ -114,7 +117,8 @@ class TracingManager(Manager):
         self._log_filter = TraceIds()
         self._handler: logging.Handler | None = None
         self._closed = False
-        logger.info("tracing on", extra={"otlp_endpoint": self.endpoint})
+        # The endpoint is not logged: a URL may carry credentials.
+        logger.info("tracing on", extra={"sample_ratio": settings.tracing_sample_ratio})
 
     def init_app(self, app: Flask) -> None:
         """Register, and put the trace ids on the log lines (the app's logging is set up)."""
@@ -129,7 +133,7 @@ class TracingManager(Manager):
         return self.provider.force_flush(int(timeout_s * 1000))
 
     def health(self) -> HealthResult:
-        return {"status": "ok", "latency_ms": 0.0, "otlp_endpoint": self.endpoint}
+        return {"status": "ok", "latency_ms": 0.0}
 
     def close(self) -> None:
         """Undo the instrumentations, export what is left, stop the exporter. Idempotent."""
@@ -140,4 +144,12 @@ class TracingManager(Manager):
             instrumentor.uninstrument()
         if self._handler is not None:
             self._handler.removeFilter(self._log_filter)
+        # Bounded: a collector that is down or hung must not eat the shutdown's margin
+        # (gunicorn's graceful_timeout); the exporter's own retries would take 10 s or more.
+        # (The SDK's force_flush does not bound an export in progress: a thread does.)
+        flusher = threading.Thread(target=self.provider.force_flush, name="otel-flush")
+        flusher.start()
+        flusher.join(CLOSE_FLUSH_SECONDS)
+        if flusher.is_alive():
+            self.exporter.shutdown()  # type: ignore[no-untyped-call]  # ends the retry in progress
         self.provider.shutdown()

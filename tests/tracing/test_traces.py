@@ -190,3 +190,23 @@ def test_a_ratio_of_zero_records_no_new_trace_but_follows_a_sampled_caller(
     [followed] = exported(app, receiver, "GET /public/probe/sql")
     assert followed.trace_id == TRACE_ID
     assert receiver.named("GET /public/probe/docs") == []
+
+
+def test_the_endpoint_settings_follow_the_otlp_rules() -> None:
+    from config.settings import Settings
+    from core.managers.tracing import traces_endpoint
+
+    assert not Settings().tracing_enabled
+    base = Settings(otel_exporter_otlp_endpoint="http://collector:4318/")
+    assert base.tracing_enabled
+    assert traces_endpoint(base) == "http://collector:4318/v1/traces"
+    full = Settings(
+        otel_exporter_otlp_endpoint="http://collector:4318",
+        otel_exporter_otlp_traces_endpoint="https://traces.example/otlp/v1/spans",
+    )
+    assert traces_endpoint(full) == "https://traces.example/otlp/v1/spans"
+    assert not Settings(
+        otel_exporter_otlp_endpoint="http://c:4318", otel_sdk_disabled=True
+    ).tracing_enabled
+    with_password = Settings(otel_exporter_otlp_endpoint="http://u:pw-7f3a@collector:4318")
+    assert "pw-7f3a" in with_password.secret_values()
