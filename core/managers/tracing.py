@@ -42,7 +42,13 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.util.re import parse_env_headers
 
 from core.log import framework_handler
@@ -77,6 +83,37 @@ def _retarget_pymongo(provider: TracerProvider) -> None:
         listener._tracer = provider.get_tracer("opentelemetry.instrumentation.pymongo")
 
 
+class NoBackgroundRoots(Sampler):
+    """New traces start at a request, an event or a delivery, never at a store call.
+
+    A client span with no parent is background work (the socket sweep and heartbeat, the
+    readiness checks, the audit writer): once a second or more per pod, it would bury the
+    traces of requests. Everything else goes to ``sampler`` (the ratio).
+    """
+
+    def __init__(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind == trace.SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return self._sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoBackgroundRoots{{{self._sampler.get_description()}}}"
+
+
 class TraceIds(logging.Filter):
     """Adds ``trace_id`` and ``span_id`` (hex) to records logged inside a recording span."""
 
@@ -96,7 +133,8 @@ class TracingManager(Manager):
     def __init__(self, settings: Settings) -> None:
         sampler: Sampler | None = None
         if not os.environ.get("OTEL_TRACES_SAMPLER"):
-            sampler = ParentBased(TraceIdRatioBased(settings.tracing_sample_ratio))
+            ratio = TraceIdRatioBased(settings.tracing_sample_ratio)
+            sampler = ParentBased(NoBackgroundRoots(ratio))
         headers = parse_env_headers(settings.otel_exporter_otlp_headers or "", liberal=True)
         self.endpoint = traces_endpoint(settings)
         self.provider = TracerProvider(

@@ -132,6 +132,8 @@ def test_the_stores_are_spans_of_the_request(traced_app: Flask, receiver: OtlpRe
     ]
     assert (mongo.kind, mongo.attributes["db.system"]) == ("client", "mongodb")
     assert mongo.attributes["db.statement"] == "aggregate"  # the command, never the documents
+    # Background store calls (the readiness checks' pings here) start no trace of their own.
+    assert [s.name for s in receiver.spans if s.kind == "client" and not s.parent_id] == []
     [sql] = exported(traced_app, receiver, "GET /public/probe/sql")
     [postgres] = [
         s for s in children(receiver, sql) if s.attributes.get("db.system") == "postgresql"
