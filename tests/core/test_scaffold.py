@@ -168,6 +168,7 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
     assert written == [
         f"modules/{inventory}/__init__.py",
         f"modules/{inventory}/actions.yaml",
+        f"modules/{inventory}/events.py",
         f"modules/{inventory}/handlers.py",
         f"modules/{inventory}/migrations/0001_{inventory}_archive.sql",
         f"modules/{inventory}/module.py",
