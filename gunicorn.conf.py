@@ -209,8 +209,10 @@ def post_worker_init(worker: Any) -> None:
     _redacting_logs(worker)
     _drain_on_sigterm(worker, app_manager)
     # The hard cap on connections (sockets and HTTP) this worker holds: the
-    # SocketsNearCapacity alert compares socketio_connections with it.
+    # SocketsNearCapacity alert compares socketio_connections with it. Engine.IO connections
+    # stop SOCKETIO_CONNECTION_RESERVE short of it, so HTTP requests and probes always fit.
     app_manager.metrics.socket_capacity(worker.cfg.worker_connections)
+    app_manager.websocket.limit_connections(worker.cfg.worker_connections)
 
 
 def worker_int(worker: Any) -> None:

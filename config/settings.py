@@ -270,6 +270,15 @@ class Settings(SettingsModel):
     socketio_connect_timeout: float = Field(10.0, gt=0, le=30)
     #: Sockets one user may have open at once, over every instance.
     socketio_max_sockets_per_user: int = Field(10, ge=1)
+    #: Engine.IO connections one client address may hold open on one instance (polling or
+    #: websocket, authenticated or not); the next opening answers 429 TOO_MANY_CONNECTIONS.
+    socketio_max_connections_per_ip: int = Field(50, ge=1)
+    #: Connections of a gunicorn worker (worker_connections) Engine.IO never takes: kept for
+    #: HTTP requests and health probes however many sockets are open (503 AT_CAPACITY).
+    socketio_connection_reserve: int = Field(100, ge=0)
+    #: Seconds after the server closes a websocket before its TCP connection is shut down,
+    #: for a client that ignores the close frame.
+    socketio_close_grace: float = Field(2.0, gt=0, le=30)
     #: Rooms one user may own at once; members a private room may list (owner included).
     socketio_max_rooms_per_owner: int = Field(20, ge=1)
     socketio_max_room_members: int = Field(100, ge=1)

@@ -115,7 +115,8 @@ def build(manager: AppManager) -> Flask:
 
 
 def wrap_wsgi(manager: AppManager, wsgi_app: Any) -> Any:
-    """Outermost first: trusted-proxy fix, then in-flight accounting.
+    """Outermost first: trusted-proxy fix, then in-flight accounting; ``/socket.io/`` goes
+    through the Engine.IO door (core/managers/websocket/door.py) to engine.io.
 
     Socket.IO's middleware (flask_socketio wraps the Flask app in engine.io's
     ``WSGIApp``) serves ``/socket.io/`` and passes every other request through, at a
@@ -123,7 +124,9 @@ def wrap_wsgi(manager: AppManager, wsgi_app: Any) -> Any:
     requests go straight to the Flask app it wraps.
     """
     http_app = wsgi_app.wsgi_app if isinstance(wsgi_app, engineio.WSGIApp) else wsgi_app
-    wrapped = InFlightMiddleware(http_app, manager.lifecycle, ("/socket.io",), wsgi_app)
+    door = manager.websocket.door  # admits Engine.IO openings before engine.io sees them
+    door.app = wsgi_app
+    wrapped = InFlightMiddleware(http_app, manager.lifecycle, ("/socket.io",), door)
     hops = manager.settings.trusted_proxies
     if hops:
         return ProxyFix(wrapped, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)

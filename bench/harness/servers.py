@@ -95,6 +95,8 @@ class Stack:
             "RATE_LIMIT_REFRESH": NO_LIMITS,
             # The fan-out spreads hundreds of sockets over a few users.
             "SOCKETIO_MAX_SOCKETS_PER_USER": "100000",
+            # ...and every one of them comes from 127.0.0.1.
+            "SOCKETIO_MAX_CONNECTIONS_PER_IP": "100000",
             "SHUTDOWN_TIMEOUT": "1",
             # The stores share a core with wrk (and, on a shared machine, with other work):
             # at the default 100 ms a busy machine turned a few requests in 10,000 into 503s

@@ -292,6 +292,10 @@ def test_ingress_passes_websockets_with_cookie_affinity(rendered: Rendered) -> N
     assert int(annotations[prefix + "proxy-send-timeout"]) >= 3600
     assert annotations[prefix + "affinity"] == "cookie"
     assert annotations[prefix + "session-cookie-name"]
+    # One client address holds a bounded number of connections (issue 22): at least what
+    # one pod admits of it, so the pod's own cap (not the ingress) answers first with 429.
+    per_pod = Settings.model_fields["socketio_max_connections_per_ip"].default
+    assert per_pod <= int(annotations[prefix + "limit-connections"]) <= 1000
     if rendered.overlay == "prod":
         assert annotations[prefix + "session-cookie-secure"] == "true"
         assert ingress["spec"]["tls"]

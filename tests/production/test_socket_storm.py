@@ -62,6 +62,7 @@ def test_a_reconnect_storm_of_500_sockets_is_admitted_and_leaves_no_presence(
         **app_env,
         # The storm comes from one address: the per-IP limit is not what is tested here.
         "RATE_LIMIT_IP": "100000/second",
+        "SOCKETIO_MAX_CONNECTIONS_PER_IP": "100000",
         # The production default pool (REDIS_MAX_CONNECTIONS) and limiter budget.
         "RATE_LIMIT_REDIS_TIMEOUT_MS": "100",
     }

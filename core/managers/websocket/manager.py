@@ -55,6 +55,7 @@ from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter import Bucket, RateLimiter
 from core.managers.rate_limiter.limits import Limit, parse_limits
 from core.managers.redis import RedisManager
+from core.managers.websocket.door import EngineIODoor
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.rooms import RoomStore
@@ -158,6 +159,17 @@ class WebSocketManager(Manager):
                 self.socketio.server.eio.disconnect, eio_sid
             ),
         )
+        #: In front of engine.io (``core.factory.wrap_wsgi`` puts it there): admits openings
+        #: per address and in all, and ends the TCP connection of a closed websocket.
+        self.door = EngineIODoor(
+            None,
+            per_ip=settings.socketio_max_connections_per_ip,
+            close_grace=settings.socketio_close_grace,
+            admit=self._admit_opening,
+            spawn=self.socketio.start_background_task,
+            sleep=self.socketio.sleep,
+            refused=metrics.socket_refused,
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.messages_in = self.messages_out = 0
@@ -183,6 +195,19 @@ class WebSocketManager(Manager):
         self.socketio.init_app(app)
         self.socketio.on_event("connect", self._connect)
         self.socketio.on_event("disconnect", self._disconnect)
+        eio = self.socketio.server.eio
+        self.door.watch(eio.on, eio.handlers)
+
+    def limit_connections(self, worker_connections: int) -> None:
+        """Called by the server (gunicorn's ``post_worker_init``) with its connection limit:
+        Engine.IO connections stop ``SOCKETIO_CONNECTION_RESERVE`` short of it."""
+        self.door.limit(worker_connections, self.settings.socketio_connection_reserve)
+
+    def _admit_opening(self, address: str) -> None:
+        """An Engine.IO opening counts at the ``ip`` level (limits and bans). Maintenance is
+        left to the Socket.IO CONNECT, where clients read its message (``connect_error``)."""
+        limiter = self.rate_limiter
+        limiter.check([limiter.bucket("ip", limiter.ip_identifier(address))])
 
     def start(self) -> None:
         """Heartbeat, crashed-instance cleanup and the token sweep, in background threads."""
