@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from core.edge.docstrings import markdown
 from core.edge.principal import JWT, POLICIES
 from core.edge.validation import Schema
 
@@ -125,8 +126,9 @@ def declared_errors(owner: str, errors: Mapping[str, int] | None) -> dict[str, i
 
 
 def summary_of(doc: str | None, fallback: str) -> tuple[str, str]:
-    """``(summary, description)`` from a docstring: its first line, and the whole text."""
-    text = (doc or "").strip()
+    """``(summary, description)`` from a docstring: its first line, and the whole text, with
+    reST markup written as Markdown (:func:`~core.edge.docstrings.markdown`)."""
+    text = markdown((doc or "").strip())
     if not text:
         return fallback, ""
     return text.splitlines()[0].strip(), _dedent(text)

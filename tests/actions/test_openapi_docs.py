@@ -95,3 +95,14 @@ def test_an_actions_403_names_what_its_roles_and_scopes_answer(
 ) -> None:
     forbidden = spec["paths"][f"/actions/{action}"]["post"]["responses"]["403"]
     assert forbidden["description"] == f"A problem: {codes}."
+
+
+@pytest.mark.project_wide
+@pytest.mark.parametrize("document", ["/openapi.json", "/asyncapi.json"])
+def test_no_document_of_the_project_shows_raw_rest_markup(
+    client: FlaskClient, document: str
+) -> None:
+    text = client.get(document).get_data(as_text=True)
+    assert "``" not in text
+    assert ":class:`" not in text
+    assert ":func:`" not in text
