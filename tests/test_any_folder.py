@@ -43,9 +43,10 @@ def private_checkout() -> Iterator[Path]:
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     app = private / "app"
     try:
-        shutil.copytree(
-            REPO_ROOT / "core", app / "core", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        for package in ("core", "config"):  # the dev stack reads config.dev_stack
+            shutil.copytree(
+                REPO_ROOT / package, app / package, ignore=shutil.ignore_patterns("__pycache__")
+            )
         subprocess.run(
             [sys.executable, "-m", "venv", "--without-pip", app / ".venv"], check=True, timeout=60
         )
