@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from core.testing import manager_of
 from tests.support.servers import wait_until
 
 Serve = Callable[..., tuple[Any, str]]
@@ -32,7 +33,7 @@ def test_polling_openings_are_capped_per_address_until_engine_io_closes_them(
             "SOCKETIO_CONNECT_TIMEOUT": "1",
         }
     )
-    door = app.extensions["app_manager"].websocket.door
+    door = manager_of(app).websocket.door
     answers = [polling_opening(url) for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert all(a.text.startswith("0{") for a in answers[:3])  # Engine.IO OPEN packets
