@@ -203,7 +203,7 @@ def count_redis(redis_url: str, measured: Measured, sample: int) -> None:
         conn.close()
     if set(statuses) != {200}:
         raise RuntimeError(f"{case.key}: statuses during the MONITOR sample: {dict(statuses)}")
-    # The Socket.IO instance heartbeat (every SOCKETIO_INSTANCE_TTL / 3 s) may fall into the
+    # The Socket.IO instance heartbeat (every SOCKETIO_PRESENCE_TTL / 6 s) may fall into the
     # sample; it belongs to no request.
     background = [c for c in commands if BACKGROUND in c]
     per_request = [c for c in commands if BACKGROUND not in c]

@@ -264,8 +264,9 @@ class Settings(SettingsModel):
     socketio_max_buffer: int = Field(64 * 1024, ge=4096)
     #: How often each instance checks its sockets' tokens (revoked or expired: disconnect).
     socketio_sweep_interval: float = Field(1.0, gt=0)
-    #: An instance missing heartbeats this long is presumed dead; its presence is cleaned.
-    socketio_instance_ttl: float = Field(15.0, ge=1)
+    #: Seconds within which a dead instance's presence is gone: each instance heartbeats
+    #: every 1/6 of it and is presumed dead after 2/3 of it without one.
+    socketio_presence_ttl: float = Field(15.0, ge=1)
     #: Seconds a connection may stay open without a Socket.IO connect that was accepted.
     socketio_connect_timeout: float = Field(10.0, gt=0, le=30)
     #: Sockets one user may have open at once, over every instance.
@@ -286,6 +287,16 @@ class Settings(SettingsModel):
     socketio_room_empty_ttl: int = Field(3600, ge=1)
     #: Most rooms ``list_rooms`` answers (public rooms first, newest first).
     socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
+    # Realtime that survives reconnects, deploys and token expiry (docs/websockets.md).
+    #: Each room keeps at least its last SOCKETIO_HISTORY_MAX messages for
+    #: SOCKETIO_HISTORY_SECONDS after its last message (recovery on join, room_history).
+    socketio_history_max: int = Field(200, ge=1, le=10000)
+    socketio_history_seconds: int = Field(600, ge=1)
+    #: ``session_expiring`` goes out this many seconds before a socket's token expires.
+    socketio_expiry_notice: float = Field(30.0, ge=0)
+    #: On SIGTERM, ``server_shutdown {reconnect_after_ms}`` spreads the sockets' reconnects
+    #: evenly over this many milliseconds (bounded by SHUTDOWN_TIMEOUT), closing each then.
+    socketio_reconnect_spread_ms: int = Field(5000, ge=0)
 
     # Tracing (OpenTelemetry, OTLP over HTTP): off unless an OTLP endpoint is set. The
     # standard names; the other OTEL_* variables (OTEL_RESOURCE_ATTRIBUTES,

@@ -2,7 +2,9 @@
 
 On SIGTERM the server marks the process as draining (``/health/ready`` answers 503 at once),
 waits for in-flight HTTP requests to finish (bounded by ``SHUTDOWN_TIMEOUT``), and then closes
-the managers in reverse order. Long-lived Socket.IO connections are not counted as in flight.
+the managers in reverse order. Long-lived Socket.IO connections are not counted as in flight;
+their drain (sockets closed one by one, ``core.managers.websocket.drain``) is, as one piece of
+work (``begin``/``end``).
 """
 
 from __future__ import annotations

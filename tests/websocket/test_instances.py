@@ -88,8 +88,8 @@ def test_presence_is_cleaned_when_a_client_drops_without_disconnecting(
 def test_presence_of_a_crashed_instance_is_cleaned_by_a_live_one(
     serve: Serve, person: MakePerson
 ) -> None:
-    app_a, url_a = serve({"SOCKETIO_INSTANCE_TTL": "1"})
-    app_b, url_b = serve({"SOCKETIO_INSTANCE_TTL": "1"})
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "1"})
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "1"})
     ada, bob = person(app_a, url_a), person(app_b, url_b)
     room = ada.call("create_room", {"name": "crash"})["room"]
     bob.call("join_room", {"room_id": room["id"]})
@@ -109,3 +109,31 @@ def test_presence_of_a_crashed_instance_is_cleaned_by_a_live_one(
     assert ada.socket.wait_for("user_left")[0]["user"]["user_id"] == bob.id
     members = ada.call("room_members", {"room_id": room["id"]})["members"]
     assert [m["user_id"] for m in members] == [ada.id]
+
+
+def test_an_instance_taken_for_dead_records_its_sockets_again(
+    serve: Serve, person: MakePerson
+) -> None:
+    """A slow instance (heartbeats late under load) is reaped like a dead one; its next
+    heartbeat finds it unlisted and records its live sockets' presence again."""
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "600"})
+    ada, bob = person(app_a, url_a), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "slow"})["room"]
+    bob.call("join_room", {"room_id": room["id"]})
+    manager_a = app_a.extensions["app_manager"].websocket
+    manager_b = app_b.extensions["app_manager"].websocket
+    manager_b.redis.client.delete(
+        manager_b.redis.key("ws", "instance", manager_b.instance, "alive")
+    )
+    assert manager_a.reap_dead_instances() == 1  # bob's socket, taken for dead
+    assert [m["user_id"] for m in manager_a.rooms.members(room["id"])] == [ada.id]
+    assert bob.call("send_message", {"room_id": room["id"], "body": "?"})["error"]["code"] == (
+        "NOT_IN_ROOM"
+    )
+
+    manager_b.heartbeat()  # B is alive after all
+    members = {m["user_id"] for m in ada.call("room_members", {"room_id": room["id"]})["members"]}
+    assert members == {ada.id, bob.id}
+    assert bob.call("send_message", {"room_id": room["id"], "body": "back"})["ok"] is True
+    assert manager_a.reap_dead_instances() == 0

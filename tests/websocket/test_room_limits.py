@@ -100,7 +100,7 @@ def test_members_per_room_are_capped(serve: Serve, person: MakePerson) -> None:
 
 
 def test_empty_rooms_expire_after_the_ttl(serve: Serve, person: MakePerson) -> None:
-    app, url = serve({"SOCKETIO_ROOM_EMPTY_TTL": "1", "SOCKETIO_INSTANCE_TTL": "1"})
+    app, url = serve({"SOCKETIO_ROOM_EMPTY_TTL": "1", "SOCKETIO_PRESENCE_TTL": "1"})
     ada, bob = person(app, url), person(app, url)
     empty = ada.call("create_room", {"name": "empty"})["room"]
     busy = ada.call("create_room", {"name": "busy"})["room"]

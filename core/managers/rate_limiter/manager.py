@@ -197,6 +197,10 @@ class RateLimiter(Manager):
         identifier = bucket.identifier
         return [head + identifier + tail for head, tail in self._plan(bucket).keys]
 
+    def ban_key(self, level: str, identifier: str) -> str:
+        """The key whose existence bans ``identifier`` at ``level`` (what the script checks)."""
+        return self.redis.key("rl", "ban", level, identifier)
+
     def ip_identifier(self, address: str | None) -> str:
         """The ``ip`` level's identifier of a client address: IPv4 as is, IPv6 as its network
         of ``RATE_LIMIT_IPV6_PREFIX`` bits (one host owns a whole /64 and can rotate
@@ -346,7 +350,7 @@ class RateLimiter(Manager):
             raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
         who = (level, identifier)
         with self.redis.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.redis.key("rl", "ban", *who))
+            pipe.delete(self.ban_key(*who))
             pipe.delete(self.redis.key("rl", "hits", *who))
             banned, _ = pipe.execute()
         return bool(banned)

@@ -1,18 +1,17 @@
 """The room events of docs/websockets.md ("Events"), typed: each declared with
 ``events.on`` (payload and ack models, the problems it answers) and answered through the ack;
-the server events of the rooms declared with ``events.emits``."""
+the server events of the rooms declared with ``events.emits``. Messages go through the room
+log (``ws.emit("message", ...)``: ``seq`` and history), joins through ``ws.join`` (recovery
+with ``since``)."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from flask_socketio import join_room, leave_room
+from flask_socketio import leave_room
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
-from core.managers.database.json import to_json_compatible
 
 if TYPE_CHECKING:
     from core.managers.websocket.manager import WebSocketManager
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096
 ID_MAX = 64
+HISTORY_PAGE = 50
+HISTORY_LIMIT = 100
 
 RoomId = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 UserId = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
@@ -46,6 +47,19 @@ class NewRoom(BaseModel):
 
 class RoomRef(BaseModel):
     room_id: RoomId
+
+
+class JoinRoom(BaseModel):
+    room_id: RoomId
+    #: The last ``seq`` the client holds of this room: the ack brings what came after it.
+    since: int | None = Field(None, ge=0)
+
+
+class HistoryPage(BaseModel):
+    room_id: RoomId
+    #: A ``seq``: the messages older than it (without it: the newest ones).
+    before: int | None = Field(None, ge=0)
+    limit: int = Field(HISTORY_PAGE, ge=1, le=HISTORY_LIMIT)
 
 
 class NewMessage(BaseModel):
@@ -75,6 +89,8 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     id: str
     room_id: str
+    #: Its number in the room: exactly one more than the room's previous message.
+    seq: int
     sender: Member = Field(alias="from")
     body: str
     #: When the server accepted it (ISO 8601, UTC).
@@ -83,12 +99,28 @@ class ChatMessage(BaseModel):
 
 class Created(BaseModel):
     room: Room
+    #: The room's latest ``seq`` (0: no message yet).
+    seq: int
 
 
 class Joined(BaseModel):
     room: Room
     #: Who is in the room now, on any instance.
     members: list[Member]
+    #: The room's latest ``seq``; live messages continue at ``seq + 1``.
+    seq: int
+    #: Whether ``missed`` holds every message after ``since`` (false: the history no longer
+    #: reaches back; ``missed`` is what it still holds).
+    recovered: bool
+    #: The room's messages after ``since``, oldest first (empty without ``since``).
+    missed: list[ChatMessage]
+
+
+class History(BaseModel):
+    #: Oldest first.
+    messages: list[ChatMessage]
+    #: The history holds older messages than these.
+    more: bool
 
 
 class Sent(BaseModel):
@@ -159,21 +191,29 @@ def register(ws: WebSocketManager) -> None:
                 f"You own {settings.socketio_max_rooms_per_owner} rooms; close one first.",
                 code="TOO_MANY_ROOMS",
             )
-        join_room(room.id)
-        rooms.enter(room, session.sid, session.user_id)
+        joined = ws.join(session, room.id)
+        enter(room, session)
         hooks.emit("room.created", room=room.public(), user=session.user)
         hooks.emit("room.joined", room=room.public(), user=session.user)
-        return {"room": room.public()}
+        return {"room": room.public(), "seq": joined.seq}
 
-    @events.on("join_room", payload=RoomRef, ack=Joined, errors=_PRIVATE)
-    def join(session: SocketSession, data: RoomRef) -> dict[str, Any]:
-        """Join a room (a private one: the owner and its members only)."""
+    def enter(room: Any, session: SocketSession) -> None:
+        """Presence in the room, unless the socket left meanwhile (its disconnect cleaned
+        up already and would not again)."""
+        rooms.enter(room, session.sid, session.user_id)
+        if not ws.is_connected(session.sid):
+            ws.forget(session.sid)
+
+    @events.on("join_room", payload=JoinRoom, ack=Joined, errors=_PRIVATE)
+    def join(session: SocketSession, data: JoinRoom) -> dict[str, Any]:
+        """Join a room (a private one: the owner and its members only); with ``since``, the
+        ack brings the messages after it."""
         room = get_room(data.room_id)
         if not rooms.may_join(room, session.user_id):
             raise Forbidden("This room is private.", code="FORBIDDEN")
         already = rooms.user_present(room.id, session.user_id)
-        join_room(room.id)
-        rooms.enter(room, session.sid, session.user_id)
+        joined = ws.join(session, room.id, data.since)
+        enter(room, session)
         if not already:
             ws.emit(
                 "user_joined",
@@ -182,7 +222,13 @@ def register(ws: WebSocketManager) -> None:
                 skip_sid=session.sid,
             )
         hooks.emit("room.joined", room=room.public(), user=session.user)
-        return {"room": room.public(), "members": rooms.members(room.id)}
+        return {
+            "room": room.public(),
+            "members": rooms.members(room.id),
+            "seq": joined.seq,
+            "recovered": joined.recovered,
+            "missed": joined.missed,
+        }
 
     @events.on("leave_room", payload=RoomRef, errors={"NOT_IN_ROOM": 403})
     def leave(session: SocketSession, data: RoomRef) -> None:
@@ -202,15 +248,17 @@ def register(ws: WebSocketManager) -> None:
         room_id, body = data.room_id, data.body
         if not rooms.is_in(room_id, session.sid):
             raise NotInRoom("Join the room before sending to it.")
-        message = {
-            "id": secrets.token_urlsafe(12),
-            "room_id": room_id,
-            "from": session.user,
-            "body": body,
-            "ts": to_json_compatible(datetime.now(UTC)),
-        }
-        ws.emit("message", message, room=room_id)
+        message = ws.emit("message", {"from": session.user, "body": body}, room=room_id)
         return {"message": message}
+
+    @events.on("room_history", payload=HistoryPage, ack=History, errors=_PRIVATE)
+    def room_history(session: SocketSession, data: HistoryPage) -> dict[str, Any]:
+        """Older messages of a room, a page at a time (members and allowed joiners)."""
+        room = get_room(data.room_id)
+        if not rooms.may_join(room, session.user_id):
+            raise Forbidden("This room is private.", code="FORBIDDEN")
+        messages, more = ws.log.page(room.id, data.before, data.limit)
+        return {"messages": messages, "more": more}
 
     @events.on("list_rooms", ack=RoomList)
     def list_rooms(session: SocketSession, data: None) -> dict[str, Any]:

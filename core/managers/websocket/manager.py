@@ -28,13 +28,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 import socketio
 from flask import Flask, request
-from flask_socketio import SocketIO
-from pydantic import BaseModel
+from flask_socketio import SocketIO, join_room
+from pydantic import BaseModel, Field
 
 from config.settings import Settings
 from core.edge.endpoint import LimitSource
@@ -44,20 +45,26 @@ from core.edge.problems import DependencyOf, api_error
 from core.errors import (
     ApiError,
     DependencyUnavailable,
+    ShuttingDown,
     TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
 from core.managers.base import Manager
+from core.managers.database.json import to_json_compatible
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter import Bucket, RateLimiter
 from core.managers.rate_limiter.limits import Limit, parse_limits
 from core.managers.redis import RedisManager
+from core.managers.websocket.delivery import Delivery, after_ack, install_after_ack
 from core.managers.websocket.door import EngineIODoor
+from core.managers.websocket.drain import effective_spread_ms, run_drain, schedule
 from core.managers.websocket.guard import HandshakeReaper, admit
+from core.managers.websocket.lifetimes import Lifetimes, expires_at
 from core.managers.websocket.queue import RedisQueue
+from core.managers.websocket.roomlog import Recovery, RoomLog
 from core.managers.websocket.rooms import RoomStore
 from core.managers.websocket.typed import ClientEvent, SocketEvents, SocketSession
 
@@ -67,13 +74,36 @@ logger = logging.getLogger(__name__)
 class SessionEnded(BaseModel):
     """Why the server is about to drop this socket."""
 
-    #: ``TOKEN_EXPIRED`` (refresh and reconnect) or ``TOKEN_REVOKED`` (log in again).
+    #: ``TOKEN_EXPIRED`` (refresh and reconnect), ``TOKEN_REVOKED`` (log in again) or
+    #: ``BANNED`` (wait until the ban ends).
     code: str
     message: str
 
 
-class NoData(BaseModel):
-    """An event without data (``{}``)."""
+class ServerShutdown(BaseModel):
+    """This instance is shutting down: the server closes the socket after
+    ``reconnect_after_ms``; connect again then (to another instance)."""
+
+    #: Spread evenly over the instance's sockets (``SOCKETIO_RECONNECT_SPREAD_MS``).
+    reconnect_after_ms: int
+
+
+class SessionExpiring(BaseModel):
+    """The socket's token expires soon (``SOCKETIO_EXPIRY_NOTICE``): send
+    ``refresh_session`` with a new one."""
+
+    #: ISO 8601, UTC.
+    expires_at: str
+
+
+class RefreshSession(BaseModel):
+    #: A new access token of the same user (e.g. from ``POST /public/refresh``).
+    token: str = Field(min_length=1)
+
+
+class SessionRefreshed(BaseModel):
+    #: When the new token expires, and with it the socket (ISO 8601, UTC).
+    expires_at: str
 
 
 class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
@@ -131,14 +161,22 @@ class WebSocketManager(Manager):
         #: Tells a failure of an unreachable store from a bug.
         self.dependency_of = dependency_of
         self.instance = secrets.token_hex(8)
-        self.rooms = RoomStore(redis)
+        channel = redis.key("socketio")
+        self.log = RoomLog(
+            redis, channel, settings.socketio_history_max, settings.socketio_history_seconds
+        )
+        self.rooms = RoomStore(redis, self.log)
         self.sessions: dict[str, SocketSession] = {}
+        self.lifetimes = Lifetimes(
+            redis, jwt, rate_limiter, settings.socketio_expiry_notice, self._send_here
+        )
+        self.draining = False
         #: ``gate(endpoint)`` run on every connect before the token (maintenance): the
         #: HTTP request gates, handed over by the app factory.
         self.connect_gates: list[Callable[[str | None], None]] = []
-        self.queue = RedisQueue(
-            redis.new_client("python-base-04-socketio"), f"{settings.redis_key_prefix}socketio"
-        )
+        self.queue = RedisQueue(redis.new_client("python-base-04-socketio"), channel)
+        self.delivery = Delivery(self._send_here)
+        self.queue.delivery = self.delivery
         self.socketio = SocketIO(
             async_mode=async_mode(),
             client_manager=self.queue,
@@ -178,21 +216,41 @@ class WebSocketManager(Manager):
         self.events.emits(
             "session_ended",
             SessionEnded,
-            summary="The socket's token expired or its login was revoked; it is dropped next.",
+            summary="The socket's session ended (token expired or revoked, or banned); it is "
+            "dropped next.",
         )
         self.events.emits(
             "server_shutdown",
-            NoData,
-            summary="This instance is shutting down: reconnect (to another instance).",
+            ServerShutdown,
+            summary="This instance is shutting down: the socket is closed after "
+            "reconnect_after_ms; connect again then (to another instance).",
         )
+        self.events.emits(
+            "session_expiring",
+            SessionExpiring,
+            summary="The socket's token expires soon: send refresh_session with a new one.",
+        )
+        self.events.on(
+            "refresh_session",
+            payload=RefreshSession,
+            ack=SessionRefreshed,
+            errors={
+                "FORBIDDEN": 403,
+                "TOKEN_INVALID": 401,
+                "TOKEN_EXPIRED": 401,
+                "TOKEN_REVOKED": 401,
+            },
+            summary="Replace the socket's access token with a new one of the same user.",
+        )(self._refresh_session)
         self._buckets: dict[str, tuple[tuple[Limit, ...] | None, tuple[Limit, ...] | None]] = {}
-        hooks.register("app.draining", lambda **_: self.tell_shutdown())
+        hooks.register("app.draining", self._drain)
 
     # -- wiring ---------------------------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
         self.socketio.init_app(app)
+        install_after_ack(self.socketio.server)
         self.socketio.on_event("connect", self._connect)
         self.socketio.on_event("disconnect", self._disconnect)
         eio = self.socketio.server.eio
@@ -205,7 +263,9 @@ class WebSocketManager(Manager):
 
     def _admit_opening(self, address: str) -> None:
         """An Engine.IO opening counts at the ``ip`` level (limits and bans). Maintenance is
-        left to the Socket.IO CONNECT, where clients read its message (``connect_error``)."""
+        left to the Socket.IO CONNECT, where clients read its message (``connect_error``). A
+        draining instance refuses it (503 ``SHUTTING_DOWN``: a load balancer tries another)."""
+        self._refuse_while_draining(None)
         limiter = self.rate_limiter
         limiter.check([limiter.bucket("ip", limiter.ip_identifier(address))])
 
@@ -285,8 +345,10 @@ class WebSocketManager(Manager):
     def _connect(self, auth: Any = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
         try:
-            claims = admit(self.connect_gates, self.rate_limiter, self.jwt, auth)
-            session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims)
+            gates = [self._refuse_while_draining, *self.connect_gates]
+            claims = admit(gates, self.rate_limiter, self.jwt, auth)
+            ip = self.rate_limiter.ip_identifier(request.remote_addr)
+            session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims, ip)
             if not self.rooms.register_socket(
                 sid,
                 session.user_id,
@@ -314,6 +376,8 @@ class WebSocketManager(Manager):
 
     def forget(self, sid: str) -> None:
         """Drop a socket's presence and tell the rooms it was in that its user left."""
+        self.delivery.forget(sid)
+        self.lifetimes.forget(sid)
         try:
             info, rooms = self.rooms.drop_socket(sid)
             user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
@@ -325,10 +389,31 @@ class WebSocketManager(Manager):
 
     def emit(
         self, event: str, data: dict[str, Any], room: str, skip_sid: str | None = None
-    ) -> None:
-        """Send the server event ``event`` (declared with ``events.emits``) to ``room``."""
+    ) -> dict[str, Any]:
+        """Send the server event ``event`` (declared with ``events.emits``) to every socket in
+        ``room``, on every instance; returns what was sent. The one call for modules, from a
+        route, an action, a socket event or a hook alike.
+
+        A ``message`` (``data`` = ``{from, body}``) is a room message: it gets its ``id``,
+        ``room_id``, ``ts`` and the room's next ``seq``, is kept in the room's history and
+        reaches every socket in the room in ``seq`` order (:mod:`.roomlog`). Any other event
+        is sent as it is, to the room but ``skip_sid``.
+        """
+        self._declared(event)
         self.messages_out += 1
-        self.socketio.emit(self._declared(event), data, to=room, skip_sid=skip_sid)
+        if event != "message":
+            self.socketio.emit(event, data, to=room, skip_sid=skip_sid)
+            return data
+        if skip_sid is not None:
+            raise ValueError("a room message goes to every socket in the room (no skip_sid)")
+        message = {
+            "id": secrets.token_urlsafe(12),
+            "room_id": room,
+            "from": data["from"],
+            "body": data["body"],
+            "ts": to_json_compatible(datetime.now(UTC)),
+        }
+        return self.log.append(room, event, message)
 
     def _declared(self, event: str) -> str:
         if event not in self.events.server:
@@ -338,18 +423,62 @@ class WebSocketManager(Manager):
     def connected(self) -> int:
         return len(self.sessions)
 
+    def _send_here(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        """To one socket of this instance, bypassing the queue."""
+        self.socketio.server.emit(self._declared(event), data, to=sid, ignore_queue=True)
+
+    def is_connected(self, sid: str) -> bool:
+        """Whether the socket ``sid`` is connected to this instance (not gone meanwhile)."""
+        return sid in self.sessions
+
+    # -- rooms with a log ---------------------------------------------------------------------
+
+    def join(self, session: SocketSession, room: str, since: int | None = None) -> Recovery:
+        """Put ``session``'s socket in ``room``: the room's latest ``seq`` and, with ``since``,
+        the messages after it. Called from a socket event, the event's ack reaches the socket
+        before any live message of the room with a higher ``seq``
+        (:mod:`~core.managers.websocket.delivery`)."""
+        self.delivery.hold(session.sid, room)
+        try:
+            join_room(room, sid=session.sid, namespace="/")
+            recovery = self.log.since(room, since)
+        except BaseException:
+            self.delivery.release(session.sid, room, None)
+            raise
+        after_ack(lambda: self.delivery.release(session.sid, room, recovery.seq))
+        return recovery
+
     # -- background work ------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        interval = self.settings.socketio_instance_ttl / 3
         while not self._stop.is_set():
             try:
-                self.rooms.heartbeat(self.instance, self.settings.socketio_instance_ttl)
-                self.reap_dead_instances()
-                self.rooms.expire_empty(self.settings.socketio_room_empty_ttl)
-            except (redis.ConnectionError, redis.TimeoutError):
+                self.heartbeat()
+            except RedisManager.unavailable_errors:  # down, slow, or out of memory
                 logger.warning("socket heartbeat failed: redis unavailable")
-            self._stop.wait(interval)
+            self._stop.wait(self.settings.socketio_presence_ttl / 6)
+
+    def heartbeat(self) -> None:
+        """One beat: alive for 2/3 of ``SOCKETIO_PRESENCE_TTL`` (four beats missed make this
+        instance dead, found within 1/6 more by another's beat: its presence is gone within
+        the TTL); presence restored if it was taken for dead; dead instances and rooms empty
+        for too long cleaned."""
+        if self.rooms.heartbeat(self.instance, self.settings.socketio_presence_ttl * 2 / 3):
+            self.restore_presence()
+        self.reap_dead_instances()
+        self.rooms.expire_empty(self.settings.socketio_room_empty_ttl)
+
+    def restore_presence(self) -> int:
+        """Record this instance's sockets again (another instance took it for dead)."""
+        server = self.socketio.server
+        for session in list(self.sessions.values()):
+            rooms = [r for r in server.rooms(session.sid, namespace="/") if r != session.sid]
+            self.rooms.restore_socket(
+                session.sid, session.user_id, session.username, self.instance, rooms
+            )
+        if self.sessions:
+            logger.warning("socket presence restored", extra={"sockets": len(self.sessions)})
+        return len(self.sessions)
 
     def reap_dead_instances(self) -> int:
         """Remove the presence of sockets whose instance stopped heartbeating."""
@@ -369,7 +498,7 @@ class WebSocketManager(Manager):
             self.reap_handshakes()
             try:
                 self.sweep()
-            except (redis.ConnectionError, redis.TimeoutError, DependencyUnavailable):
+            except (*RedisManager.unavailable_errors, DependencyUnavailable):
                 logger.warning("socket token sweep skipped: redis unavailable")
 
     def reap_handshakes(self) -> list[str]:
@@ -379,50 +508,69 @@ class WebSocketManager(Manager):
         return self.reaper.reap(list(server.eio.sockets), admitted)
 
     def sweep(self) -> list[str]:
-        """Disconnect this instance's sockets whose token expired or was revoked."""
-        sessions = list(self.sessions.values())
-        now = time.time()
-        expired = [s for s in sessions if s.claims["exp"] <= now]
-        live = [s for s in sessions if s.claims["exp"] > now]
-        revoked: list[SocketSession] = []
-        if live:
-            with self.redis.client.pipeline(transaction=False) as pipe:
-                for session in live:
-                    pipe.exists(*self.jwt.revocation_keys(session.claims))
-                answers = pipe.execute()
-            revoked = [s for s, hit in zip(live, answers, strict=True) if hit]
-        ended = [
-            *((s, "TOKEN_EXPIRED", "The token has expired.") for s in expired),
-            *((s, "TOKEN_REVOKED", "The token has been revoked.") for s in revoked),
-        ]
+        """Tell this instance's sockets whose token expires soon; drop those whose token
+        expired or was revoked, or whose address or user is banned (:mod:`.lifetimes`)."""
         dropped = []
-        for session, code, message in ended:
+        for ending in self.lifetimes.sweep(list(self.sessions.values())):
+            sid = ending.session.sid
             # Straight to the socket, ahead of the disconnect: the client learns whether to
             # refresh and reconnect (expired) or to log in again (revoked).
-            self.socketio.server.emit(
-                self._declared("session_ended"),
-                {"code": code, "message": message},
-                to=session.sid,
-                ignore_queue=True,
-            )
-            self.socketio.server.disconnect(session.sid, ignore_queue=True)
-            if self.sessions.pop(session.sid, None) is not None:
+            self._send_here(sid, "session_ended", {"code": ending.code, "message": ending.message})
+            self.socketio.server.disconnect(sid, ignore_queue=True)
+            if self.sessions.pop(sid, None) is not None:
                 self.metrics.socket_disconnected()
-                self.forget(session.sid)
-            dropped.append(session.sid)
+                self.forget(sid)
+            dropped.append(sid)
         return dropped
 
-    def tell_shutdown(self) -> None:
-        """Tell this instance's sockets the server is going away (they reconnect elsewhere)."""
-        for sid in list(self.sessions):
-            self.socketio.emit(self._declared("server_shutdown"), {}, to=sid)
+    def _refresh_session(self, session: SocketSession, data: RefreshSession) -> dict[str, Any]:
+        """``refresh_session {token}``: the socket lives on with a new access token (the old
+        one stays when the new one is refused)."""
+        refreshed = self.lifetimes.refresh(session, data.token)
+        if session.sid in self.sessions:
+            self.sessions[session.sid] = refreshed
+        return {"expires_at": expires_at(refreshed.claims)}
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def _refuse_while_draining(self, endpoint: str | None) -> None:
+        if self.draining:
+            raise ShuttingDown("This instance is shutting down; connect again.")
+
+    def _drain(self, app_manager: Any = None, **_: Any) -> None:
+        """``app.draining``: spread this instance's sockets over the others (:mod:`.drain`)."""
+        self.draining = True
+        spread = effective_spread_ms(
+            self.settings.socketio_reconnect_spread_ms, self.settings.shutdown_timeout
+        )
+        plan = schedule(list(self.sessions), spread)
+        lifecycle = getattr(app_manager, "lifecycle", None)
+        if lifecycle is not None:
+            lifecycle.begin()  # the drain waits for the last socket to close
+
+        def closing() -> None:
+            try:
+                run_drain(plan, self._tell_shutdown, self._close_socket, self.socketio.sleep)
+            finally:
+                if lifecycle is not None:
+                    lifecycle.end()
+
+        self.socketio.start_background_task(closing)
+
+    def _tell_shutdown(self, sid: str, after_ms: int) -> None:
+        self._send_here(sid, "server_shutdown", {"reconnect_after_ms": after_ms})
+
+    def _close_socket(self, sid: str) -> None:
+        if sid in self.sessions:
+            self.socketio.server.disconnect(sid, ignore_queue=True)
 
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2)
         self._threads = []
-        self.tell_shutdown()
+        for sid in list(self.sessions):
+            self._tell_shutdown(sid, 0)
         for sid in list(self.sessions):
             self.socketio.server.disconnect(sid, ignore_queue=True)
             if self.sessions.pop(sid, None) is not None:

@@ -1,5 +1,6 @@
 """The Socket.IO message queue: python-socketio's Redis manager on the app's Redis client,
-stoppable.
+stoppable, with the room log's messages handed to
+:class:`~core.managers.websocket.delivery.Delivery`.
 
 The library makes its own client from the URL (a pool without bound that fails nothing and
 opens a connection per concurrent emit). Here it uses the client it is given, one of the
@@ -27,6 +28,8 @@ import redis
 import socketio
 from opentelemetry.trace import Tracer
 
+from core.managers.websocket.delivery import Delivery
+from core.managers.websocket.roomlog import ROOM_LOG_HOST
 from core.managers.websocket.tracing import deliver_span, publish_span, with_trace_context
 
 #: How long close() waits for the listener to see the no-op and end (Redis is up), before
@@ -47,6 +50,8 @@ class RedisQueue(socketio.RedisManager):  # type: ignore[misc]
         self._closing = threading.Event()
         #: Spans for the fan-out while tracing is on (None: no tracing code runs).
         self.tracer: Tracer | None = None
+        #: Delivers the room log's messages (set by the WebSocketManager).
+        self.delivery: Delivery | None = None
 
     def emit(self, event: str, data: Any, *args: Any, **kwargs: Any) -> Any:
         if self.tracer is None or kwargs.get("ignore_queue"):
@@ -56,9 +61,15 @@ class RedisQueue(socketio.RedisManager):  # type: ignore[misc]
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         if self.tracer is None:
-            super()._handle_emit(message)
+            self._deliver(message)
             return
         with deliver_span(self.tracer, message, self.host_id):
+            self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        if self.delivery is not None and message.get("host_id") == ROOM_LOG_HOST:
+            self.delivery.dispatch(message, super()._handle_emit)
+        else:
             super()._handle_emit(message)
 
     def _publish(self, data: Any) -> None:

@@ -14,7 +14,8 @@ Keys (all through ``RedisManager.key``):
 - instances: ``ws:instances`` and ``ws:instance:<iid>:alive`` (a heartbeat with a TTL).
 
 A socket's presence is removed when it disconnects; an instance that stops heartbeating is
-presumed crashed and any other instance removes its sockets' presence.
+presumed crashed and any other instance removes its sockets' presence. An instance that was
+only slow finds itself unlisted at its next heartbeat and records its sockets again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from core.managers.database.json import to_json_compatible
 from core.managers.redis import RedisManager
+from core.managers.websocket.roomlog import RoomLog
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,10 @@ def _text(value: Any) -> str:
 
 
 class RoomStore:
-    def __init__(self, redis_manager: RedisManager) -> None:
+    def __init__(self, redis_manager: RedisManager, log: RoomLog) -> None:
         self.redis = redis_manager
         self.client = redis_manager.client
+        self.log = log
 
     def _k(self, *parts: str) -> str:
         return self.redis.key("ws", *parts)
@@ -156,6 +159,7 @@ class RoomStore:
                 self._k("room", room.id, "sids"),
             )
             pipe.execute()
+        self.log.drop(room.id)
         return sids
 
     # -- presence ---------------------------------------------------------------------------
@@ -270,10 +274,36 @@ class RoomStore:
 
     # -- instances ------------------------------------------------------------------------
 
-    def heartbeat(self, instance: str, ttl: float) -> None:
+    def heartbeat(self, instance: str, ttl: float) -> bool:
+        """Mark the instance alive for ``ttl`` seconds; True when it was not listed (its first
+        heartbeat, or another instance took it for dead and removed its presence)."""
         with self.client.pipeline(transaction=False) as pipe:
             pipe.sadd(self._k("instances"), instance)
             pipe.set(self._k("instance", instance, "alive"), 1, px=int(ttl * 1000))
+            added, _ = pipe.execute()
+        return bool(added)
+
+    def restore_socket(
+        self, sid: str, user_id: str, username: str, instance: str, room_ids: Iterable[str]
+    ) -> None:
+        """Record a live socket's presence again, in those of ``room_ids`` that still exist
+        (after its instance was taken for dead)."""
+        candidates = list(room_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for room_id in candidates:
+                pipe.exists(self._k("room", room_id))
+            rooms = [r for r, found in zip(candidates, pipe.execute(), strict=True) if found]
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._k("sid", sid),
+                mapping={"user_id": user_id, "username": username, "instance": instance},
+            )
+            pipe.sadd(self._k("instance", instance, "sids"), sid)
+            pipe.sadd(self._k("user", user_id, "sids"), sid)
+            for room_id in rooms:
+                pipe.sadd(self._k("room", room_id, "sids"), sid)
+                pipe.sadd(self._k("sid", sid, "rooms"), room_id)
+                pipe.zrem(self._k("rooms", "empty"), room_id)
             pipe.execute()
 
     def dead_instances(self) -> list[str]:

@@ -55,6 +55,8 @@ class SocketSession:
     user_id: str
     username: str
     claims: Mapping[str, Any]
+    #: The address it connected from, as the ``ip`` rate-limit level counts it (bans).
+    ip: str = ""
 
     @property
     def user(self) -> dict[str, str]:
