@@ -28,9 +28,9 @@ A missing ``APP_ENV`` is ``prod`` here: the worker loads ``app:app``, which defa
    ``preStop`` pause plus that (checked by tests/production/test_kubernetes.py).
 
 Logs: gunicorn's own messages and one access line per request (method, path without the
-query string, status, duration, bytes, client address, request id), as JSON lines. In the
-worker they go through the framework's formatter (``LOG_FORMAT``: JSON in prod), so secrets
-are redacted there as well.
+query string, status, duration, bytes, client address, request id, and the trace and span
+ids when tracing is on), as JSON lines. In the worker they go through the framework's
+formatter (``LOG_FORMAT``: JSON in prod), so secrets are redacted there as well.
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ class JsonLogger(glogging.Logger):
         path = environ.get("PATH_INFO", "")
         headers = getattr(resp, "headers", None) or []
         request_id = next((v for k, v in headers if k.lower() == "x-request-id"), None)
+        # Tracing on: the request's trace, from its traceresponse (00-trace-span-flags).
+        trace = next((v for k, v in headers if k.lower() == "traceresponse"), "").split("-")
+        traced = {"trace_id": trace[1], "span_id": trace[2]} if len(trace) == 4 else {}
         self.access_log.info(
             "%s %s %s",
             method,
@@ -154,6 +157,7 @@ class JsonLogger(glogging.Logger):
                 "user_agent": environ.get("HTTP_USER_AGENT"),
                 "protocol": environ.get("SERVER_PROTOCOL"),
                 "request_id": request_id,
+                **traced,
             },
         )
 

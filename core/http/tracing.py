@@ -5,7 +5,9 @@ inside it and every log line of the request carries its ids. An incoming W3C ``t
 (the propagators of ``OTEL_PROPAGATORS``, W3C trace context and baggage by default) is
 continued. The span is named ``METHOD route`` after the URL rule, never the raw path; its
 attributes are the method, the route, the status, the problem code, the request id and the
-caller's kind. No header, query string or body is recorded.
+caller's kind. No header, query string or body is recorded. A recorded request answers with
+``traceresponse: 00-<trace id>-<span id>-01`` (W3C Trace Context level 2), so the client can
+quote its trace and gunicorn's access log line carries the ids too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from core.errors import ApiError
 from core.http.pipeline import Layer
 from core.managers import spans
 from core.managers.metrics import UNMATCHED
+
+#: The response header naming the request's trace (W3C Trace Context level 2).
+TRACERESPONSE = "traceresponse"
 
 
 def layer(tracer: trace.Tracer | None) -> Layer | None:
@@ -49,6 +54,11 @@ def layer(tracer: trace.Tracer | None) -> Layer | None:
             current.set_attribute(spans.REQUEST_ID, request_id)
         if response.status_code >= 500:
             current.set_status(StatusCode.ERROR)
+        ids = current.get_span_context()
+        if ids.trace_flags.sampled:  # W3C Trace Context level 2; the access log reads it
+            response.headers[TRACERESPONSE] = (
+                f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{int(ids.trace_flags):02x}"
+            )
 
     def failed(error: ApiError) -> None:
         current = g.get("_trace_span")

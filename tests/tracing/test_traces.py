@@ -10,14 +10,17 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 
 from core.testing import AppFactory, bearer, manager_of
 from modules.auth.testing import PASSWORD, user_with_tokens
+from tests.production.helpers import Gunicorn, json_lines
 from tests.support.otlp import OtlpReceiver, Span
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -212,3 +215,35 @@ def test_the_endpoint_settings_follow_the_otlp_rules() -> None:
     ).tracing_enabled
     with_password = Settings(otel_exporter_otlp_endpoint="http://u:pw-7f3a@collector:4318")
     assert "pw-7f3a" in with_password.secret_values()
+
+
+def test_a_traced_request_names_its_trace_in_the_response_and_gunicorns_access_log(
+    app_env: dict[str, str], receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    server = Gunicorn(
+        {**app_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}, tmp_path / "g.log", ()
+    )
+    try:
+        server.wait_ready()
+        response = requests.post(
+            f"{server.url}/public/probe/log",
+            json={"message": "from the worker"},
+            headers={"traceparent": TRACEPARENT},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        version, trace_id, span_id, flags = response.headers["traceresponse"].split("-")
+        assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
+        spans = receiver.wait_for(
+            lambda found: any(s.name == "POST /public/probe/log" for s in found), timeout=30
+        )
+        [served] = [s for s in spans if s.name == "POST /public/probe/log"]
+        assert served.span_id == span_id
+    finally:
+        server.stop()
+    lines = json_lines(server.output())
+    [said] = [line for line in lines if line["message"] == "probe says from the worker"]
+    [access] = [line for line in lines if line["logger"] == "gunicorn.access"
+                and line.get("path") == "/public/probe/log"]  # fmt: skip
+    for line in (said, access):
+        assert (line["trace_id"], line["span_id"]) == (TRACE_ID, span_id)
