@@ -195,16 +195,23 @@ def test_logout_revokes_the_login_on_every_instance(make_app: AppFactory) -> Non
     assert first.get("/userauth/me", headers=bearer(fresh["access_token"])).status_code == 200
 
 
+NEW_SECRET = "new-jwt-secret-after-rotation-0123456789abcd"
+
+
+def rotation(make_app: AppFactory) -> tuple[dict[str, Any], dict[str, Any], FlaskClient]:
+    """A user with tokens of the test key, and an app rotated to NEW_SECRET that keeps the
+    test key as a previous one, retired in two seconds."""
+    user, pair = user_with_tokens(make_app().test_client())
+    rotated = make_app(
+        {"JWT_SECRET": NEW_SECRET, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
+    ).test_client()
+    return user, pair, rotated
+
+
 def test_a_rotated_out_key_still_verifies_and_a_removed_key_does_not(
     make_app: AppFactory,
 ) -> None:
-    old_app = make_app()
-    user, pair = user_with_tokens(old_app.test_client())
-    new_secret = "new-jwt-secret-after-rotation-0123456789abcd"
-
-    rotated = make_app(
-        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
-    ).test_client()
+    user, pair, rotated = rotation(make_app)
     assert rotated.get("/userauth/me", headers=bearer(pair["access_token"])).status_code == 200
     new_pair = login(rotated, user["email"])
     assert (
@@ -212,7 +219,7 @@ def test_a_rotated_out_key_still_verifies_and_a_removed_key_does_not(
         != (jwt.get_unverified_header(pair["access_token"])["kid"])
     )
 
-    removed = make_app({"JWT_SECRET": new_secret}).test_client()
+    removed = make_app({"JWT_SECRET": NEW_SECRET}).test_client()
     problem(removed.get("/userauth/me", headers=bearer(pair["access_token"])), 401, "TOKEN_INVALID")
     assert removed.get("/userauth/me", headers=bearer(new_pair["access_token"])).status_code == 200
 
@@ -221,12 +228,7 @@ def test_a_retired_key_verifies_only_what_it_signed_before_it_retired(
     make_app: AppFactory,
 ) -> None:
     """The attack: a 30-day admin token signed with a key in JWT_PREVIOUS_SECRETS."""
-    old_app = make_app()
-    user, pair = user_with_tokens(old_app.test_client())
-    new_secret = "new-jwt-secret-after-rotation-0123456789abcd"
-    rotated = make_app(
-        {"JWT_SECRET": new_secret, "JWT_PREVIOUS_SECRETS": retired(TEST_JWT_SECRET, 2)}
-    ).test_client()
+    user, pair, rotated = rotation(make_app)
     kid = jwt.get_unverified_header(pair["access_token"])["kid"]
     now = int(time.time())
 
