@@ -199,7 +199,7 @@ class AppManager:
             manager.init_app(app)
         if self.tracer is not None:  # connects, events and fan-out as spans
             socket_tracing.install(self.websocket.socketio.server, self.tracer)
-            self.websocket.queue.tracer = self.tracer
+            self.websocket.queue.tracer = self.websocket.log.tracer = self.tracer
         room_events.register(self.websocket)  # the framework's own socket events
 
     def start(self) -> None:

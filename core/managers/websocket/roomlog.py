@@ -25,7 +25,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from core.managers.redis import RedisManager
+from core.managers.websocket.tracing import publish_span, trace_context
 
 #: The ``host_id`` of room-log messages on the Socket.IO channel: no instance has it, so
 #: every instance (the sender's too) delivers them from its listener, in channel order.
@@ -68,6 +71,8 @@ class RoomLog:
         self.history_max = history_max
         self.history_ms = history_seconds * 1000
         self.script = redis.register_script("room_log_append", _APPEND)
+        #: A publish span per message while tracing is on (None: no tracing code runs).
+        self.tracer: Tracer | None = None
 
     def _keys(self, room: str) -> tuple[str, str]:
         return self.redis.key("ws", "log", room, "seq"), self.redis.key("ws", "log", room)
@@ -82,7 +87,17 @@ class RoomLog:
             f'],"binary":false,"namespace":"/","room":{_compact(room)},'
             f'"skip_sid":null,"callback":null,"host_id":"{ROOM_LOG_HOST}"}}'
         )
-        seq = self.script(
+        if self.tracer is None:
+            seq = self._append(room, tail, envelope_head, envelope_tail)
+        else:  # a publish span, and its context in the envelope for every delivery
+            with publish_span(self.tracer, event):
+                carrier = _compact(trace_context())
+                traced_tail = f'{envelope_tail[:-1]},"trace":{carrier}}}'
+                seq = self._append(room, tail, envelope_head, traced_tail)
+        return {"seq": int(seq), **message}
+
+    def _append(self, room: str, tail: str, envelope_head: str, envelope_tail: str) -> Any:
+        return self.script(
             self._logical(room),
             [
                 _HEAD,
@@ -94,7 +109,6 @@ class RoomLog:
                 envelope_tail,
             ],
         )
-        return {"seq": int(seq), **message}
 
     def _logical(self, room: str) -> list[str]:
         # The script registry namespaces keys itself: logical names here.

@@ -5,7 +5,8 @@
   the caller's kind and, when the connect is refused or the ack is an error, its code. It
   wraps the server's dispatch, so it holds for every event however it was declared.
 - **fan-out**: an emit is a producer span ``socketio publish <event>``; the message the queue
-  publishes to the other instances through Redis carries its W3C trace context, and every
+  (or the room log, for room messages) publishes to every instance through Redis carries its
+  W3C trace context, and every
   instance's delivery to its local clients is a consumer span ``socketio deliver <event>``
   under it. One trace shows the sender's event, the publish and each instance's delivery.
 
@@ -74,8 +75,14 @@ def deliver_span(tracer: Tracer, message: dict[str, Any], instance: str) -> Any:
     )
 
 
-def with_trace_context(message: dict[str, Any]) -> dict[str, Any]:
-    """``message`` plus the current trace context, for the other instances."""
+def trace_context() -> dict[str, str]:
+    """The current trace context as W3C headers (``traceparent``, ...)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    return carrier
+
+
+def with_trace_context(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` plus the current trace context, for the other instances."""
+    carrier = trace_context()
     return {**message, "trace": carrier} if carrier else message
