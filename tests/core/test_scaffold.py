@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -146,15 +148,25 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON"))}
 
     def run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", *args],
-            cwd=project,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """``python -m ARGS`` in the copy. Past ``timeout`` it is interrupted (SIGINT), so an
+        inner pytest stops the servers its fixtures started, then killed; the test fails."""
+        command = [sys.executable, "-m", *args]
+        with subprocess.Popen(
+            command, cwd=project, env=environ, stdout=PIPE, stderr=PIPE, text=True
+        ) as child:
+            try:
+                stdout, stderr = child.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+                try:
+                    stdout, stderr = child.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    stdout, stderr = child.communicate()
+                pytest.fail(
+                    f"{' '.join(args)} ran over {timeout} s:\n{stdout[-3000:]}{stderr[-2000:]}"
+                )
+        return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
 
     inventory, shelf = free_name("inventory"), free_name("shelf")
     made = run("flask", "--app", "app", "module", "new", inventory, timeout=60)
@@ -196,13 +208,13 @@ def test_scaffolded_modules_and_the_guide_pass_their_tests_and_the_frameworks(
         with (project / renamed(path, shelf)).open("a" if path == ".env.example" else "w") as file:
             file.write(renamed(content, shelf))
 
-    modules_tests = run("pytest", f"tests/{inventory}", f"tests/{shelf}", "-q", timeout=300)
+    modules_tests = run("pytest", f"tests/{inventory}", f"tests/{shelf}", "-q", timeout=240)
     assert modules_tests.returncode == 0, (
         modules_tests.stdout[-3000:] + modules_tests.stderr[-2000:]
     )
     assert " passed" in modules_tests.stdout
 
     # Every framework test that reads project-wide state, now with two more modules.
-    framework = run("pytest", "tests", "-m", "project_wide", "-q", timeout=600)
+    framework = run("pytest", "tests", "-m", "project_wide", "-q", timeout=480)
     assert framework.returncode == 0, framework.stdout[-3000:] + framework.stderr[-2000:]
     assert " passed" in framework.stdout
