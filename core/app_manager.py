@@ -31,6 +31,7 @@ from core.lifecycle import Lifecycle
 from core.log import Redactor
 from core.managers.actions import ActionManager
 from core.managers.actions.security import SecurityEvents
+from core.managers.admission import Admission
 from core.managers.api_keys import ApiKeyManager
 from core.managers.base import HealthCheck, Manager, SharedResult
 from core.managers.database import DatabaseManager
@@ -72,6 +73,7 @@ START_ORDER: tuple[str, ...] = (
     "api_keys",
     "metrics",
     "rate_limiter",
+    "admission",
     "services",
     "modules",
     "actions",
@@ -99,6 +101,15 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
     "api_keys": lambda m: ApiKeyManager(m.settings, m.database.mongo, m.redis),
     "metrics": lambda m: MetricsManager(m.settings),
     "rate_limiter": lambda m: RateLimiter(m.settings, m.redis, m.metrics, tracer=m.tracer),
+    "admission": lambda m: Admission(
+        m.settings,
+        state=m.state,
+        jwt=m.jwt,
+        api_keys=m.api_keys,
+        rate_limiter=m.rate_limiter,
+        setting=m.loaded.value_of,
+        on_key_invalid=lambda code: m.security.record("api_key.invalid", "denied", code=code),
+    ),
     "services": lambda m: ServicesManager(),
     "modules": lambda m: ModuleManager(
         m.discovered,
@@ -113,6 +124,7 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
         m.settings,
         redis=m.redis,
         jwt=m.jwt,
+        admission=m.admission,
         rate_limiter=m.rate_limiter,
         metrics=m.metrics,
         hooks=m.hooks,
@@ -124,6 +136,10 @@ _BUILDERS: dict[str, Callable[[AppManager], Manager | None]] = {
 class AppManager:
     """Owns the managers of one app; reached with :func:`get_app_manager`."""
 
+    #: The settings and where each came from.
+    loaded: LoadedSettings
+    #: ``security.record(event, outcome, **details)``: audit row, log line and metric.
+    security: SecurityEvents
     #: The enabled feature modules, in dependency order, found once for this build.
     discovered: tuple[DiscoveredModule, ...]
     tracing: TracingManager | None
@@ -136,6 +152,7 @@ class AppManager:
     api_keys: ApiKeyManager
     metrics: MetricsManager
     rate_limiter: RateLimiter
+    admission: Admission
     services: ServicesManager
     modules: ModuleManager
     actions: ActionManager
@@ -163,7 +180,7 @@ class AppManager:
             lambda run: self.metrics.action_finished(run.action.name, run.code or "ok", run.seconds)
         )
         self.actions.audit.drop_listeners.append(self.metrics.audit_dropped)
-        #: ``security.record(event, outcome, **details)``: audit row, log line and metric.
+        self.admission.refusal_listeners.append(self.actions.refused)
         self.security = SecurityEvents(
             self.actions.audit, self.actions.digest, self.metrics.security_event
         )

@@ -19,7 +19,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.loader import SettingsLoader
 from core.app_manager import ROOT, AppManager
 from core.cli.registry import register_commands
-from core.http import actions, asyncapi, health, maintenance, openapi, stack
+from core.errors import StartupError
+from core.http import actions, asyncapi, health, openapi, stack
 from core.http import metrics as http_metrics
 from core.http.json import JsonProvider
 from core.http.routing import Routing
@@ -88,30 +89,36 @@ def build(manager: AppManager) -> Flask:
     )
     app.json = JsonProvider(app)
     manager.init_app(app)
-    routing = app.extensions[ROUTING] = Routing(
-        settings,
-        manager.jwt,
-        manager.api_keys,
-        on_key_invalid=lambda code: manager.security.record("api_key.invalid", "denied", code=code),
-    )
-    # A Socket.IO connect passes the same gates (maintenance) as a request.
-    manager.websocket.connect_gates = routing.request_gates
+    routing = app.extensions[ROUTING] = Routing()
 
     stack.install(app, manager, routing)  # the HTTP stack: core.http.stack.HTTP_STACK
-    maintenance.install(manager.state, routing)  # the first request gate: before any auth
     app.register_blueprint(health.bp)
     http_metrics.install(app, manager)
     manager.modules.load(app, manager, manager.websocket.events)
     for module, directory in manager.modules.migration_dirs():
         manager.database.migrator.add_module(module, directory)
     manager.actions.load(manager.modules.loaded, manager.loaded.value_of)
-    actions.install(app, manager, routing)  # after maintenance: its gate comes second
+    actions.install(app, manager, routing)
     openapi.install(app, manager, routing)
     asyncapi.install(app, manager)
-    routing.resolve(app, manager.loaded)
+    routing.resolve(app)
+    _check_limits(manager, routing)
     register_commands(app)
     app.wsgi_app = wrap_wsgi(manager, app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _check_limits(manager: AppManager, routing: Routing) -> None:
+    """Every endpoint's limits parse (those read from settings included): routes, actions and
+    socket events; start-up stops listing the ones that do not."""
+    endpoints = [
+        *routing.endpoints.values(),
+        *(action.endpoint for action in manager.actions.all()),
+        *(event.endpoint for event in manager.websocket.events.client.values()),
+    ]
+    problems = manager.admission.problems(endpoints)
+    if problems:
+        raise StartupError("invalid rate limits:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def wrap_wsgi(manager: AppManager, wsgi_app: Any) -> Any:

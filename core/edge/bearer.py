@@ -1,14 +1,29 @@
-"""The one bearer-token comparison (``METRICS_TOKEN`` on the app and on the metrics port)."""
+"""The one ``Authorization`` header parser, and the constant-time bearer check
+(``METRICS_TOKEN`` on the app and on the metrics port)."""
 
 from __future__ import annotations
 
 import hmac
 
 
-def bearer_matches(authorization: str, expected: bytes | None) -> bool:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case);
+    None for another scheme, a missing header or an empty token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def bearer_matches(authorization: str | None, expected: bytes | None) -> bool:
     """Whether an ``Authorization`` header carries ``Bearer <expected>``, compared in constant
     time; True when no token is expected (the endpoint is open)."""
+    return token_matches(bearer_token(authorization), expected)
+
+
+def token_matches(presented: str | None, expected: bytes | None) -> bool:
+    """Whether ``presented`` is ``expected``, compared in constant time; True when no token is
+    expected (the endpoint is open)."""
     if expected is None:
         return True
-    scheme, _, presented = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), expected)
+    return presented is not None and hmac.compare_digest(presented.encode(), expected)

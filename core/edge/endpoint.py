@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from core.edge.docstrings import markdown
-from core.edge.principal import JWT, POLICIES
+from core.edge.principal import ANONYMOUS, JWT, POLICIES
 from core.edge.validation import Schema
 
 __all__ = [
@@ -104,6 +104,8 @@ class Endpoint:
             )
         if self.kind == "event" and self.auth not in (None, JWT):
             raise ValueError(f"{self.name}: socket events are called by users (auth jwt)")
+        if (self.roles or self.scopes) and self.auth in ANONYMOUS:
+            raise ValueError(f"{self.name}: an endpoint open to anyone cannot require roles")
 
     def errors_by_status(self) -> dict[int, list[str]]:
         """``{status: [codes]}`` of the declared problems, for documents."""
@@ -125,13 +127,15 @@ def declared_errors(owner: str, errors: Mapping[str, int] | None) -> dict[str, i
     return checked
 
 
-def summary_of(doc: str | None, fallback: str) -> tuple[str, str]:
-    """``(summary, description)`` from a docstring: its first line, and the whole text, with
-    reST markup written as Markdown (:func:`~core.edge.docstrings.markdown`)."""
+def summary_of(
+    doc: str | None, fallback: str, summary: str | None = None, description: str | None = None
+) -> tuple[str, str]:
+    """``(summary, description)``: those given, else from a docstring (its first line, and the
+    whole text, with reST markup written as Markdown: :func:`~core.edge.docstrings.markdown`),
+    else ``fallback`` and nothing."""
     text = markdown((doc or "").strip())
-    if not text:
-        return fallback, ""
-    return text.splitlines()[0].strip(), _dedent(text)
+    first, whole = (text.splitlines()[0].strip(), _dedent(text)) if text else (fallback, "")
+    return summary or first, whole if description is None else description
 
 
 def frozen(values: Iterable[str] | str | None) -> frozenset[str]:

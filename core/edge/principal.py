@@ -1,7 +1,7 @@
 """Who is calling (:class:`Principal`), the auth policies, and the one refusal rule.
 
-Roles govern users (JWT) and scopes limit API keys: routes (``require_roles``,
-``require_scopes``), actions and socket events all ask :func:`refusal`, so the answer to
+Roles govern users (JWT) and scopes limit API keys: routes, actions and socket events all
+declare them on their endpoint and admission asks :func:`refusal`, so the answer to
 "may this caller do this" is written once.
 """
 
@@ -19,7 +19,11 @@ API_KEY = "api_key"
 JWT_OR_API_KEY = "jwt_or_api_key"
 #: Operator endpoints (/metrics, /modules/status): bearer ``METRICS_TOKEN`` when it is set.
 OPERATOR = "operator"
-POLICIES = frozenset({PUBLIC, JWT, API_KEY, JWT_OR_API_KEY, OPERATOR})
+#: Anyone; a credential, when one is sent, is checked and names the caller (``GET /actions``).
+OPTIONAL = "optional"
+POLICIES = frozenset({PUBLIC, JWT, API_KEY, JWT_OR_API_KEY, OPERATOR, OPTIONAL})
+#: Policies that let a caller in without naming one: no role or scope can apply.
+ANONYMOUS = frozenset({PUBLIC, OPERATOR, OPTIONAL})
 
 _FOR_USERS = frozenset({JWT, JWT_OR_API_KEY})
 _FOR_KEYS = frozenset({API_KEY, JWT_OR_API_KEY})
@@ -45,7 +49,7 @@ def refusal(
 ) -> ApiError | None:
     """Why ``principal`` may not pass a check of ``auth`` with ``roles`` and ``scopes`` (401
     or 403), or None when it may. Users need every role; API keys every scope."""
-    if auth == PUBLIC:
+    if auth in ANONYMOUS:
         return None
     if principal is None:
         return Unauthorized("Authentication is required.", code="AUTH_REQUIRED")

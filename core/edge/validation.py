@@ -307,10 +307,17 @@ class Schema(Generic[M]):
     as a dict are closed unless they say otherwise (:func:`close_objects`).
     """
 
-    def __init__(self, schema: Mapping[str, Any], model: type[M] | None = None) -> None:
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        model: type[M] | None = None,
+        *,
+        validator: Validator | None = None,
+    ) -> None:
         self.schema: dict[str, Any] = dict(schema)
         self.model = model
-        self.validator = compile_schema(self.schema)
+        #: Compiled once (``validator``: compiled already, by :func:`compile_schema`).
+        self.validator = validator if validator is not None else compile_schema(self.schema)
 
     @staticmethod
     def of(source: type[BaseModel] | Mapping[str, Any]) -> Schema[Any]:

@@ -1,17 +1,14 @@
 """``GET /actions`` and ``POST /actions/<name>``: the HTTP surface of the ActionManager.
 
-Both routes are declared ``public`` because their auth depends on the action, not the path.
-A request gate (:func:`authenticate`, run by the pipeline before its auth and rate-limit steps
-and before the body is read) resolves the action and runs the authenticator of its ``auth``
-(``Routing.authenticators``), so:
+``POST /actions/<name>`` stands for the action it names: the admission layer admits each call
+with that action's own endpoint (:attr:`Action.endpoint`: its auth, roles, scopes and
+``rate_limit``), before the body is read, so an unknown action is 404 ``ACTION_NOT_FOUND``
+(counted at the ``ip`` level like any guess) and a missing or bad credential 401, exactly as
+for a route.
 
-- an unknown action is 404 ``ACTION_NOT_FOUND`` and a missing or bad credential 401, without
-  the body being read, exactly as for routes whose prefix decides;
-- the caller (``g.principal``) is known to the rate limiter's step that follows.
-
-``GET /actions`` authenticates a credential when one is sent (bearer token or ``X-API-Key``;
-a bad one is 401) and then lists only what that caller may call; without one it lists every
-action with its auth requirements.
+``GET /actions`` takes an optional credential (policy ``optional``): with one (bearer token or
+``X-API-Key``; a bad one is 401) it lists only what that caller may call; without one it lists
+every action with its auth requirements.
 """
 
 from __future__ import annotations
@@ -19,62 +16,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from flask import Blueprint, Flask, g, request
+from flask import Flask, g
 from pydantic import BaseModel, RootModel
 
 from core.app_manager import AppManager, get_app_manager
-from core.edge.principal import JWT_OR_API_KEY, PUBLIC, Principal
-from core.http.auth import Authenticator, declare_auth
-from core.http.rate_limiter import BucketResolver
+from core.edge.endpoint import Endpoint
+from core.edge.principal import OPTIONAL, PUBLIC
+from core.http.routes import Routes
 from core.http.routing import Routing
-from core.http.typed import typed
-from core.managers.actions import Action, ActionContext, ActionManager
-from core.managers.rate_limiter import Bucket, caller_level
+from core.managers.actions import ActionContext
 
-bp = Blueprint("actions", __name__)
+bp = Routes("actions", __name__)
 INDEX_ENDPOINT = "actions.index"
 EXECUTE_ENDPOINT = "actions.execute"
 
 
 def install(app: Flask, app_manager: AppManager, routing: Routing) -> None:
-    """Register the routes and the auth gate (after the maintenance gate)."""
+    """Register the routes; ``POST /actions/<name>`` is admitted as the action named."""
     app.register_blueprint(bp)
-    authenticators = routing.authenticators
-    routing.request_gates.append(
-        lambda endpoint: authenticate(app_manager.actions, authenticators, endpoint)
-    )
-    routing.bucket_resolvers[EXECUTE_ENDPOINT] = action_buckets(app_manager)
+    actions = app_manager.actions
 
+    def resolve(view_args: Mapping[str, Any]) -> Endpoint:
+        return actions.get(str(view_args.get("name", ""))).endpoint
 
-def action_buckets(app_manager: AppManager) -> BucketResolver:
-    """An action's own ``rate_limit`` (parsed when the action was loaded), counted per caller
-    in a bucket of the action, on top of the defaults and in the same Redis round trip."""
-    limits = {action.name: action.limits for action in app_manager.actions.all() if action.limits}
-
-    def resolve(view_args: Mapping[str, Any], principal: Principal | None) -> list[Bucket]:
-        name = str(view_args.get("name", ""))
-        if name not in limits:
-            return []
-        client = app_manager.rate_limiter.ip_identifier(request.remote_addr)
-        level, identifier = caller_level(principal, client)
-        return [app_manager.rate_limiter.bucket(level, identifier, limits[name], f"action:{name}")]
-
-    return resolve
-
-
-def authenticate(
-    actions: ActionManager, authenticators: Mapping[str, Authenticator], endpoint: str | None
-) -> None:
-    """The request gate: authenticate the caller of an action route as described above."""
-    if endpoint not in (INDEX_ENDPOINT, EXECUTE_ENDPOINT) or request.method == "OPTIONS":
-        return
-    if endpoint == EXECUTE_ENDPOINT:
-        action = actions.get((request.view_args or {})["name"])
-        if action.auth != PUBLIC:
-            authenticators[action.auth]()
-        g.action = action
-    elif "X-API-Key" in request.headers or "Authorization" in request.headers:
-        authenticators[JWT_OR_API_KEY]()
+    routing.resolvers[EXECUTE_ENDPOINT] = resolve
 
 
 class ActionInfo(BaseModel):
@@ -100,9 +65,7 @@ class ActionResult(BaseModel):
     result: Any
 
 
-@bp.get("/actions")
-@declare_auth(PUBLIC)  # an optional credential narrows the list (see the module docstring)
-@typed(response=ActionList)
+@bp.get("/actions", auth=OPTIONAL, response=ActionList)
 def index() -> dict[str, Any]:
     """List actions: every one without a credential, the ones the caller may call with one."""
     principal = g.get("principal")
@@ -112,14 +75,17 @@ def index() -> dict[str, Any]:
     return {"items": [action.describe() for action in actions]}
 
 
-@bp.post("/actions/<name>")
-@declare_auth(PUBLIC)  # authenticated per action by the gate (see the module docstring)
-@typed(body=ActionParams, response=ActionResult, errors={404: ["ACTION_NOT_FOUND"]})
+@bp.post(
+    "/actions/<name>",
+    auth=PUBLIC,  # admitted as the action named (see the module docstring)
+    body=ActionParams,
+    response=ActionResult,
+    errors={"ACTION_NOT_FOUND": 404},
+)
 def execute(name: str, body: ActionParams) -> ActionResult:
     """Run an action with the body as its params; answers ``{"result": ...}``."""
     app_manager = get_app_manager()
-    # Resolved by the gate; without a principal the executor still refuses with 401.
-    action: Action = g.get("action") or app_manager.actions.get(name)
+    action = app_manager.actions.get(name)
     context = ActionContext(
         principal=g.get("principal"),
         request_id=g.get("request_id"),

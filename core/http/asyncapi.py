@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, RootModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
@@ -29,11 +29,10 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from core.app_manager import AppManager
 from core.edge.principal import PUBLIC
 from core.edge.validation import ClosedModels, Schema
-from core.http.auth import declare_auth
-from core.http.typed import typed
+from core.http.routes import Routes
 from core.managers.websocket.typed import ClientEvent, ServerEvent, SocketEvents
 
-bp = Blueprint("asyncapi", __name__)
+bp = Routes("asyncapi", __name__)
 
 TITLE = "Python Base 04 Socket.IO events"
 VERSION = "1"
@@ -273,9 +272,7 @@ class AsyncApiDocument(RootModel[dict[str, Any]]):
     """An AsyncAPI 3.0 document."""
 
 
-@bp.get("/asyncapi.json")
-@declare_auth(PUBLIC)
-@typed(response=AsyncApiDocument)
+@bp.get("/asyncapi.json", auth=PUBLIC, response=AsyncApiDocument)
 def document() -> ResponseReturnValue:
     """The AsyncAPI 3.0 document of this API's Socket.IO events."""
     asyncapi: AsyncApi = current_app.extensions["asyncapi"]

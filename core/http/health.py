@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flask import Blueprint
 from pydantic import BaseModel, ConfigDict
 
 from core.app_manager import get_app_manager
 from core.edge.principal import OPERATOR, PUBLIC
-from core.http.auth import declare_auth
-from core.http.typed import typed
+from core.http.routes import Routes
 
-bp = Blueprint("health", __name__)
+bp = Routes("health", __name__)
 
 
 class Live(BaseModel):
@@ -55,17 +53,22 @@ class ModuleStatusList(BaseModel):
     items: list[ModuleStatus]
 
 
-@bp.get("/health/live")
-@declare_auth(PUBLIC)
-@typed(response=Live)
+@bp.get(
+    "/health/live", auth=PUBLIC, response=Live, rate_limit_exempt=True, open_in_maintenance=True
+)
 def live() -> Live:
     """Liveness: the process answers (no dependency is checked)."""
     return Live(status="ok")
 
 
-@bp.get("/health/ready")
-@declare_auth(PUBLIC)
-@typed(response=Readiness, responses={503: Readiness})
+@bp.get(
+    "/health/ready",
+    auth=PUBLIC,
+    response=Readiness,
+    responses={503: Readiness},
+    rate_limit_exempt=True,
+    open_in_maintenance=True,
+)
 def ready() -> tuple[dict[str, Any], int]:
     """Readiness: every dependency answers in time and the process is not draining."""
     app_manager = get_app_manager()
@@ -76,9 +79,7 @@ def ready() -> tuple[dict[str, Any], int]:
     return body, 200 if ok else 503
 
 
-@bp.get("/modules/status")
-@declare_auth(OPERATOR)
-@typed(response=ModuleStatusList)
+@bp.get("/modules/status", auth=OPERATOR, response=ModuleStatusList)
 def modules_status() -> dict[str, Any]:
     """Every module: enabled or not, its dependencies and health."""
     return {"items": get_app_manager().modules.status()}

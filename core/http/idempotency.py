@@ -1,8 +1,9 @@
 """``Idempotency-Key``: a retried write runs once, and every retry gets the first answer.
 
-An endpoint opts in (its spec's ``idempotent`` flag: a route's ``idempotent=True``, an
-action's ``idempotent: true``). A request to it with the header, from an authenticated caller,
-is matched against the first request with that key from that caller
+An endpoint opts in (its spec's ``idempotent`` flag, :class:`~core.edge.endpoint.Endpoint`:
+a route's ``idempotent=True``, an action's ``idempotent: true``). A request to it with the
+header, from an authenticated caller, is matched against the first request with that key from
+that caller
 (:class:`~core.managers.idempotency.IdempotencyStore`):
 
 - none: it runs, and its answer is kept for ``IDEMPOTENCY_TTL`` (24 h) unless it is one of
@@ -23,16 +24,12 @@ anonymous caller runs as usual.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Response, g, request
 
+from core.edge.endpoint import Endpoint
 from core.errors import BadRequest, Conflict, UnprocessableContent
-from core.http.actions import EXECUTE_ENDPOINT
 from core.http.pipeline import Layer
-from core.http.typed import route_spec
-from core.managers.actions import ActionManager
 from core.managers.idempotency import (
     IdempotencyStore,
     InUse,
@@ -49,9 +46,6 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: The answers kept for a key's retries: what the endpoint did (see the module docstring).
 KEPT = frozenset(range(200, 500)) - {400, 401, 403, 429}
 
-#: ``idempotent(endpoint, view_args)``: whether the request's endpoint opted in.
-IsIdempotent = Callable[[str | None, Mapping[str, Any]], bool]
-
 
 def _valid(key: str) -> bool:
     return 0 < len(key) <= KEY_MAX and all(" " <= char <= "~" for char in key)
@@ -63,28 +57,18 @@ def _request_fingerprint() -> str:
     return fingerprint(request.method, request.path, request.query_string, canonical)
 
 
-def opted_in(app: Flask, actions: ActionManager) -> IsIdempotent:
-    """Whether a request's endpoint opted in: a typed route's ``idempotent=True``, an
-    action's ``idempotent: true``."""
+def layer(store: IdempotencyStore) -> Layer:
+    """The ``idempotency`` layer: inside admission, which left the request's endpoint (a
+    route's, or the action named by ``POST /actions/<name>``) in ``g.endpoint``."""
 
-    def idempotent(endpoint: str | None, view_args: Mapping[str, Any]) -> bool:
-        if endpoint == EXECUTE_ENDPOINT:
-            action = actions.find(str(view_args.get("name", "")))
-            return action is not None and action.idempotent
-        spec = route_spec(app.view_functions.get(endpoint or ""))
-        return spec is not None and spec.idempotent
-
-    return idempotent
-
-
-def layer(store: IdempotencyStore, idempotent: IsIdempotent) -> Layer:
     def before() -> Response | None:
         g.idempotency = None
         key = request.headers.get(HEADER)
         if key is None or request.method not in _WRITES:
             return None
         principal = g.get("principal")
-        if principal is None or not idempotent(request.endpoint, request.view_args or {}):
+        endpoint: Endpoint | None = g.get("endpoint")
+        if principal is None or endpoint is None or not endpoint.idempotent:
             return None
         if not _valid(key):
             raise BadRequest(

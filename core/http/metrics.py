@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
+from core.edge.endpoint import Endpoint
 from core.edge.principal import OPERATOR
 from core.edge.problems import unexpected
 from core.errors import ApiError
-from core.http.auth import declare_auth
 from core.http.pipeline import Layer
-from core.http.routing import Routing
-from core.http.typed import typed
+from core.http.routes import Routes
 from core.managers.metrics import UNMATCHED, MetricsManager
 
-bp = Blueprint("metrics", __name__)
+bp = Routes("metrics", __name__)
 
 #: The endpoint of ``/metrics``, for rate-limit and other exemptions.
 ENDPOINT = "metrics.scrape"
@@ -38,9 +37,12 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _AUTH_STATUSES = frozenset({401, 403})
 
 
-@bp.get("/metrics")
-@declare_auth(OPERATOR)
-@typed(media_type=("text/plain", "application/openmetrics-text"))
+@bp.get(
+    "/metrics",
+    auth=OPERATOR,
+    media_type=("text/plain", "application/openmetrics-text"),
+    open_in_maintenance=True,  # operators scrape while it is on
+)
 def scrape() -> ResponseReturnValue:
     """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
     data, content_type = get_app_manager().metrics.exposition(request.headers.get("Accept"))
@@ -69,7 +71,7 @@ def install(app: Flask, app_manager: AppManager) -> None:
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(admit), strict=True)
 
 
-def layer(metrics: MetricsManager, routing: Routing) -> Layer:
+def layer(metrics: MetricsManager) -> Layer:
     """The request instrumentation, a layer of :data:`core.http.stack.HTTP_STACK`."""
 
     def started() -> None:
@@ -84,9 +86,11 @@ def layer(metrics: MetricsManager, routing: Routing) -> Layer:
         status = response.status_code
         metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
         if status in _AUTH_STATUSES:
-            policy = routing.route_policies.get(request.endpoint or "", "none")
+            endpoint: Endpoint | None = g.get("endpoint")
+            policy = endpoint.auth if endpoint is not None and endpoint.name else None
             problem: ApiError | None = g.get("problem")
-            metrics.auth_failure(policy, problem.code if problem is not None else "UNKNOWN")
+            code = problem.code if problem is not None else "UNKNOWN"
+            metrics.auth_failure(policy or "none", code)
 
     def failed(error: ApiError) -> None:
         cause = unexpected(error)

@@ -1,7 +1,7 @@
 """``GET /openapi.json`` (OpenAPI 3.1) and the Swagger UI page at ``/docs``.
 
 The document is built from the app itself the first time it is asked for: every rule of
-``app.url_map`` with its auth policy (``Routing.route_policies``) as a security
+``app.url_map`` with its endpoint's auth policy (``Routing.endpoints``) as a security
 requirement, and every action as ``POST /actions/<name>`` with its params schema as the
 request body and ``{"result": ...}`` as the response. Errors are problem documents
 (``application/problem+json``). The route ``/actions/{name}`` itself stays listed too.
@@ -20,27 +20,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory, url_for
+from flask import Flask, Response, current_app, jsonify, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import escape
 from pydantic import RootModel
 from werkzeug.routing import Rule
 
 from core.edge.docstrings import markdown
-from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, PUBLIC
+from core.edge.endpoint import Endpoint, summary_of
+from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, OPERATOR, OPTIONAL, PUBLIC
 from core.errors import NotFound, StartupError
 from core.http import idempotency
-from core.http.auth import declare_auth
 from core.http.pipeline import content_security_policy
-from core.http.typed import ModelSchemas, problem_answers, route_spec, typed, typed_operation
+from core.http.routes import ENDPOINTS, Routes
+from core.http.typed import ModelSchemas, problem_answers, typed_operation
 from core.managers.actions import Action
 
 if TYPE_CHECKING:
     from core.app_manager import AppManager
     from core.http.routing import Routing
 
-bp = Blueprint("openapi", __name__)
-docs_bp = Blueprint("docs", __name__)
+bp = Routes("openapi", __name__)
+docs_bp = Routes("docs", __name__)
 
 TITLE = "Python Base 04 API"
 API_VERSION = "1"
@@ -114,21 +115,21 @@ class OpenApi:
     def build(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         rules = sorted(self.app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
-        views = {rule.endpoint: self.app.view_functions.get(rule.endpoint) for rule in rules}
-        models = ModelSchemas(
-            spec for view in views.values() if (spec := route_spec(view)) is not None
-        )
+        declared: Mapping[str, Endpoint] = self.app.extensions.get(ENDPOINTS, {})
+        endpoints = self.routing.endpoints
+        models = ModelSchemas(endpoints[name] for name in declared if name in endpoints)
         for rule in rules:
             path, parameters = openapi_path(rule)
-            policy = self.routing.route_policies.get(rule.endpoint, PUBLIC)
-            view = views[rule.endpoint]
+            endpoint = endpoints[rule.endpoint]
+            typed = rule.endpoint in declared
+            view = self.app.view_functions.get(rule.endpoint)
             for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
-                operation = self._route_operation(rule, method.lower(), view, policy)
-                spec = route_spec(view)
-                if spec is not None:
-                    more = idempotency.ERRORS if spec.idempotent else None
-                    operation.update(typed_operation(spec, models, operation["responses"], more))
-                    if spec.idempotent:
+                operation = self._route_operation(rule, method.lower(), view, endpoint, typed)
+                if typed:
+                    more = idempotency.ERRORS if endpoint.idempotent else None
+                    responses = operation["responses"]
+                    operation.update(typed_operation(endpoint, models, responses, more))
+                    if endpoint.idempotent:
                         operation.setdefault("parameters", []).append(idempotency.PARAMETER)
                 parameters = parameters + operation.pop("parameters", [])
                 if parameters:
@@ -148,20 +149,26 @@ class OpenApi:
             "components": _components(models.definitions),
         }
 
-    def _route_operation(self, rule: Rule, method: str, view: Any, policy: str) -> dict[str, Any]:
-        doc = (getattr(view, "__doc__", None) or "").strip()
+    def _route_operation(
+        self, rule: Rule, method: str, view: Any, endpoint: Endpoint, typed: bool
+    ) -> dict[str, Any]:
+        policy = endpoint.auth or PUBLIC
+        if typed:
+            summary = endpoint.summary
+        else:
+            summary = summary_of(getattr(view, "__doc__", None), rule.endpoint)[0]
         operation: dict[str, Any] = {
             "operationId": f"{rule.endpoint}.{method}",
-            "summary": markdown(doc.splitlines()[0]) if doc else rule.endpoint,
+            "summary": markdown(summary),
             "tags": [rule.endpoint.partition(".")[0] if "." in rule.endpoint else "app"],
             "security": self._security(policy),
             "responses": {"2XX": {"description": "Success."}, "default": _PROBLEM},
         }
         if policy != PUBLIC:
             operation["responses"]["401"] = _PROBLEM
-        if getattr(view, "required_roles", None) or getattr(view, "required_scopes", None):
+        if endpoint.roles or endpoint.scopes:
             operation["responses"]["403"] = _PROBLEM
-        if method in ("post", "put", "patch") and route_spec(view) is None:
+        if method in ("post", "put", "patch") and not typed:
             operation["requestBody"] = {
                 "required": False,
                 "content": {"application/json": {"schema": {"type": "object"}}},
@@ -176,6 +183,8 @@ class OpenApi:
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     PUBLIC: [],
+    # Anyone; a credential, when sent, names the caller (an empty requirement: none needed).
+    OPTIONAL: [{}, {"bearerAuth": []}, {"apiKeyAuth": []}],
     JWT: [{"bearerAuth": []}],
     API_KEY: [{"apiKeyAuth": []}],
     JWT_OR_API_KEY: [{"bearerAuth": []}, {"apiKeyAuth": []}],
@@ -337,9 +346,7 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """An OpenAPI 3.1 document."""
 
 
-@bp.get("/openapi.json")
-@declare_auth(PUBLIC)
-@typed(response=OpenApiDocument)
+@bp.get("/openapi.json", auth=PUBLIC, response=OpenApiDocument)
 def document() -> ResponseReturnValue:
     """The OpenAPI 3.1 document of this API."""
     openapi: OpenApi = current_app.extensions["openapi"]
@@ -379,9 +386,7 @@ _INIT_JS = """window.addEventListener("load", function () {
 content_security_policy(docs_bp, DOCS_CSP)
 
 
-@docs_bp.get("/docs")
-@declare_auth(PUBLIC)
-@typed(media_type="text/html")
+@docs_bp.get("/docs", auth=PUBLIC, media_type="text/html")
 def page() -> ResponseReturnValue:
     """Swagger UI for this API."""
 
@@ -400,17 +405,15 @@ def page() -> ResponseReturnValue:
     return Response(html, mimetype="text/html")
 
 
-@docs_bp.get("/docs/swagger-initializer.js")
-@declare_auth(PUBLIC)
-@typed(media_type="text/javascript")
+@docs_bp.get("/docs/swagger-initializer.js", auth=PUBLIC, media_type="text/javascript")
 def initializer() -> ResponseReturnValue:
     """Starts Swagger UI on /openapi.json (a file, so the CSP needs no inline script)."""
     return Response(_INIT_JS, mimetype="text/javascript")
 
 
-@docs_bp.get("/docs/assets/<filename>")
-@declare_auth(PUBLIC)
-@typed(media_type=_ASSET_TYPES, errors={404: ["NOT_FOUND"]})
+@docs_bp.get(
+    "/docs/assets/<filename>", auth=PUBLIC, media_type=_ASSET_TYPES, errors={"NOT_FOUND": 404}
+)
 def asset(filename: str) -> ResponseReturnValue:
     """A Swagger UI file from the installed package."""
     if filename not in DOCS_ASSETS:

@@ -3,8 +3,7 @@
 - request id: the client's ``X-Request-ID`` when well-formed, else a new one; echoed back;
 - CORS: the headers for ``CORS_ORIGINS`` (Flask-CORS's own evaluation, as a layer);
 - headers: security headers, ``Cache-Control`` (and HSTS over HTTPS), unless the view set them;
-- admission: gates (maintenance) -> authentication (CPU only) -> rate limiter (ONE Redis round
-  trip: revocation marks, bans, every limit of every level); the ``X-RateLimit-*`` headers;
+- admission: the one admission function for the request's endpoint (:mod:`core.http.admission`);
 - body: the JSON body, strict, an object, parsed once (:func:`json_body`).
 
 The client IP comes from Werkzeug's ProxyFix, applied only for ``TRUSTED_PROXIES`` hops (see
@@ -27,18 +26,13 @@ from core.edge.json import load_json
 from core.errors import (
     ApiError,
     InvalidJson,
-    NotFound,
     PayloadTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from core.http import rate_limiter
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from core.http.routing import Routing
-    from core.managers.rate_limiter import RateLimiter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -146,37 +140,6 @@ def headers_layer() -> Layer:
                 headers.add(name, value)
 
     return Layer("headers", after=after)
-
-
-def admission_layer(limiter: RateLimiter, routing: Routing) -> Layer:
-    """Gates -> authentication -> one limiter call, and the quota's headers."""
-    authenticators = routing.authenticators
-    gates = routing.request_gates
-
-    def before() -> None:
-        endpoint = request.endpoint
-        key = endpoint or ""
-        policy = routing.route_policies.get(key)
-        plan, resolver = routing.rate_limit_plans.get(key), routing.bucket_resolvers.get(key)
-        try:
-            for gate in gates:  # maintenance, then per-action auth
-                gate(endpoint)
-            # CORS preflights carry no credentials by design; they reach no view.
-            if policy is not None and request.method != "OPTIONS":
-                authenticators[policy]()
-        except (Unauthorized, NotFound):
-            # Bad credentials and unknown actions still count per IP: guessing is limited.
-            rate_limiter.enforce(limiter, plan, resolver, endpoint)
-            raise
-        rate_limiter.enforce(limiter, plan, resolver, endpoint)
-
-    def after(response: Response) -> None:
-        headers = response.headers
-        for name, value in rate_limiter.header_items():
-            if name not in headers:
-                headers.add(name, value)
-
-    return Layer("admission", before=before, after=after)
 
 
 def _cut_at_the_limit(data: bytes) -> bool:

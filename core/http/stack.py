@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g
 
 from core.edge.problems import api_error
-from core.http import idempotency, metrics, pipeline, tracing
+from core.http import admission, idempotency, metrics, pipeline, tracing
 from core.http.pipeline import Layer
 from core.http.problems import problem_response
 from core.managers.idempotency import IdempotencyStore
@@ -43,7 +43,7 @@ HTTP_STACK: tuple[str, ...] = (
     "metrics",  # timing, in-flight, counts, auth failures, unexpected exceptions
     "cors",  # CORS headers for CORS_ORIGINS (only when set)
     "headers",  # security headers and Cache-Control, unless the view set them
-    "admission",  # gates -> authentication -> one limiter call; the X-RateLimit-* headers
+    "admission",  # the one admission function: gates, auth, one limiter call, roles/scopes
     "body",  # the JSON body: strict JSON, an object, parsed once
     "idempotency",  # Idempotency-Key on endpoints that opted in: run once, replay the answer
 )
@@ -53,16 +53,13 @@ Builder = Callable[[Flask, "AppManager", "Routing"], Layer | None]
 _BUILDERS: dict[str, Builder] = {
     "tracing": lambda app, manager, routing: tracing.layer(manager.tracer),
     "request_id": lambda app, manager, routing: pipeline.request_id_layer(),
-    "metrics": lambda app, manager, routing: metrics.layer(manager.metrics, routing),
+    "metrics": lambda app, manager, routing: metrics.layer(manager.metrics),
     "cors": lambda app, manager, routing: pipeline.cors_layer(app, manager.settings),
     "headers": lambda app, manager, routing: pipeline.headers_layer(),
-    "admission": lambda app, manager, routing: pipeline.admission_layer(
-        manager.rate_limiter, routing
-    ),
+    "admission": lambda app, manager, routing: admission.layer(manager.admission, routing),
     "body": lambda app, manager, routing: pipeline.body_layer(),
     "idempotency": lambda app, manager, routing: idempotency.layer(
-        IdempotencyStore(manager.redis, manager.settings.idempotency_ttl),
-        idempotency.opted_in(app, manager.actions),
+        IdempotencyStore(manager.redis, manager.settings.idempotency_ttl)
     ),
 }
 

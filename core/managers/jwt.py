@@ -34,6 +34,14 @@ from core.managers.redis import RedisManager
 
 ACCESS = "access"
 REFRESH = "refresh"
+
+
+def token_revoked() -> Unauthorized:
+    """The error of a token whose login was revoked (logout, a reused refresh token, an ended
+    session): the one definition, for requests, socket connects and the socket sweep."""
+    return Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
+
+
 _REQUIRED = ["exp", "iat", "nbf", "sub", "jti", "type", "iss", "aud", "fam"]
 _VERIFIED_MAX = 4096  # tokens remembered as verified, per process
 
@@ -227,7 +235,7 @@ class JWTManager(Manager):
         """Decode and check revocation: the whole check for an incoming token."""
         claims = self.decode(token, expected_type)
         if self.is_revoked(claims):
-            raise Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
+            raise token_revoked()
         return claims
 
     # -- revoking and rotating ------------------------------------------------------------

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.app_manager import get_app_manager
-from core.http.auth import require_roles
-from core.http.typed import typed
+from core.http.routes import Routes
 from core.managers.state import maintenance
 
-bp = Blueprint("admin", __name__)
+bp = Routes("admin", __name__)
 MESSAGE_MAX = 500
 
 
@@ -27,9 +25,14 @@ class MaintenanceMode(BaseModel):
     message: str | None
 
 
-@bp.post("/userauth/admin/maintenance")
-@require_roles("admin")
-@typed(body=MaintenanceSwitch, response=MaintenanceMode, errors={409: ["STATE_CONFLICT"]})
+@bp.post(
+    "/userauth/admin/maintenance",
+    roles=["admin"],
+    body=MaintenanceSwitch,
+    response=MaintenanceMode,
+    errors={"STATE_CONFLICT": 409},
+    open_in_maintenance=True,  # the switch must work while it is on
+)
 def set_maintenance(body: MaintenanceSwitch) -> MaintenanceMode:
     """Switch maintenance mode on or off; answers the mode as every instance sees it."""
     manager = get_app_manager()

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
-
 from core.app_manager import get_app_manager
-from core.http.auth import current_principal, require_roles
-from core.http.typed import Paged, PageQuery, typed
+from core.http.auth import current_principal
+from core.http.routes import Routes
+from core.http.typed import Paged, PageQuery
 from modules.api_keys.schemas import ApiKey, Caller, CreatedKey, NewKey
 
-bp = Blueprint("api_keys", __name__)
+bp = Routes("api_keys", __name__)
 
 
-@bp.post("/userauth/api-keys")
-@require_roles("admin")
-@typed(body=NewKey, response=CreatedKey, status=201, idempotent=True)
+@bp.post(
+    "/userauth/api-keys",
+    roles=["admin"],
+    body=NewKey,
+    response=CreatedKey,
+    status=201,
+    idempotent=True,
+)
 def create_key(body: NewKey) -> dict[str, Any]:
     """Create a key; the answer is the only place its secret appears."""
     manager = get_app_manager()
@@ -28,17 +32,13 @@ def create_key(body: NewKey) -> dict[str, Any]:
     return created
 
 
-@bp.get("/userauth/api-keys")
-@require_roles("admin")
-@typed(query=PageQuery, response=Paged[ApiKey])
+@bp.get("/userauth/api-keys", roles=["admin"], query=PageQuery, response=Paged[ApiKey])
 def list_keys(query: PageQuery) -> dict[str, Any]:
     """The active keys, oldest first, a page at a time."""
     return get_app_manager().api_keys.page(query.limit, query.cursor).to_dict()
 
 
-@bp.delete("/userauth/api-keys/<key_id>")
-@require_roles("admin")
-@typed(errors={404: ["NOT_FOUND"]})
+@bp.delete("/userauth/api-keys/<key_id>", roles=["admin"], errors={"NOT_FOUND": 404})
 def revoke_key(key_id: str) -> None:
     """Revoke a key: it stops working at once on every instance."""
     manager = get_app_manager()
@@ -46,8 +46,7 @@ def revoke_key(key_id: str) -> None:
     manager.security.record("api_key.revoked", key_id=key_id)
 
 
-@bp.get("/keyauth/whoami")
-@typed(response=Caller)
+@bp.get("/keyauth/whoami", response=Caller)
 def whoami() -> Caller:
     """The API key making the call."""
     principal = current_principal()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import request
 
 from core.app_manager import get_app_manager
+from core.edge.endpoint import Setting
 from core.errors import ApiError, Unauthorized
 from core.http.auth import current_principal
-from core.http.rate_limiter import rate_limit
-from core.http.typed import Paged, PageQuery, typed
+from core.http.routes import Routes
+from core.http.typed import Paged, PageQuery
 from modules.auth.schemas import (
     Credentials,
     EndedSessions,
@@ -23,11 +24,12 @@ from modules.auth.schemas import (
     UserAnswer,
 )
 from modules.auth.service import AuthService, Client
-from modules.auth.settings import AuthSettings
 from modules.auth.users import public
 
-bp = Blueprint("auth", __name__)
-_TOKEN_PROBLEMS = ["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED"]
+bp = Routes("auth", __name__)
+_TOKEN_PROBLEMS = {"TOKEN_INVALID": 401, "TOKEN_EXPIRED": 401, "TOKEN_REVOKED": 401}
+#: What a route for a signed-in user can answer about the token.
+_SIGNED_IN = {"AUTH_REQUIRED": 401, **_TOKEN_PROBLEMS}
 
 
 def service() -> AuthService:
@@ -61,25 +63,25 @@ def _refused(exc: ApiError, user_id: str | None = None, **details: str) -> None:
         )
 
 
-@bp.post("/public/register")
-@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_register)
-@typed(
+@bp.post(
+    "/public/register",
+    limits={"ip": Setting("RATE_LIMIT_REGISTER")},
     body=Registration,
     response=UserAnswer,
     status=201,
-    errors={409: ["EMAIL_TAKEN", "USERNAME_TAKEN"]},
+    errors={"EMAIL_TAKEN": 409, "USERNAME_TAKEN": 409},
 )
 def register(body: Registration) -> dict[str, Any]:
     """Create an account (role ``user``)."""
     return {"user": public(service().register(body))}
 
 
-@bp.post("/public/login")
-@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_login)
-@typed(
+@bp.post(
+    "/public/login",
+    limits={"ip": Setting("RATE_LIMIT_LOGIN")},
     body=Credentials,
     response=LoginAnswer,
-    errors={401: ["INVALID_CREDENTIALS"], 429: ["LOGIN_LOCKED", "RATE_LIMITED", "BANNED"]},
+    errors={"INVALID_CREDENTIALS": 401, "LOGIN_LOCKED": 429, "RATE_LIMITED": 429, "BANNED": 429},
 )
 def login(body: Credentials) -> dict[str, Any]:
     """Exchange email and password for a token pair and a device token."""
@@ -99,12 +101,12 @@ def login(body: Credentials) -> dict[str, Any]:
     return answer
 
 
-@bp.post("/public/refresh")
-@rate_limit(ip=lambda loaded: loaded.settings_of(AuthSettings).rate_limit_refresh)
-@typed(
+@bp.post(
+    "/public/refresh",
+    limits={"ip": Setting("RATE_LIMIT_REFRESH")},
     body=Refresh,
     response=TokenPair,
-    errors={401: [*_TOKEN_PROBLEMS, "REFRESH_TOKEN_REUSED"]},
+    errors={**_TOKEN_PROBLEMS, "REFRESH_TOKEN_REUSED": 401},
 )
 def refresh(body: Refresh) -> dict[str, Any]:
     """A new token pair for a refresh token, which stops working (rotation)."""
@@ -117,16 +119,14 @@ def refresh(body: Refresh) -> dict[str, Any]:
         raise
 
 
-@bp.post("/userauth/logout")
-@typed(body=Logout, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+@bp.post("/userauth/logout", body=Logout, errors=_SIGNED_IN)
 def logout(body: Logout) -> None:
     """Revoke the whole login of the access token (and of the refresh token, if given)."""
     service().logout(dict(current_principal().claims), body.refresh_token)
     get_app_manager().security.record("logout")
 
 
-@bp.get("/userauth/me")
-@typed(response=UserAnswer, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+@bp.get("/userauth/me", response=UserAnswer, errors=_SIGNED_IN)
 def me() -> dict[str, Any]:
     """The caller's account."""
     user = service().users.by_id(current_principal().id)
@@ -135,16 +135,14 @@ def me() -> dict[str, Any]:
     return {"user": public(user)}
 
 
-@bp.get("/userauth/sessions")
-@typed(query=PageQuery, response=Paged[Session], errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+@bp.get("/userauth/sessions", query=PageQuery, response=Paged[Session], errors=_SIGNED_IN)
 def list_sessions(query: PageQuery) -> dict[str, Any]:
     """The caller's sessions (logins), newest first, a page at a time."""
     claims = current_principal().claims
     return service().list_sessions(claims, query.limit, query.cursor).to_dict()
 
 
-@bp.delete("/userauth/sessions/<session_id>")
-@typed(errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS], 404: ["NOT_FOUND"]})
+@bp.delete("/userauth/sessions/<session_id>", errors={**_SIGNED_IN, "NOT_FOUND": 404})
 def end_session(session_id: str) -> None:
     """End one of the caller's sessions: its tokens stop working and its sockets are closed,
     on every instance."""
@@ -154,8 +152,7 @@ def end_session(session_id: str) -> None:
     get_app_manager().security.record("session.revoked", session_id=session_id, current=current)
 
 
-@bp.post("/userauth/sessions/revoke-others")
-@typed(response=EndedSessions, errors={401: ["AUTH_REQUIRED", *_TOKEN_PROBLEMS]})
+@bp.post("/userauth/sessions/revoke-others", response=EndedSessions, errors=_SIGNED_IN)
 def end_other_sessions() -> dict[str, Any]:
     """End every session of the caller but the current one."""
     ended = service().end_other_sessions(current_principal().claims)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, send_from_directory
+from flask import send_from_directory
 from flask.typing import ResponseReturnValue
 
 from core.errors import NotFound
-from core.http.auth import PUBLIC, declare_auth
 from core.http.pipeline import content_security_policy
-from core.http.typed import typed
+from core.http.routes import Routes
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = frozenset({"chat.js", "chat.css", "favicon.svg", "socket.io.min.js"})
@@ -21,21 +20,17 @@ CSP = (
     "img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 
-bp = Blueprint("webchat", __name__)
+bp = Routes("webchat", __name__)
 content_security_policy(bp, CSP)
 
 
-@bp.get("/public/webchat/")
-@declare_auth(PUBLIC)
-@typed(media_type="text/html")
+@bp.get("/public/webchat/", media_type="text/html")
 def page() -> ResponseReturnValue:
     """The chat page."""
     return send_from_directory(STATIC, "index.html", max_age=0)
 
 
-@bp.get("/public/webchat/<name>")
-@declare_auth(PUBLIC)
-@typed(media_type=ASSET_TYPES, errors={404: ["NOT_FOUND"]})
+@bp.get("/public/webchat/<name>", media_type=ASSET_TYPES, errors={"NOT_FOUND": 404})
 def asset(name: str) -> ResponseReturnValue:
     """The page's script, style and the socket.io-client bundle; nothing else."""
     if name not in ASSETS:

@@ -16,13 +16,12 @@ from tests.actions.conftest import ACTS_MODULE, ACTS_YAML, write_modules
 
 DOCUMENTED = textwrap.dedent(
     '''
-    from flask import Blueprint
     from pydantic import BaseModel, Field
 
-    from core.http.typed import typed
+    from core.http.routes import Routes
     from core.module import BaseModule
 
-    bp = Blueprint("documented", __name__)
+    bp = Routes("documented", __name__)
 
 
     class Search(BaseModel):
@@ -37,8 +36,7 @@ DOCUMENTED = textwrap.dedent(
         plain: int = 0
 
 
-    @bp.get("/public/documented/search")
-    @typed(query=Search)
+    @bp.get("/public/documented/search", query=Search)
     def search(query: Search) -> None:
         """Find things: ``words`` in :func:`core.x.find` order.
 

@@ -15,16 +15,13 @@ from tests.support.packages import make_modules_package
 
 SOURCE = textwrap.dedent(
     '''
-    from flask import Blueprint
-
-    from core.http.typed import typed
+    from core.http.routes import Routes
     from core.module import BaseModule
 
-    bp = Blueprint("bodiless", __name__)
+    bp = Routes("bodiless", __name__)
 
 
     @bp.post("/public/bodiless/ring")
-    @typed()
     def ring() -> None:
         """Ring the bell: nothing to send."""
 

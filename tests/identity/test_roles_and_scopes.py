@@ -1,5 +1,5 @@
-"""Role and scope checks as a module uses them: ``require_roles``, ``require_scopes`` and a route
-declared ``jwt_or_api_key``, served by a throw-away module next to the real ones."""
+"""Role and scope checks as a module declares them (``roles=``, ``scopes=`` on the route) and a
+route declared ``jwt_or_api_key``, served by a throw-away module next to the real ones."""
 
 from __future__ import annotations
 
@@ -18,18 +18,14 @@ from tests.support.packages import make_modules_package
 
 GUARDED = textwrap.dedent(
     """
-    from flask import Blueprint, jsonify
+    from flask import jsonify
 
-    from core.http.auth import (
-        JWT_OR_API_KEY,
-        current_principal,
-        declare_auth,
-        require_roles,
-        require_scopes,
-    )
+    from core.http.auth import JWT_OR_API_KEY, current_principal
+    from core.http.routes import Routes
     from core.module import BaseModule
 
-    bp = Blueprint("guarded", __name__)
+    bp = Routes("guarded", __name__)
+    JSON = "application/json"
 
 
     def caller():
@@ -42,39 +38,32 @@ GUARDED = textwrap.dedent(
         )
 
 
-    @bp.get("/keyauth/guarded/notes")
-    @require_scopes("notes:read")
+    @bp.get("/keyauth/guarded/notes", scopes=["notes:read"], media_type=JSON)
     def read_notes():
         return caller()
 
 
-    @bp.post("/keyauth/guarded/notes")
-    @require_scopes("notes:read", "notes:write")
+    @bp.post("/keyauth/guarded/notes", scopes=["notes:read", "notes:write"], media_type=JSON)
     def write_notes():
         return caller()
 
 
-    @bp.get("/guarded/either")
-    @declare_auth(JWT_OR_API_KEY)
+    @bp.get("/guarded/either", auth=JWT_OR_API_KEY, media_type=JSON)
     def either():
         return caller()
 
 
-    @bp.get("/guarded/either/notes")
-    @declare_auth(JWT_OR_API_KEY)
-    @require_scopes("notes:read")
+    @bp.get("/guarded/either/notes", auth=JWT_OR_API_KEY, scopes=["notes:read"], media_type=JSON)
     def either_notes():
         return caller()
 
 
-    @bp.get("/userauth/guarded/reports")
-    @require_roles("admin")
+    @bp.get("/userauth/guarded/reports", roles=["admin"], media_type=JSON)
     def reports():
         return caller()
 
 
-    @bp.get("/userauth/guarded/audit")
-    @require_roles("admin", "auditor")
+    @bp.get("/userauth/guarded/audit", roles=["admin", "auditor"], media_type=JSON)
     def audit():
         return caller()
 

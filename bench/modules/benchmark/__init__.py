@@ -10,33 +10,33 @@ security headers) happens as for any other route.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from core.http.rate_limiter import exempt
+from core.http.routes import Routes
 from core.module import BaseModule
 
-bp = Blueprint("benchmark", __name__)
+bp = Routes("benchmark", __name__)
+JSON = "application/json"
 
 
-@bp.get("/public/bench/ping")
+@bp.get("/public/bench/ping", media_type=JSON)
 def public_ping() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
-@bp.get("/public/bench/exempt")
-@exempt
+@bp.get("/public/bench/exempt", media_type=JSON, rate_limit_exempt=True)
 def exempt_ping() -> ResponseReturnValue:
     """No auth and no rate limit: the pipeline without its Redis round trip."""
     return jsonify(status="ok")
 
 
-@bp.get("/userauth/bench/ping")
+@bp.get("/userauth/bench/ping", media_type=JSON)
 def user_ping() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
-@bp.get("/keyauth/bench/ping")
+@bp.get("/keyauth/bench/ping", media_type=JSON)
 def key_ping() -> ResponseReturnValue:
     return jsonify(status="ok")
 

@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.edge.endpoint import Endpoint
 from core.edge.principal import API_KEY, JWT, JWT_OR_API_KEY, PUBLIC, Principal, refusal
 from core.errors import ApiError, Unauthorized
-from core.managers.rate_limiter.limits import Limit
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -123,15 +123,12 @@ class Action:
     handler: Handler = field(repr=False)
     #: ``package.module:function`` as declared: for operators (CLI), never sent to clients.
     handler_ref: str
-    auth: str
-    roles: frozenset[str]
-    scopes: frozenset[str]
+    #: What admission and the documents read: auth, roles, scopes, the ``rate_limit`` in
+    #: effect (a setting's value already read), the declared errors, the params and result.
+    endpoint: Endpoint
     #: The enforced schema of the body (unknown fields closed: ``close_objects``).
     params: dict[str, Any]
     result: dict[str, Any] | bool | None
-    rate_limit: str | None
-    #: ``rate_limit`` parsed once at start-up (empty without one).
-    limits: tuple[Limit, ...]
     audit: bool
     timeout: float | None
     #: ``file:line`` (or ``module <name>`` for actions declared in code).
@@ -140,10 +137,34 @@ class Action:
     result_validator: Validator | None = field(repr=False, compare=False)
     #: Top-level ``default`` values of ``params``, filled in for fields the caller left out.
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    #: The problems the handler answers with, ``code -> status`` (documented in OpenAPI).
-    errors: Mapping[str, int] = field(default_factory=dict, compare=False)
-    #: Honours ``Idempotency-Key`` (core.http.idempotency): a retried call runs once.
-    idempotent: bool = False
+
+    @property
+    def auth(self) -> str:
+        return self.endpoint.auth or PUBLIC
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.endpoint.roles
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.endpoint.scopes
+
+    @property
+    def rate_limit(self) -> str | None:
+        """The limit in effect, per caller, on top of the levels' (None: none of its own)."""
+        limit = self.endpoint.rate_limit
+        return limit if isinstance(limit, str) else None
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """The problems the handler answers with, ``code -> status`` (documented in OpenAPI)."""
+        return self.endpoint.errors
+
+    @property
+    def idempotent(self) -> bool:
+        """Honours ``Idempotency-Key`` (core.http.idempotency): a retried call runs once."""
+        return self.endpoint.idempotent
 
     def refusal(self, principal: Principal | None) -> ApiError | None:
         """Why ``principal`` may not call this action (401 / 403), or None when it may: the

@@ -1,11 +1,12 @@
-"""Running one action: authorise, hooks, validate, call the handler, check the result, audit.
+"""Running one action: hooks, validate, call the handler, check the result, audit.
 
-The order is the contract's: roles/scopes (403) -> ``before_execute`` callbacks (the rate
-limiter's hook point, 429) -> params validation (400) -> handler. Authentication (401) happened
-before, in the HTTP layer, with the authenticator of the action's ``auth``; a caller that
-reaches :func:`execute` without a principal for a non-public action still gets 401.
+The order is the contract's: admission with the action's endpoint (gates, authentication 401,
+the limits 429 with the action's own ``rate_limit``, roles/scopes 403: one function,
+:mod:`core.managers.admission`, before the body is read) -> ``before_execute`` callbacks ->
+params validation (400) -> handler.
 
-Every execution of an audited action, whatever its outcome, hands one row to the audit writer;
+Every execution of an audited action, whatever its outcome, hands one row to the audit writer
+(a refusal by roles or scopes too: :meth:`ActionManager.refused`);
 a failure is mapped by :func:`core.edge.problems.api_error` (the one error mapper), so the row's
 status and code are the ones the caller gets.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from core.edge.problems import DependencyOf, api_error
 from core.edge.validation import pointer, validate
-from core.errors import InternalError, ServiceUnavailable
+from core.errors import ApiError, InternalError, ServiceUnavailable
 from core.managers.actions.audit import AuditRecord, AuditWriter, Digest
 from core.managers.actions.declaration import Action, ActionContext
 from core.managers.database.json import to_json_compatible
@@ -65,13 +66,12 @@ def execute(
     digest: Digest,
     dependency_of: DependencyOf,
 ) -> Any:
-    """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures."""
+    """The JSON-compatible result of ``action``; raises ApiErrors for refusals and failures.
+    The caller was admitted already (:mod:`core.managers.admission`: authentication, limits,
+    roles and scopes, with the action's endpoint)."""
     occurred_at, started = datetime.now(UTC), time.perf_counter()
     status, code, params_digest = 200, None, None
     try:
-        refusal = action.refusal(context.principal)
-        if refusal is not None:
-            raise refusal
         for callback in before:
             callback(action, context)
         validate(action.params_validator, params)
@@ -89,13 +89,33 @@ def execute(
     finally:
         seconds = time.perf_counter() - started
         done = Execution(action, context, status, code, _outcome(status, code), seconds)
-        if action.audit:
-            audit.write(_record(done, params_digest, occurred_at))
-        for listener in after:
-            try:
-                listener(done)
-            except Exception:
-                logger.exception("after_execute callback failed", extra={"action": action.name})
+        finish(done, params_digest, occurred_at, after=after, audit=audit)
+
+
+def finish(
+    done: Execution,
+    params_digest: str | None,
+    occurred_at: datetime,
+    *,
+    after: Sequence[AfterExecute],
+    audit: AuditWriter,
+) -> None:
+    """An execution's end, whatever it was: its audit row (audited actions) and the
+    ``after`` callbacks (a failing one is logged)."""
+    if done.action.audit:
+        audit.write(_record(done, params_digest, occurred_at))
+    for listener in after:
+        try:
+            listener(done)
+        except Exception:
+            logger.exception("after_execute callback failed", extra={"action": done.action.name})
+
+
+def refused(action: Action, context: ActionContext, error: ApiError) -> Execution:
+    """An execution that admission refused before it began (roles, scopes)."""
+    return Execution(
+        action, context, error.status, error.code, _outcome(error.status, error.code), 0.0
+    )
 
 
 def call_handler(action: Action, params: dict[str, Any], context: ActionContext) -> Any:

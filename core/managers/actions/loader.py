@@ -21,10 +21,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 
+from core.edge.endpoint import Endpoint
 from core.edge.principal import API_KEY, JWT, PUBLIC
-from core.edge.validation import close_objects, compile_schema
+from core.edge.validation import Schema, close_objects, compile_schema
 from core.managers.actions.declaration import FILE_SCHEMA, Action, Handler
-from core.managers.rate_limiter.limits import Limit, parse_limits
+from core.managers.rate_limiter.limits import parse_limits
 
 _FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
 _ACTION_VALIDATOR = Draft202012Validator(FILE_SCHEMA["$defs"]["action"])
@@ -154,7 +155,6 @@ class Catalog:
         if auth == API_KEY and roles:
             problem("roles govern users; an api_key action is only called by API keys", "roles")
 
-        limits: tuple[Limit, ...] = ()
         rate_limit = decl.get("rate_limit")
         if isinstance(rate_limit, dict):  # {setting: NAME}: the limit is that setting's value
             value = self.setting(rate_limit["setting"])
@@ -165,7 +165,7 @@ class Catalog:
             rate_limit = value if isinstance(value, str) and value else None
         if rate_limit is not None:
             try:
-                limits = parse_limits(rate_limit)  # the RATE_LIMIT_* grammar
+                parse_limits(rate_limit)  # checked here, with its line: the RATE_LIMIT_* grammar
             except ValueError as exc:
                 problem(f"rate_limit: {exc}", "rate_limit")
         params = dict(decl.get("params") or {"type": "object"})
@@ -196,21 +196,28 @@ class Catalog:
         if found or params_validator is None or (result is not None and result_validator is None):
             return
         properties = params.get("properties", {})
+        description = decl["description"]
         self.actions[name] = Action(
             name=name,
-            description=decl["description"],
+            description=description,
             handler=handler,
             handler_ref=handler_ref,
-            auth=auth,
-            roles=frozenset(roles),
-            scopes=frozenset(scopes),
+            endpoint=Endpoint(
+                kind="action",
+                name=name,
+                summary=description.strip().splitlines()[0],
+                description=description.strip(),
+                auth=auth,
+                roles=frozenset(roles),
+                scopes=frozenset(scopes),
+                rate_limit=rate_limit,
+                input=Schema(params, validator=params_validator),
+                errors=dict(decl.get("errors", {})),
+                idempotent=decl.get("idempotent", False),
+            ),
             params=params,
             result=result,
-            rate_limit=rate_limit,
-            limits=limits,
-            errors=dict(decl.get("errors", {})),
             audit=decl.get("audit", True),
-            idempotent=decl.get("idempotent", False),
             timeout=decl.get("timeout"),
             source=_at(source, locate(())),
             params_validator=params_validator,

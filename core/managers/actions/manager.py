@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,23 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from config.settings import Settings
+from core.edge.endpoint import Endpoint
+from core.edge.principal import Principal
 from core.edge.problems import DependencyOf
-from core.errors import NotFound, StartupError
+from core.errors import ApiError, NotFound, StartupError
 from core.managers import spans
 from core.managers.actions.audit import AuditWriter, Digest, postgres_sink
 from core.managers.actions.declaration import Action, ActionContext
-from core.managers.actions.executor import AfterExecute, BeforeExecute, Execution, execute
+from core.managers.actions.executor import (
+    AfterExecute,
+    BeforeExecute,
+    Execution,
+    execute,
+    finish,
+)
+from core.managers.actions.executor import refused as refused_execution
 from core.managers.actions.loader import Catalog, Problem, SettingOf
+from core.managers.admission import Caller
 from core.managers.base import HealthResult, Manager
 from core.managers.database import PostgresStore
 from core.module import BaseModule
@@ -171,6 +182,18 @@ class ActionManager(Manager):
             digest=self.digest,
             dependency_of=self.dependency_of,
         )
+
+    def refused(
+        self, endpoint: Endpoint, caller: Caller, principal: Principal, error: ApiError
+    ) -> None:
+        """Admission refused an action's caller by its roles or scopes: like any execution's
+        end, an audit row (``denied``) and the ``after_execute`` callbacks."""
+        action = self._actions.get(endpoint.name) if endpoint.kind == "action" else None
+        if action is None:
+            return
+        context = ActionContext(principal, caller.request_id, action.name)
+        done = refused_execution(action, context, error)
+        finish(done, None, datetime.now(UTC), after=self.after_execute, audit=self.audit)
 
     # -- manager contract -------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ is a sliding window without boundaries: N requests per period, never 2N around a
 and ``Remaining`` refills smoothly. Everything happens in one Lua script (``limiter.lua``), so
 concurrent requests cannot slip through between a read and a write.
 
-Buckets: the level's default limits (``RATE_LIMIT_IP`` ...), or a route's override (decorator
-``core.http.rate_limiter.rate_limit``) in a bucket of that route; actions add their own
-``rate_limit`` in a bucket of the action. Bans: an identifier limited more than
+Buckets: the level's default limits (``RATE_LIMIT_IP`` ...), or an endpoint's replacement of
+them (``limits=`` on a route or an event) in a bucket of that endpoint; an endpoint's own
+``rate_limit`` (an action's, a route's, an event's) is a bucket of its own on top
+(:mod:`core.managers.admission` builds them). Bans: an identifier limited more than
 ``RATE_LIMIT_BAN_AFTER`` times within ``RATE_LIMIT_BAN_WINDOW`` seconds is banned for
 ``RATE_LIMIT_BAN_SECONDS``, doubled for each repeat offence within a week (at most
 ``RATE_LIMIT_BAN_MAX_FACTOR`` times). Bans live in Redis, so an unban is seen everywhere at once.
@@ -82,6 +83,10 @@ class Revocation:
 
     key: str
     error: Callable[[], ApiError]
+    #: Whether Redis being unable to answer refuses the call (``REVOCATION_FAIL_OPEN`` then
+    #: decides); False for a check that something else makes again (an open socket's token,
+    #: re-checked by the sweep): that call goes on.
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -311,14 +316,10 @@ class RateLimiter(Manager):
                 "rate limiter cannot use redis (unreachable, slow or out of memory)",
                 extra={"errors": self.redis_errors},
             )
-        if revocations and not self.revocation_fail_open:
+        if any(r.required for r in revocations) and not self.revocation_fail_open:
             raise DependencyUnavailable("redis")
         if any(bucket.level in self.fail_closed for bucket in buckets):
             raise DependencyUnavailable("redis")
-
-    def check_socket(self, user_id: str) -> None:
-        """Count one Socket.IO event of ``user_id`` (``RATE_LIMIT_SOCKET``); 429 when over."""
-        self.check([self.bucket("socket", user_id)])
 
     # -- bans -----------------------------------------------------------------------------
 

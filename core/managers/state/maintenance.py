@@ -1,7 +1,7 @@
 """Maintenance mode as state: the ``maintenance`` machine of the StateManager, shared by every
 instance, and :func:`set_mode`, the one way to switch it (``flask maintenance on|off`` and
-the admin module's route). The request gate enforcing it is
-:mod:`core.http.maintenance`.
+the admin module's route). The gate enforcing it is the first step of admission
+(:mod:`core.managers.admission`), for every door.
 """
 
 from __future__ import annotations

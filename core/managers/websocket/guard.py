@@ -1,13 +1,12 @@
 """The guard of ``/socket.io``: what a connection must pass, and how long it may wait.
 
-A Socket.IO connect passes the same checks as an HTTP request, in the same order and with the
-same single Redis round trip:
-
-1. the request gates (maintenance: 503 ``MAINTENANCE`` as ``connect_error``), from the local
-   state cache;
-2. the access token's signature and claims (CPU only);
-3. one limiter call: the token's revocation marks, the bans and limits of the ``ip`` level
-   and of the ``user`` level. A connect without a valid token still counts against its IP.
+A Socket.IO connect is admitted by the one admission function
+(:meth:`core.managers.admission.Admission.admit`, endpoint
+:data:`~core.managers.admission.SOCKET_CONNECT`), like an HTTP request and with the same single
+Redis round trip: maintenance (503 ``MAINTENANCE`` as ``connect_error``), the access token of
+the ``auth`` payload (signature and claims, CPU only), then one limiter call: the token's
+revocation marks, the bans and limits of the ``ip`` level and of the ``user`` level. A connect
+without a valid token still counts against its IP.
 
 Then, when the socket is registered, the user's sockets over every instance are capped
 (``SOCKETIO_MAX_SOCKETS_PER_USER``; ``TOO_MANY_SOCKETS``).
@@ -21,42 +20,21 @@ closes every Engine.IO connection without an accepted connect after
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import request
-
-from core.errors import ApiError, Unauthorized
-from core.managers.jwt import JWTManager
-from core.managers.rate_limiter import RateLimiter, Revocation
-
-#: ``gate(endpoint)``: raises the ApiError that refuses (maintenance).
-Gate = Callable[[str | None], None]
+from core.edge.principal import Principal
+from core.managers.admission import SOCKET_CONNECT, Admission, Caller
 
 
-def _revoked() -> ApiError:
-    return Unauthorized("The token has been revoked.", code="TOKEN_REVOKED")
-
-
-def admit(
-    gates: Iterable[Gate], limiter: RateLimiter, jwt: JWTManager, auth: Any
-) -> Mapping[str, Any]:
-    """The claims of the connect's token; raises the ApiError that refuses the connect."""
-    for gate in gates:
-        gate(None)
-    buckets = [limiter.bucket("ip", limiter.ip_identifier(request.remote_addr))]
+def admit(admission: Admission, auth: Any, address: str | None) -> Principal:
+    """The user of a connect (its ``auth`` payload's token), admitted from ``address``;
+    raises the ApiError that refuses the connect."""
     token = auth.get("token") if isinstance(auth, dict) else None
-    try:
-        if not isinstance(token, str) or not token:
-            raise Unauthorized("A token is required in the auth payload.", code="AUTH_REQUIRED")
-        claims = jwt.decode(token)
-    except Unauthorized:
-        limiter.check(buckets)  # guessing tokens is limited like anything else
-        raise
-    buckets.append(limiter.bucket("user", claims["sub"]))
-    revocations = [Revocation(key, _revoked) for key in jwt.revocation_keys(claims)]
-    limiter.check(buckets, revocations)
-    return claims
+    bearer = token if isinstance(token, str) and token else None
+    principal = admission.admit(SOCKET_CONNECT, Caller(ip=address, bearer=bearer)).principal
+    assert principal is not None  # a JWT endpoint admits a user or raises
+    return principal
 
 
 class HandshakeReaper:

@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from core.errors import Forbidden
 from core.managers.database.json import to_json_compatible
-from core.managers.jwt import JWTManager
+from core.managers.jwt import JWTManager, token_revoked
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 
@@ -49,7 +49,7 @@ S = TypeVar("S", bound=Session)
 #: (code, message) of each way a session ends.
 ENDINGS = {
     "TOKEN_EXPIRED": "The token has expired.",
-    "TOKEN_REVOKED": "The token has been revoked.",
+    "TOKEN_REVOKED": token_revoked().detail,
     "BANNED": "This client is temporarily banned.",
 }
 

@@ -27,7 +27,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +37,7 @@ from flask_socketio import SocketIO, join_room
 from pydantic import BaseModel, Field
 
 from config.settings import Settings
-from core.edge.endpoint import LimitSource
 from core.edge.json import check_json_value
-from core.edge.principal import JWT, refusal
 from core.edge.problems import DependencyOf, api_error
 from core.errors import (
     ApiError,
@@ -50,13 +47,13 @@ from core.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from core.managers.admission import Admission, Caller
 from core.managers.base import Manager
 from core.managers.database.json import to_json_compatible
 from core.managers.hooks import HooksManager
 from core.managers.jwt import JWTManager
 from core.managers.metrics import MetricsManager
-from core.managers.rate_limiter import Bucket, RateLimiter
-from core.managers.rate_limiter.limits import Limit, parse_limits
+from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.websocket.delivery import Delivery, after_ack, install_after_ack
 from core.managers.websocket.door import EngineIODoor
@@ -147,6 +144,7 @@ class WebSocketManager(Manager):
         *,
         redis: RedisManager,
         jwt: JWTManager,
+        admission: Admission,
         rate_limiter: RateLimiter,
         metrics: MetricsManager,
         hooks: HooksManager,
@@ -155,6 +153,8 @@ class WebSocketManager(Manager):
         self.settings = settings
         self.redis = redis
         self.jwt = jwt
+        #: The one admission function: connects and every event pass it.
+        self.admission = admission
         self.rate_limiter = rate_limiter
         self.metrics = metrics
         self.hooks = hooks
@@ -171,9 +171,6 @@ class WebSocketManager(Manager):
             redis, jwt, rate_limiter, settings.socketio_expiry_notice, self._send_here
         )
         self.draining = False
-        #: ``gate(endpoint)`` run on every connect before the token (maintenance): the
-        #: HTTP request gates, handed over by the app factory.
-        self.connect_gates: list[Callable[[str | None], None]] = []
         self.queue = RedisQueue(redis.new_client("python-base-04-socketio"), channel)
         self.delivery = Delivery(self._send_here)
         self.queue.delivery = self.delivery
@@ -242,7 +239,6 @@ class WebSocketManager(Manager):
             },
             summary="Replace the socket's access token with a new one of the same user.",
         )(self._refresh_session)
-        self._buckets: dict[str, tuple[tuple[Limit, ...] | None, tuple[Limit, ...] | None]] = {}
         hooks.register("app.draining", self._drain)
 
     # -- wiring ---------------------------------------------------------------------------
@@ -266,8 +262,7 @@ class WebSocketManager(Manager):
         left to the Socket.IO CONNECT, where clients read its message (``connect_error``). A
         draining instance refuses it (503 ``SHUTTING_DOWN``: a load balancer tries another)."""
         self._refuse_while_draining(None)
-        limiter = self.rate_limiter
-        limiter.check([limiter.bucket("ip", limiter.ip_identifier(address))])
+        self.admission.admit_ip(address)
 
     def start(self) -> None:
         """Heartbeat, crashed-instance cleanup and the token sweep, in background threads."""
@@ -300,10 +295,7 @@ class WebSocketManager(Manager):
             return error_ack(Unauthorized("Connect with a valid token first."))
         endpoint = event.endpoint
         try:
-            self.rate_limiter.check(self._event_buckets(event, session.user_id))
-            refused = refusal(session.principal, JWT, endpoint.roles)
-            if refused is not None:
-                raise refused
+            self.admission.admit(endpoint, Caller(ip=session.ip, session=session.principal))
             if not isinstance(data, dict):
                 raise ValidationFailed(
                     [{"field": "", "message": "must be a JSON object"}],
@@ -317,38 +309,15 @@ class WebSocketManager(Manager):
         except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
             return error_ack(api_error(exc, self.dependency_of, event=endpoint.name))
 
-    def _event_buckets(self, event: ClientEvent, user_id: str) -> list[Bucket]:
-        """The socket level (or the event's replacement of it) and the event's own limit."""
-        endpoint = event.endpoint
-        plan = self._buckets.get(endpoint.name)
-        if plan is None:
-            level, own = endpoint.limits.get("socket"), endpoint.rate_limit
-            plan = self._buckets[endpoint.name] = (
-                None if level is None else parse_limits(self._limit_text(level)),
-                None if own is None else parse_limits(self._limit_text(own)),
-            )
-        level_limits, own_limits = plan
-        scope = f"event:{endpoint.name}"
-        limiter = self.rate_limiter
-        buckets = [limiter.bucket("socket", user_id, level_limits, scope if level_limits else "")]
-        if own_limits is not None:
-            buckets.append(limiter.bucket("socket", user_id, own_limits, scope + ":own"))
-        return buckets
-
-    def _limit_text(self, source: LimitSource) -> str:
-        if isinstance(source, str):
-            return source
-        return str(getattr(self.settings, source.name.lower()))
-
     # -- connect / disconnect -------------------------------------------------------------
 
     def _connect(self, auth: Any = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
         try:
-            gates = [self._refuse_while_draining, *self.connect_gates]
-            claims = admit(gates, self.rate_limiter, self.jwt, auth)
+            self._refuse_while_draining(None)
+            user = admit(self.admission, auth, request.remote_addr)
             ip = self.rate_limiter.ip_identifier(request.remote_addr)
-            session = SocketSession(sid, claims["sub"], str(claims.get("username", "")), claims, ip)
+            session = SocketSession(sid, user.id, user.name, user.claims, ip)
             if not self.rooms.register_socket(
                 sid,
                 session.user_id,

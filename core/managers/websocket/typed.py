@@ -141,13 +141,13 @@ class SocketEvents:
         _check_name(name, self.client, "client")
 
         def decorator(handler: H) -> H:
-            doc_summary, doc_description = summary_of(handler.__doc__, name)
+            said = summary_of(handler.__doc__, name, summary, description)
             event = ClientEvent(
                 Endpoint(
                     kind="event",
                     name=name,
-                    summary=summary or doc_summary,
-                    description=description if description is not None else doc_description,
+                    summary=said[0],
+                    description=said[1],
                     auth=auth,
                     roles=frozen(roles),
                     limits=dict(limits or {}),

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import get_app_manager
 from core.http.auth import current_principal
 from core.http.pipeline import json_body
-from core.http.rate_limiter import exempt, rate_limit
+from core.http.routes import Routes
 from core.module import BaseModule, ModuleHost
 
 logger = logging.getLogger(__name__)
+#: Plain Flask routes: their path prefix decides their auth, nothing else is declared.
 bp = Blueprint("probe", __name__)
+#: Routes with facts of their own (limits).
+declared = Routes("probe_declared", __name__)
 
 
 @bp.post("/public/probe/echo")
@@ -72,14 +75,12 @@ def key_private() -> ResponseReturnValue:
     return jsonify(secret="only for authenticated callers")
 
 
-@bp.get("/public/probe/limited")
-@rate_limit(ip="2/minute")
+@declared.get("/public/probe/limited", limits={"ip": "2/minute"}, media_type="application/json")
 def limited() -> ResponseReturnValue:
     return jsonify(limited=True)
 
 
-@bp.get("/public/probe/unlimited")
-@exempt
+@declared.get("/public/probe/unlimited", rate_limit_exempt=True, media_type="application/json")
 def unlimited() -> ResponseReturnValue:
     return jsonify(limited=False)
 
@@ -112,6 +113,10 @@ def sql_now() -> ResponseReturnValue:
 
 class ProbeModule(BaseModule):
     blueprint = bp
+
+    def register_routes(self, app: Flask) -> None:
+        super().register_routes(app)
+        app.register_blueprint(declared)
 
     def __init__(self, name: str, app_manager: ModuleHost) -> None:
         super().__init__(name, app_manager)

@@ -1,19 +1,18 @@
-"""A test module of typed routes (:func:`core.http.typed.typed`): body, query, answers."""
+"""A test module of typed routes (:class:`core.http.routes.Routes`): body, query, answers."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import Conflict
-from core.http.typed import typed
+from core.http.routes import Routes
 from core.managers.websocket import SocketEvents, SocketSession
 from core.module import BaseModule
 
-bp = Blueprint("typed_probe", __name__)
+bp = Routes("typed_probe", __name__)
 
 
 class Tag(BaseModel):
@@ -54,8 +53,13 @@ class Private(BaseModel):
     public: str
 
 
-@bp.post("/public/typed/widgets")
-@typed(body=NewWidget, response=Widget, status=201, errors={409: ["WIDGET_EXISTS"]})
+@bp.post(
+    "/public/typed/widgets",
+    body=NewWidget,
+    response=Widget,
+    status=201,
+    errors={"WIDGET_EXISTS": 409},
+)
 def create_widget(body: NewWidget) -> Widget:
     """Create a widget (echoed back with a timestamp)."""
     if body.name == "taken":
@@ -63,28 +67,24 @@ def create_widget(body: NewWidget) -> Widget:
     return Widget(**body.model_dump(), created_at=datetime(2024, 5, 1, 12, tzinfo=UTC))
 
 
-@bp.get("/public/typed/widgets")
-@typed(query=Filters, response=Found)
+@bp.get("/public/typed/widgets", query=Filters, response=Found)
 def find_widgets(query: Filters) -> Found:
     """Echo the query as parsed."""
     return Found(**query.model_dump())
 
 
 @bp.delete("/public/typed/widgets/<name>")
-@typed()
 def delete_widget(name: str) -> None:
     """An empty 204."""
 
 
-@bp.get("/public/typed/private")
-@typed(response=Private)
+@bp.get("/public/typed/private", response=Private)
 def private() -> dict[str, str]:
     """A dict with a field the model does not declare: it must not leak."""
     return {"public": "yes", "secret": "never sent"}
 
 
-@bp.get("/public/typed/undocumented")
-@typed(response=Private)
+@bp.get("/public/typed/undocumented", response=Private)
 def undocumented() -> tuple[dict[str, str], int]:
     """Answers a status it does not declare: a bug, answered 500."""
     return {"public": "yes"}, 202
