@@ -6,7 +6,7 @@ The code is in :mod:`.principal`, :mod:`.endpoint`, :mod:`.validation`, :mod:`.j
 :mod:`.problems` and :mod:`.bearer`.
 """
 
-from core.edge.bearer import bearer_matches, bearer_token
+from core.edge.bearer import bearer_token, token_matches
 from core.edge.endpoint import Endpoint, Setting
 from core.edge.json import MAX_DEPTH, check_json_value, load_json
 from core.edge.principal import (
@@ -46,7 +46,6 @@ __all__ = [
     "Schema",
     "Setting",
     "api_error",
-    "bearer_matches",
     "bearer_token",
     "check_json_value",
     "load_json",
@@ -54,5 +53,6 @@ __all__ = [
     "problem_document",
     "problem_type",
     "refusal",
+    "token_matches",
     "validate",
 ]

@@ -1,5 +1,5 @@
-"""The one ``Authorization`` header parser, and the constant-time bearer check
-(``METRICS_TOKEN`` on the app and on the metrics port)."""
+"""The one ``Authorization`` header parser, and the constant-time token check (admission's
+``operator`` policy: ``METRICS_TOKEN``, on the app's port and on the metrics port)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
-
-
-def bearer_matches(authorization: str | None, expected: bytes | None) -> bool:
-    """Whether an ``Authorization`` header carries ``Bearer <expected>``, compared in constant
-    time; True when no token is expected (the endpoint is open)."""
-    return token_matches(bearer_token(authorization), expected)
 
 
 def token_matches(presented: str | None, expected: bytes | None) -> bool:

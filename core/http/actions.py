@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from flask import Flask, g
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.endpoint import Endpoint
 from core.edge.principal import OPTIONAL, PUBLIC
 from core.http.routes import Routes
 from core.http.routing import Routing
+from core.http.typed import JsonObject
 from core.managers.actions import ActionContext
 
 bp = Routes("actions", __name__)
@@ -57,8 +58,9 @@ class ActionList(BaseModel):
     items: list[ActionInfo]
 
 
-class ActionParams(RootModel[dict[str, Any]]):
-    """The params of the action (each action's schema is under ``/actions/<its name>``)."""
+class ActionParams(JsonObject):
+    """The params of the action (each action's schema is under ``/actions/<its name>``),
+    validated once, by the executor, against that schema."""
 
 
 class ActionResult(BaseModel):
@@ -82,7 +84,7 @@ def index() -> dict[str, Any]:
     response=ActionResult,
     errors={"ACTION_NOT_FOUND": 404},
 )
-def execute(name: str, body: ActionParams) -> ActionResult:
+def execute(name: str, body: dict[str, Any]) -> ActionResult:
     """Run an action with the body as its params; answers ``{"result": ...}``."""
     app_manager = get_app_manager()
     action = app_manager.actions.get(name)
@@ -91,4 +93,4 @@ def execute(name: str, body: ActionParams) -> ActionResult:
         request_id=g.get("request_id"),
         action=action.name,
     )
-    return ActionResult(result=app_manager.actions.execute(action, body.root, context))
+    return ActionResult(result=app_manager.actions.execute(action, body, context))

@@ -9,25 +9,35 @@ exceptions (by type); the in-flight count ends when the request does, whatever h
 ``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set) and is rate
 limited and banned like any route, so the token cannot be guessed at speed (issue 22). With
 ``METRICS_PORT`` set the route is not registered: the MetricsManager serves the metrics on
-that port instead, so the app's port (the one behind the Ingress) never exposes them; that
-port admits each request through the same ``ip`` level first.
+that port instead, so the app's port (the one behind the Ingress) never exposes them, and
+admits each of that port's requests with the one admission function too
+(:func:`port_admission`).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from core.app_manager import AppManager, get_app_manager
+from core.edge.bearer import bearer_token
 from core.edge.endpoint import Endpoint
-from core.edge.principal import OPERATOR
-from core.edge.problems import unexpected
+from core.edge.principal import OPERATOR, PUBLIC
+from core.edge.problems import DependencyOf, api_error, unexpected
 from core.errors import ApiError
 from core.http.pipeline import Layer
 from core.http.routes import Routes
+from core.managers.admission import Admission, Caller
 from core.managers.metrics import UNMATCHED, MetricsManager
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from core.managers.metrics.server import Admit
 
 bp = Routes("metrics", __name__)
 
@@ -35,6 +45,18 @@ bp = Routes("metrics", __name__)
 ENDPOINT = "metrics.scrape"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _AUTH_STATUSES = frozenset({401, 403})
+#: A scrape on ``METRICS_PORT`` (:func:`port_admission`): the route's facts, on that port.
+PORT_SCRAPE = Endpoint(
+    kind="route",
+    name="metrics.port",
+    summary="Prometheus exposition on METRICS_PORT.",
+    auth=OPERATOR,
+    open_in_maintenance=True,
+)
+#: Any other path of ``METRICS_PORT``: counted at the ``ip`` level, then 404.
+PORT_UNMATCHED = Endpoint(
+    kind="route", name="metrics.port.unmatched", auth=PUBLIC, open_in_maintenance=True
+)
 
 
 @bp.get(
@@ -61,14 +83,38 @@ def install(app: Flask, app_manager: AppManager) -> None:
     if metrics.port is None:
         app.register_blueprint(bp)
     metrics.track_readiness(app_manager.ready, lambda: app_manager.redis.memory)
-    limiter = app_manager.rate_limiter
-
-    def admit(address: str) -> None:
-        # The ``ip`` level's limits and bans, in a bucket of this door: Prometheus shares no
-        # budget with the app's traffic (an address banned on the app's port still scrapes).
-        limiter.check([limiter.bucket("ip", f"metrics-port:{limiter.ip_identifier(address)}")])
-
+    admit = port_admission(
+        app_manager.admission,
+        app_manager.settings.metrics_token is not None,
+        app_manager.dependency_of,
+    )
     app_manager.hooks.register("app.started", lambda **_: metrics.start_server(admit), strict=True)
+
+
+def port_admission(admission: Admission, token_set: bool, dependency_of: DependencyOf) -> Admit:
+    """How ``METRICS_PORT`` admits a request: the one admission function, as
+    :data:`PORT_SCRAPE` for ``/metrics`` (the bearer ``METRICS_TOKEN``; without one, which
+    prod refuses with this port, the port is open) and :data:`PORT_UNMATCHED` for any other
+    path. Either way the request counts at its address's ``ip`` level, so a wrong token costs
+    its sender like any refused request, and a banned address is refused whatever it
+    presents. Whatever else fails becomes its ApiError through the one error mapper."""
+    scrape = PORT_SCRAPE if token_set else replace(PORT_SCRAPE, auth=PUBLIC)
+
+    def admit(environ: WSGIEnvironment) -> None:
+        endpoint = scrape if environ.get("PATH_INFO") == "/metrics" else PORT_UNMATCHED
+        caller = Caller(
+            ip=environ.get("REMOTE_ADDR") or None,
+            bearer=bearer_token(environ.get("HTTP_AUTHORIZATION")),
+        )
+        try:
+            admission.admit(endpoint, caller)
+        except Exception as exc:
+            error = api_error(exc, dependency_of)
+            if error is exc:
+                raise
+            raise error from exc
+
+    return admit
 
 
 def layer(metrics: MetricsManager) -> Layer:

@@ -9,7 +9,8 @@ not a boolean); the query string is text, converted by the types the schema allo
 (``?limit=5`` is the integer 5). A failure is the same 400 ``VALIDATION_ERROR`` problem as an
 action's, at most 20 errors, each ``{"field": <JSON pointer>, "message"}``. The view gets the
 models as the keyword arguments ``body`` and ``query`` (next to the path's). A write route
-that declares no body takes none (:class:`NoBody`).
+that declares no body takes none (:class:`NoBody`); one that hands its body on to what
+validates it declares :class:`JsonObject` and gets the parsed object as sent.
 
 The view returns its answer: a model instance, or anything the ``response`` model validates
 (a dict); it is serialised through the model, so a field the model lacks never leaks. Return
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from flask import Response, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from core.edge.endpoint import Endpoint
@@ -38,7 +39,7 @@ from core.errors import InternalError
 from core.http.pipeline import json_body
 from core.managers.database.pages import CURSOR_MAX, LIMIT_DEFAULT, LIMIT_MAX
 
-__all__ = ["NoBody", "PageQuery", "Paged", "typed_view"]
+__all__ = ["JsonObject", "NoBody", "PageQuery", "Paged", "typed_view"]
 
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,13 @@ class NoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class JsonObject(RootModel[dict[str, Any]]):
+    """Any JSON object, handed to the view as the ``dict`` the pipeline parsed (not rebuilt,
+    not validated again here): for a route that hands its body on to what validates it, as
+    ``POST /actions/<name>`` hands it to the action's params schema (one validation, in the
+    executor). The pipeline has refused anything but an object already."""
+
+
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NO_BODY = Schema.of(NoBody)
 
@@ -81,12 +89,16 @@ _NO_BODY = Schema.of(NoBody)
 def typed_view(endpoint: Endpoint, view: View) -> View:
     """``view`` validating its input and answering as ``endpoint`` declares."""
     query_schema, body_schema = endpoint.query, endpoint.input
+    body_model = body_schema.model if body_schema is not None else None
+    handed_on = body_model is not None and issubclass(body_model, JsonObject)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if query_schema is not None:
             kwargs["query"] = query_schema.load_query(_query_values())
-        if body_schema is not None:
+        if handed_on:
+            kwargs["body"] = json_body()
+        elif body_schema is not None:
             kwargs["body"] = body_schema.load(json_body())
         elif request.method in _BODY_METHODS:
             _NO_BODY.load(json_body())  # nothing, or {}

@@ -373,3 +373,23 @@ def test_guessing_the_metrics_token_on_the_metrics_port_is_limited_and_banned(
     refused = requests.get(url, headers={"Authorization": f"Bearer {PROD}"}, timeout=10)
     problem_of(refused, 429, "BANNED")
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_the_metrics_port_is_admitted_by_the_apps_admission(make_app: AppFactory) -> None:
+    """One admission function and one budget per address for both ports: scrapes go on during
+    maintenance, as on the app's ``/metrics``, and a ban earned on the app's port refuses the
+    metrics port too, the right token changing nothing."""
+    port = free_port()
+    app = make_app({**GUESSING, "METRICS_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}/metrics"
+    right = {"Authorization": f"Bearer {PROD}"}
+    for switch in ("on", "off"):
+        result = app.test_cli_runner().invoke(args=["maintenance", switch])
+        assert result.exit_code == 0, result.output
+        assert requests.get(url, headers=right, timeout=10).status_code == 200
+
+    client = app.test_client()  # from 127.0.0.1, as the scrapes
+    wrong = {"Authorization": "Bearer wrong"}
+    codes = [client.get("/modules/status", headers=wrong).get_json()["code"] for _ in range(300)]
+    assert codes[-1] == "BANNED", codes[-5:]
+    problem_of(requests.get(url, headers=right, timeout=10), 429, "BANNED")

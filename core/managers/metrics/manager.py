@@ -154,7 +154,6 @@ class MetricsManager(Manager):
         self.registry = CollectorRegistry(auto_describe=True)
         self.port = settings.metrics_port
         self.host = settings.host
-        self._token = settings.metrics_token
         self._lock = threading.Lock()
         self._defined: dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]] = {}
         self._metrics: dict[str, MetricWrapperBase] = {}
@@ -352,13 +351,13 @@ class MetricsManager(Manager):
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
-    def start_server(self, admit: Admit | None = None) -> None:
+    def start_server(self, admit: Admit) -> None:
         """Serve the metrics on ``METRICS_PORT`` in a daemon thread; no-op without the setting.
-        ``admit(client address)`` runs first on every request (the app's rate limits)."""
+        ``admit(environ)`` runs first on every request (the app's admission function)."""
         with self._lock:
             if self.port is None or self._server is not None or self._closed:
                 return
-            server = MetricsServer(self.registry, self.host, self.port, self._token, admit)
+            server = MetricsServer(self.registry, self.host, self.port, admit)
             server.start()
             self._server = server
 

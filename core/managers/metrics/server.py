@@ -1,11 +1,11 @@
 """The metrics on their own port (``METRICS_PORT``): a small threaded WSGI server.
 
-It serves ``/metrics`` of one registry and nothing else, behind the same bearer check as the
-app's operator endpoints when ``METRICS_TOKEN`` is set (prod requires it with this port).
-Every request is first admitted by ``admit(client address)`` (the ``ip`` rate level's limits
-and bans, in a bucket of this port), so guessing the token is limited and banned like any
-other request, and a banned address is refused before its token is compared. Under gunicorn's
-gevent worker its threads are greenlets, like everything else in the worker.
+It serves ``/metrics`` of one registry and nothing else. Every request is first admitted by
+``admit(environ)``, which the HTTP floor gives it (:func:`core.http.metrics.port_admission`:
+the one admission function, with the bearer ``METRICS_TOKEN`` when set, prod requiring it with
+this port, and the ``ip`` rate level's limits and bans), so guessing the token is limited and
+banned like any request, and a banned address is refused whatever it presents. Under
+gunicorn's gevent worker its threads are greenlets, like everything else in the worker.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from core.edge.bearer import bearer_matches
 from core.edge.problems import PROBLEM_JSON, problem_document
 from core.errors import ApiError, StartupError
 
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: ``admit(client address)``: raises the ApiError that refuses the request (429, 503).
-Admit = Callable[[str], None]
+#: ``admit(environ)``: raises the ApiError that refuses the request (401, 429, 503...).
+Admit = Callable[["WSGIEnvironment"], None]
 
 
 class MetricsServer:
@@ -42,11 +41,10 @@ class MetricsServer:
         registry: CollectorRegistry,
         host: str,
         port: int,
-        token: str | None,
-        admit: Admit | None = None,
+        admit: Admit,
     ) -> None:
         self.host = host
-        self.app = metrics_only(make_wsgi_app(registry), token, admit)
+        self.app = metrics_only(make_wsgi_app(registry), admit)
         self._port = port
         self._server: ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,31 +93,23 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-def metrics_only(
-    app: WSGIApplication, token: str | None, admit: Admit | None = None
-) -> WSGIApplication:
-    """Serve ``app`` on ``/metrics`` only, behind ``admit`` and the METRICS_TOKEN bearer check
-    when set."""
-    expected = token.encode() if token else None
+def metrics_only(app: WSGIApplication, admit: Admit) -> WSGIApplication:
+    """Serve ``app`` on ``/metrics`` only, to the requests ``admit`` lets in."""
 
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if admit is not None:
-            try:
-                admit(str(environ.get("REMOTE_ADDR", "")))
-            except ApiError as refused:
-                return _problem(
-                    start_response,
-                    refused.status,
-                    refused.code,
-                    refused.title,
-                    refused.detail,
-                    refused.headers,
-                )
+        try:
+            admit(environ)
+        except ApiError as refused:
+            return _problem(
+                start_response,
+                refused.status,
+                refused.code,
+                refused.title,
+                refused.detail,
+                refused.headers,
+            )
         if environ.get("PATH_INFO") != "/metrics":
             return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
-        if not bearer_matches(environ.get("HTTP_AUTHORIZATION", ""), expected):
-            detail = "A valid bearer token is required."
-            return _problem(start_response, 401, "AUTH_REQUIRED", "Unauthorized", detail)
         return app(environ, start_response)
 
     return metrics_app
