@@ -168,9 +168,6 @@ def test_managers_are_reached_only_through_get_app_manager() -> None:
 #: What belongs to feature modules (the auth and admin modules' routes, the auth service):
 #: nothing in core or config names it, so any module can be disabled or replaced.
 MODULE_NAMES = ("/userauth/admin", "/public/login", "/public/register", 'services.get("auth"')
-#: Waiting for another step of issue 20 (door): the maintenance gate's exemption of the admin
-#: routes becomes a flag the admin module declares on its endpoint.
-PENDING = frozenset({"core/http/maintenance.py"})
 
 
 def test_core_knows_no_module_by_name() -> None:
@@ -191,7 +188,7 @@ def test_core_knows_no_module_by_name() -> None:
                 for name in names
                 if name == "modules" or name.startswith("modules.")
             ]
-    assert [o for o in offenders if o.split(":")[0] not in PENDING] == []
+    assert offenders == []
 
 
 def test_the_tests_reach_managers_through_get_app_manager() -> None:
