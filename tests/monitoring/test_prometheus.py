@@ -102,6 +102,7 @@ def served(app_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Gunicorn, 
         **app_env,
         "METRICS_PORT": str(metrics_port),
         "RATE_LIMIT_BAN_AFTER": "2",
+        "TRUSTED_PROXIES": "1",  # the banned client's address is not the scraper's
     }
     server = Gunicorn(env, tmp_path / "gunicorn.log", ())
     try:
@@ -143,9 +144,12 @@ def make_every_series_exist(url: str) -> None:
     finally:
         client.close()
 
-    # Last: 429s until the ban (RATE_LIMIT_BAN_AFTER=2), which shuts this address out.
+    # Last: 429s until the ban (RATE_LIMIT_BAN_AFTER=2), which shuts that client's address out
+    # of both ports (Prometheus scrapes from its own).
+    client_address = {"X-Forwarded-For": "203.0.113.7"}
     statuses = [
-        requests.get(f"{url}/public/probe/limited", timeout=10).status_code for _ in range(6)
+        requests.get(f"{url}/public/probe/limited", headers=client_address, timeout=10).status_code
+        for _ in range(6)
     ]
     assert statuses[:2] == [200, 200]
     assert set(statuses[2:]) == {429}
