@@ -18,6 +18,7 @@ from core.testing import AppFactory
 from tests.production.helpers import Gunicorn
 from tests.support import js_client
 from tests.support.js_client import JsCrowd
+from tests.support.presence import presence_left
 
 SOCKETS = 500
 USERS = 50  # ten sockets each: SOCKETIO_MAX_SOCKETS_PER_USER's default
@@ -39,20 +40,6 @@ def access_tokens(app: Flask, users: int) -> list[str]:
             jwt.issue_pair(f"storm-{n}", ["user"], username=f"storm{n}").access_token
             for n in range(users)
         ]
-
-
-def presence(client: redis.Redis, prefix: str) -> dict[str, int]:
-    """What is left of the sockets' presence: per-socket keys, and the members of the sets
-    that list sockets (rooms, users, instances)."""
-    left = {}
-    for raw in client.scan_iter(match=f"{prefix}ws:*", count=1000):
-        key = raw.decode()
-        kind = client.type(key).decode()
-        if key.startswith(f"{prefix}ws:sid:"):
-            left[key] = 1
-        elif key.endswith(":sids") and kind == "set":
-            left[key] = int(client.scard(key))
-    return {key: count for key, count in left.items() if count}
 
 
 def test_a_reconnect_storm_of_500_sockets_is_admitted_and_leaves_no_presence(
@@ -87,7 +74,7 @@ def test_a_reconnect_storm_of_500_sockets_is_admitted_and_leaves_no_presence(
         client = redis.Redis.from_url(app_env["REDIS_URL"])
         prefix = app_env["REDIS_KEY_PREFIX"]
         deadline = time.monotonic() + 60
-        while (left := presence(client, prefix)) and time.monotonic() < deadline:
+        while (left := presence_left(client, prefix)) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert left == {}, f"presence left behind: {dict(list(left.items())[:5])} ..."
         assert "presence not cleaned" not in server.output()

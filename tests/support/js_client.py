@@ -176,5 +176,6 @@ class JsCrowd(JsClient):
         return self.request("close", wait, pace=pace)
 
     def stats(self) -> dict[str, Any]:
-        """``{open, unexpected_disconnects, rss}``."""
+        """``{open, dropped: {reason: n}, rss}``: ``dropped`` counts the disconnects the
+        client did not ask for."""
         return self.request("stats")

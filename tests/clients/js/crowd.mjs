@@ -3,13 +3,13 @@
 //
 // Commands arrive on stdin as JSON lines {id, op, ...}; each gets one reply {reply: id, ...}
 // (or {reply: id, failure} when the op threw). Sockets are numbered in the order they were
-// asked for; a refused or failed one stays in the list as closed.
+// asked for since the last `close`; a refused or failed one stays in the list as closed.
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import { io } from "socket.io-client";
 
 const sockets = [];
-let unexpected = 0; // disconnects the server or the network caused
+const dropped = {}; // disconnects the server or the network caused, by reason
 const fanout = { seq: -1, started: 0, latencies: [], expected: 0, done: null };
 
 const send = (message) => process.stdout.write(JSON.stringify(message) + "\n");
@@ -74,7 +74,12 @@ function openOne(url, token, transports, timeout) {
       resolve({ ok: false, code });
     });
     socket.on("disconnect", (reason) => {
-      if (entry.open && reason !== "io client disconnect") unexpected += 1;
+      if (!entry.open) {
+        // Closed before the connect was answered (no connect_error comes then).
+        resolve({ ok: false, code: `closed before connect: ${reason}` });
+      } else if (reason !== "io client disconnect") {
+        bump(dropped, reason);
+      }
       entry.open = false;
     });
   });
@@ -147,7 +152,8 @@ const ops = {
     fanout.seq = -1;
     return { deliveries: summary(all), complete: summary(last), lost };
   },
-  // Disconnect every socket, `pace` at a time (0: all at once); waits until they are closed.
+  // Disconnect every socket, `pace` at a time (0: all at once), and forget them all: the
+  // next `open` numbers its sockets from 0 again.
   async close({ pace = 0 }) {
     const began = performance.now();
     const open = sockets.filter((s) => s.open);
@@ -155,12 +161,13 @@ const ops = {
       entry.open = false;
       entry.socket.disconnect();
     });
+    for (const entry of sockets.splice(0)) entry.socket.off();
     return { closed: open.length, seconds: (performance.now() - began) / 1000 };
   },
   async stats() {
     return {
       open: sockets.filter((s) => s.open).length,
-      unexpected_disconnects: unexpected,
+      dropped,
       rss: process.memoryUsage().rss,
     };
   },

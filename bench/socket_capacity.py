@@ -1,0 +1,652 @@
+"""Socket capacity of one worker: idle sockets held, a reconnect storm, fan-out to big rooms.
+
+    .venv/bin/python -m bench.socket_capacity [--sockets 10000] [--pace 100] [--idle 30]
+        [--storm 10000] [--fanout 1000,10000] [--messages 20] [--smoke]
+
+Server: what ``make serve`` runs, ``gunicorn -c gunicorn.conf.py app:app`` (one gevent
+worker, the shipped ``worker_connections``), ``APP_ENV=prod``, against MongoDB, PostgreSQL
+and Redis from ``core.devstack``; the rate limits out of the way (every client is 127.0.0.1).
+Clients: the official socket.io-client under node (``tests/clients/js/crowd.mjs``: many
+sockets in one process, websocket transport), each socket with the access token of a user
+of its own (issued with the server's JWT settings; nothing refuses them but the limits).
+On two or more cores the gunicorn processes get the first core, node and the stores the
+others (``taskset``-style affinity); the CPU of the load generator is reported next to the
+server's.
+
+Phases, each judged against the goals of issue 24 (a smoke run judges nothing):
+
+1. **idle capacity**: ``--sockets`` connect, ``--pace`` connects in flight at most; then
+   ``--idle`` seconds idle (at least one ping round). Reported: connects/s, the worker's RSS
+   per socket (RSS with the sockets minus RSS after a warm-up, over the sockets held; goal
+   <= 64 KB), the worker's CPU while idle (cores per 1,000 sockets), ``/health/live``
+   latency polled every 50 ms on a new connection each, as a probe does (goal: < 100 ms
+   throughout, ramp included), then every socket leaves at once and the presence left in
+   Redis is counted (goal 0).
+2. **reconnect storm**: ``--storm`` sockets connect at the same moment (an instance died and
+   its clients came here): seconds until all are admitted (goal <= 30 s), refusals by code
+   (goal: no ``DEPENDENCY_UNAVAILABLE``), ``/health/live`` meanwhile, presence left after
+   they all leave at once (goal 0).
+3. **fan-out**: for each size in ``--fanout``, that many sockets over two instances (a second
+   gunicorn, Redis as the message queue), all in one room; ``--messages`` messages from one
+   member, one at a time: per delivery the time from the send until that member has it
+   (p50, p99: the goal is p99 < 1 s for 10,000 members), per message the time until the
+   last member has it, and deliveries per second of worker CPU (both workers).
+
+Results in ``bench/results/socket_capacity.txt`` and ``.json``. Needs node 20 and the pinned
+client (``cd tests/clients/js && npm ci``; ``tests/support/js_client.install`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+from bench.harness import Gunicorn, Stack, say
+from tests.support import js_client
+from tests.support.js_client import JsCrowd
+from tests.support.presence import presence_left
+
+#: Goals of issue 24.
+GOAL_SOCKETS = 10_000
+GOAL_KB_PER_SOCKET = 64
+GOAL_HEALTH_MS = 100
+GOAL_STORM_SECONDS = 30
+GOAL_FANOUT_P99_MS = 1000
+PREFIX = "bench:"  # REDIS_KEY_PREFIX of bench.harness.Stack.app_env
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+class HealthProbe:
+    """``GET /health/live`` every ``interval`` s on a new connection (as a kubelet probes),
+    from a thread; latencies in ms, failures (timeouts, errors, non-200) counted."""
+
+    def __init__(self, url: str, interval: float = 0.05, timeout: float = 5.0) -> None:
+        self.host, _, port = url.removeprefix("http://").partition(":")
+        self.port = int(port)
+        self.interval = interval
+        self.timeout = timeout
+        self.samples: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                conn.request("GET", "/health/live")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    self.samples.append((time.monotonic() - began) * 1000)
+                else:
+                    self.failures += 1
+            except OSError:
+                self.failures += 1
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[HealthProbe]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(self.timeout + 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "probes": len(self.samples) + self.failures,
+            "failures": self.failures,
+            "p50_ms": harness.percentile(self.samples, 50),
+            "p99_ms": harness.percentile(self.samples, 99),
+            "max_ms": max(self.samples) if self.samples else float("nan"),
+        }
+
+
+def wait_presence_gone(redis_url: str, timeout: float) -> tuple[int, float]:
+    """(entries left, seconds waited): polls until nothing of the sockets is left in Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    began = time.monotonic()
+    try:
+        while True:
+            left = presence_left(client, PREFIX)
+            if not left or time.monotonic() - began > timeout:
+                return sum(left.values()), time.monotonic() - began
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def access_tokens(env: dict[str, str], count: int, label: str) -> list[str]:
+    """``count`` access tokens of ``count`` users, issued with the servers' JWT settings."""
+    from config.loader import SettingsLoader
+    from core.managers.jwt import JWTManager
+    from core.managers.redis import RedisManager
+
+    settings = SettingsLoader(env).load(None).settings
+    redis_manager = RedisManager(settings)  # JWTManager wants one; issuing never calls it
+    try:
+        jwt = JWTManager(settings, redis_manager)
+        return [
+            jwt.issue_pair(f"{label}-{n}", ["user"], username=f"{label}{n}").access_token
+            for n in range(count)
+        ]
+    finally:
+        redis_manager.close()
+
+
+@dataclass
+class Capacity:
+    sockets: int
+    connected: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    connect_seconds: float = 0.0
+    rss_base: int = 0
+    rss_held: int = 0
+    idle_seconds: float = 0.0
+    idle_cpu: float = 0.0  # worker CPU seconds while idle
+    client_cpu: float = 0.0  # node CPU seconds over the connects
+    client_rss: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    presence_left: int = 0
+    leave_seconds: float = 0.0
+
+    @property
+    def kb_per_socket(self) -> float:
+        return (self.rss_held - self.rss_base) / 1024 / self.connected if self.connected else 0
+
+    @property
+    def connects_per_s(self) -> float:
+        return self.connected / self.connect_seconds if self.connect_seconds else 0.0
+
+    @property
+    def idle_cores_per_1000(self) -> float:
+        if not (self.connected and self.idle_seconds):
+            return float("nan")
+        return self.idle_cpu / self.idle_seconds / self.connected * 1000
+
+
+@dataclass
+class Storm:
+    sockets: int
+    connected: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    connect_ms: dict[str, Any] = field(default_factory=dict)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    health: dict[str, Any] = field(default_factory=dict)
+    presence_left: int = 0
+    leave_seconds: float = 0.0
+
+
+@dataclass
+class Fanout:
+    size: int
+    join_seconds: float = 0.0
+    joined: dict[str, int] = field(default_factory=dict)
+    deliveries: dict[str, Any] = field(default_factory=dict)
+    complete: dict[str, Any] = field(default_factory=dict)
+    lost: int = 0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def per_core(self) -> float:
+        count = self.deliveries.get("count") or 0
+        return count / self.server_cpu if self.server_cpu else float("nan")
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+def warm_up(crowd: JsCrowd, server: Gunicorn, tokens: list[str]) -> None:
+    """A few sockets in and out, so lazy imports and first-use caches are not counted."""
+    crowd.open([server.url], tokens, pace=10)
+    crowd.close_all()
+    time.sleep(1.0)
+
+
+def capacity(
+    args: argparse.Namespace, server: Gunicorn, crowd: JsCrowd, tokens: list[str], redis_url: str
+) -> Capacity:
+    result = Capacity(len(tokens))
+    if args.memory:
+        mark = f"/public/bench/memory?mark=1&trace={args.memory}"
+        harness.request("GET", server.url + mark, timeout=300)
+    result.rss_base = harness.rss_bytes(server.worker)
+    node_cpu = harness.cpu_seconds(crowd.proc.pid)
+    with HealthProbe(server.url).running() as probe:
+        say(f"capacity: {len(tokens)} sockets, {args.pace} connects in flight")
+        opened = crowd.open([server.url], tokens, pace=args.pace, wait=args.connect_wait)
+        result.client_cpu = harness.cpu_seconds(crowd.proc.pid) - node_cpu
+        result.connected = opened["connected"]
+        result.refused = opened["refused"]
+        result.connect_seconds = opened["seconds"]
+        say(f"  {result.connected} connected in {result.connect_seconds:.1f}s; idle {args.idle}s")
+        cpu = harness.cpu_seconds(server.worker)
+        began = time.monotonic()
+        while (left := args.idle - (time.monotonic() - began)) > 0:
+            time.sleep(min(10.0, left))
+            stats = crowd.stats()
+            say(f"  {stats['open']} open, dropped {stats['dropped'] or 'none'}")
+        result.idle_seconds = time.monotonic() - began
+        result.idle_cpu = harness.cpu_seconds(server.worker) - cpu
+        result.rss_held = harness.rss_bytes(server.worker)
+        stats = crowd.stats()
+        if args.memory:
+            memory_report(server, result)
+    result.health = probe.summary()
+    result.client_rss = stats["rss"]
+    result.dropped = stats["dropped"]
+    say(f"  {result.kb_per_socket:.1f} KB/socket; every socket leaves at once")
+    crowd.close_all(pace=0)
+    result.presence_left, result.leave_seconds = wait_presence_gone(redis_url, args.settle)
+    return result
+
+
+def memory_report(server: Gunicorn, result: Capacity) -> None:
+    """Where the worker's memory went while holding the sockets (``--memory``): objects by
+    type and the allocations made since the warm-up and still alive, per socket; in
+    ``bench/results/socket_capacity-memory.txt``."""
+    import tempfile
+    import tracemalloc
+
+    dump = Path(tempfile.mkdtemp(prefix="pb04-bench-memory-")) / "snapshot"
+    status, found = harness.request(
+        "GET", f"{server.url}/public/bench/memory?dump={dump}", timeout=600
+    )
+    if status != 200 or not found.get("dumped"):
+        say(f"memory report failed: {status} {found}")
+        return
+    count = result.connected or 1
+    snapshot = tracemalloc.Snapshot.load(str(dump))
+    shutil.rmtree(dump.parent, ignore_errors=True)
+    traced = sum(stat.size for stat in snapshot.statistics("filename"))
+    lines = [
+        f"{count} sockets held; worker RSS {result.rss_base / 2**20:.0f} -> "
+        f"{result.rss_held / 2**20:.0f} MiB = {result.kb_per_socket:.1f} KB per socket, of "
+        f"which Python allocations (tracemalloc) {traced / 1024 / count:.1f} KB",
+        "",
+        "objects per socket, by type:",
+        *(f"  {n / count:8.2f}  {name}" for name, n in found["objects"] if n / count >= 0.5),
+    ]
+    for key, depth in (("filename", 1), ("lineno", 1), ("traceback", 10)):
+        lines += ["", f"allocations alive per socket by {key} (bytes, blocks):"]
+        for stat in snapshot.statistics(key)[:40]:
+            lines.append(f"  {stat.size / count:8.0f} B  {stat.count / count:6.2f}")
+            lines += [f"      {frame}" for frame in list(stat.traceback)[-depth:]]
+    text = "\n".join(lines)
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    (harness.RESULTS / "socket_capacity-memory.txt").write_text(text + "\n")
+    say(f"memory report in {harness.RESULTS / 'socket_capacity-memory.txt'}")
+
+
+def storm(
+    args: argparse.Namespace, server: Gunicorn, crowd: JsCrowd, tokens: list[str], redis_url: str
+) -> Storm:
+    result = Storm(len(tokens))
+    node_cpu = harness.cpu_seconds(crowd.proc.pid)
+    server_cpu = harness.cpu_seconds(server.worker)
+    with HealthProbe(server.url).running() as probe:
+        say(f"storm: {len(tokens)} sockets at the same moment")
+        opened = crowd.open(
+            [server.url], tokens, pace=0, timeout=args.storm_timeout, wait=args.connect_wait
+        )
+    result.health = probe.summary()
+    result.server_cpu = harness.cpu_seconds(server.worker) - server_cpu
+    result.client_cpu = harness.cpu_seconds(crowd.proc.pid) - node_cpu
+    result.connected = opened["connected"]
+    result.refused = opened["refused"]
+    result.seconds = opened["seconds"]
+    result.connect_ms = opened["connect_ms"]
+    say(f"  {result.connected} admitted in {result.seconds:.1f}s, refused {result.refused}")
+    crowd.close_all(pace=0)
+    result.presence_left, result.leave_seconds = wait_presence_gone(redis_url, args.settle)
+    return result
+
+
+def fanout(
+    args: argparse.Namespace,
+    servers: list[Gunicorn],
+    crowd: JsCrowd,
+    tokens: list[str],
+    redis_url: str,
+) -> Fanout:
+    size = len(tokens)
+    result = Fanout(size)
+    say(f"fan-out: a room of {size} over {len(servers)} instances")
+    opened = crowd.open([s.url for s in servers], tokens, pace=args.pace, wait=args.connect_wait)
+    if opened["connected"] != size:
+        raise RuntimeError(f"fan-out: {opened['connected']} of {size} connected: {opened}")
+    created = crowd.emit(0, "create_room", {"name": f"fanout-{size}"})
+    if not created.get("ok"):
+        raise RuntimeError(f"create_room failed: {created}")
+    room_id = created["room"]["id"]
+    began = time.monotonic()
+    result.joined = crowd.emit_all(
+        "join_room", {"room_id": room_id}, pace=args.pace, wait=args.connect_wait
+    )
+    result.join_seconds = time.monotonic() - began
+    say(f"  joined in {result.join_seconds:.1f}s: {result.joined}")
+    time.sleep(1.0)  # user_joined notifications settle
+    cpu = [harness.cpu_seconds(s.worker) for s in servers]
+    node_cpu = harness.cpu_seconds(crowd.proc.pid)
+    began = time.monotonic()
+    timing = crowd.request(
+        "fanout",
+        args.messages * (args.message_timeout + 5) + 30,
+        sender=0,
+        room_id=room_id,
+        messages=args.messages,
+        expected=size,
+        timeout=args.message_timeout * 1000,
+    )
+    result.seconds = time.monotonic() - began
+    result.server_cpu = sum(
+        harness.cpu_seconds(s.worker) - before for s, before in zip(servers, cpu, strict=True)
+    )
+    result.client_cpu = harness.cpu_seconds(crowd.proc.pid) - node_cpu
+    result.deliveries = timing["deliveries"]
+    result.complete = timing["complete"]
+    result.lost = timing["lost"]
+    p50, p99 = result.deliveries["p50"] or 0, result.deliveries["p99"] or 0
+    say(f"  p50 {p50:.1f} ms, p99 {p99:.1f} ms, lost {result.lost}")
+    crowd.close_all(pace=0)
+    wait_presence_gone(redis_url, args.settle)
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def report(
+    args: argparse.Namespace,
+    cap: Capacity | None,
+    st: Storm | None,
+    fans: list[Fanout],
+) -> tuple[str, dict[str, Any], bool]:
+    lines = [
+        harness.machine_line(),
+        f"server: gunicorn -c gunicorn.conf.py app:app (1 gevent worker, worker_connections "
+        f"{args.worker_connections or 'as shipped'}); clients: socket.io-client {args.client} "
+        f"under node (websocket transport), one process; {args.layout}",
+        f"load average (1 min): {', '.join(f'{x:.2f}' for x in args.loads)}",
+        "",
+    ]
+    goals: list[str] = []
+    ok = True
+
+    def judge(text: str, met: bool) -> None:
+        nonlocal ok
+        ok = ok and met
+        goals.append(f"{text}: {_met(met)}")
+
+    if cap is not None:
+        rows = [
+            ["sockets held", f"{cap.connected:,} of {cap.sockets:,}"],
+            ["refused", cap.refused or "none"],
+            ["connect time", f"{cap.connect_seconds:.1f} s ({cap.connects_per_s:,.0f}/s)"],
+            [
+                "worker RSS",
+                f"{cap.rss_base / 2**20:.0f} MiB after warm-up, "
+                f"{cap.rss_held / 2**20:.0f} MiB holding the sockets",
+            ],
+            ["RSS per socket", f"{cap.kb_per_socket:.1f} KB"],
+            ["worker CPU idle", f"{cap.idle_cores_per_1000:.3f} cores per 1,000 sockets"],
+            [
+                "/health/live (ramp and idle)",
+                f"p50 {cap.health['p50_ms']:.1f} ms, p99 {cap.health['p99_ms']:.1f} ms, "
+                f"max {cap.health['max_ms']:.1f} ms, {cap.health['failures']} failed "
+                f"of {cap.health['probes']}",
+            ],
+            [
+                "client (node)",
+                f"{cap.client_cpu:.1f} CPU s for the connects, "
+                f"RSS {cap.client_rss / 2**20:.0f} MiB, "
+                f"dropped: {cap.dropped or 'none'}",
+            ],
+            ["presence left", f"{cap.presence_left} ({cap.leave_seconds:.1f} s after leaving)"],
+        ]
+        lines += ["1. Idle capacity", "", harness.table(["", "measured"], rows), ""]
+        judge(
+            f"sockets held {cap.connected:,} (goal >= {GOAL_SOCKETS:,})",
+            cap.connected >= GOAL_SOCKETS,
+        )
+        judge(
+            f"RSS per socket {cap.kb_per_socket:.1f} KB (goal <= {GOAL_KB_PER_SOCKET})",
+            cap.kb_per_socket <= GOAL_KB_PER_SOCKET,
+        )
+        judge(
+            f"/health/live max {cap.health['max_ms']:.0f} ms with {cap.health['failures']} "
+            f"failures (goal < {GOAL_HEALTH_MS} ms)",
+            cap.health["max_ms"] < GOAL_HEALTH_MS and not cap.health["failures"],
+        )
+        judge(f"presence left after leaving {cap.presence_left} (goal 0)", not cap.presence_left)
+    if st is not None:
+        rows = [
+            ["sockets at once", f"{st.sockets:,}"],
+            ["admitted", f"{st.connected:,} in {st.seconds:.1f} s"],
+            ["refused", st.refused or "none"],
+            [
+                "connect time per socket",
+                f"p50 {st.connect_ms.get('p50') or 0:,.0f} ms, "
+                f"p99 {st.connect_ms.get('p99') or 0:,.0f} ms",
+            ],
+            [
+                "CPU (cores)",
+                f"server {st.server_cpu / st.seconds if st.seconds else 0:.2f}, "
+                f"client {st.client_cpu / st.seconds if st.seconds else 0:.2f}",
+            ],
+            [
+                "/health/live",
+                f"p50 {st.health['p50_ms']:.1f} ms, p99 {st.health['p99_ms']:.1f} ms, "
+                f"max {st.health['max_ms']:.1f} ms, {st.health['failures']} failed "
+                f"of {st.health['probes']}",
+            ],
+            ["presence left", f"{st.presence_left} ({st.leave_seconds:.1f} s after leaving)"],
+        ]
+        lines += ["2. Reconnect storm", "", harness.table(["", "measured"], rows), ""]
+        unavailable = st.refused.get("DEPENDENCY_UNAVAILABLE", 0)
+        judge(
+            f"storm of {st.sockets:,}: {st.connected:,} admitted in {st.seconds:.1f} s "
+            f"(goal all in <= {GOAL_STORM_SECONDS} s)",
+            st.connected == st.sockets and st.seconds <= GOAL_STORM_SECONDS,
+        )
+        judge(f"DEPENDENCY_UNAVAILABLE {unavailable} (goal 0)", not unavailable)
+        judge(f"presence left after the storm {st.presence_left} (goal 0)", not st.presence_left)
+    if fans:
+        headers = [
+            "members", "join s", "p50 ms", "p99 ms", "max ms", "last member p50 ms",
+            "last member p99 ms", "deliveries/s per worker core", "client CPU s", "lost",
+        ]  # fmt: skip
+        rows = [
+            [
+                f"{f.size:,}",
+                f.join_seconds,
+                f.deliveries["p50"],
+                f.deliveries["p99"],
+                f.deliveries["max"],
+                f.complete["p50"],
+                f.complete["p99"],
+                f.per_core,
+                f.client_cpu,
+                f.lost,
+            ]
+            for f in fans
+        ]
+        lines += [
+            f"3. Fan-out: two instances, {args.messages} messages one at a time from one member",
+            "",
+            harness.table(headers, rows),
+            "",
+        ]
+        for f in fans:
+            p99 = f.deliveries["p99"] or float("inf")
+            judge(
+                f"fan-out to {f.size:,}: p99 {p99:.0f} ms, lost {f.lost}"
+                + (f" (goal < {GOAL_FANOUT_P99_MS} ms)" if f.size >= GOAL_SOCKETS else ""),
+                not f.lost and (f.size < GOAL_SOCKETS or p99 < GOAL_FANOUT_P99_MS),
+            )
+    if args.smoke:
+        goals.append("smoke run: the figures are not judged")
+    summary = "socket_capacity: " + "; ".join(goals)
+    lines.append(summary)
+    data = {
+        "settings": {k: v for k, v in vars(args).items() if k != "layout"},
+        "capacity": vars(cap) if cap else None,
+        "storm": vars(st) if st else None,
+        "fanout": [vars(f) for f in fans],
+        "summary": summary,
+        "goals_met": ok,
+    }
+    return "\n".join(lines), data, ok
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def client_version() -> str:
+    import json
+
+    package = js_client.NODE_MODULES / "socket.io-client" / "package.json"
+    try:
+        return str(json.loads(package.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=10_000, help="idle sockets to hold")
+    parser.add_argument("--pace", type=int, default=100, help="connects in flight at most")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle with the sockets")
+    parser.add_argument("--storm", type=int, default=10_000, help="sockets connecting at once")
+    parser.add_argument("--storm-timeout", type=float, default=60.0, help="client connect timeout")
+    parser.add_argument("--fanout", default="1000,10000", help="room sizes (two instances)")
+    parser.add_argument("--messages", type=int, default=20, help="fan-out messages per room")
+    parser.add_argument("--message-timeout", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=60.0, help="wait for presence cleanup")
+    parser.add_argument("--connect-wait", type=float, default=600.0, help="per phase, seconds")
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=0,
+        help="override gunicorn's worker_connections (0: as shipped in gunicorn.conf.py)",
+    )
+    parser.add_argument("--phases", default="capacity,storm,fanout")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace the worker's allocations (tracemalloc, FRAMES deep; slow) and report "
+        "where each idle socket's memory goes",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the kernel")
+    parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="an extra app setting"
+    )
+    smoke = {"sockets": 50, "pace": 20, "idle": 2.0, "storm": 50, "fanout": "20", "messages": 3}
+    args = harness.parse_args(parser, argv, smoke)
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    sizes = [int(s) for s in args.fanout.split(",") if s.strip()] if "fanout" in phases else []
+    args.loads = [harness.load_average()]
+    node = js_client.install()
+    args.client = client_version()
+    layout = None if args.no_pin else harness.cpu_layout()
+    server_cpus, load_cpus = layout or (None, None)
+    args.layout = (
+        f"gunicorn pinned to CPU {sorted(server_cpus)}, node and the stores to {sorted(load_cpus)}"
+        if server_cpus and load_cpus
+        else "no CPU pinning"
+    )
+
+    cap = st = None
+    fans: list[Fanout] = []
+    with harness.log_dir(args.keep_logs) as logs, Stack() as stack:
+        if load_cpus:
+            stack.pin(load_cpus)
+        env = stack.app_env(**dict(item.split("=", 1) for item in args.env))
+        gunicorn_args = []
+        if args.worker_connections:
+            gunicorn_args.append(f"--worker-connections {args.worker_connections}")
+        if args.memory:  # the snapshot holds up the worker longer than the arbiter's timeout
+            gunicorn_args.append("--timeout 900")
+        if gunicorn_args:
+            env["GUNICORN_CMD_ARGS"] = " ".join(gunicorn_args)
+        most = max(
+            [
+                args.sockets if "capacity" in phases else 0,
+                args.storm if "storm" in phases else 0,
+                *sizes,
+            ]
+        )
+        say(f"issuing {most:,} access tokens")
+        tokens = access_tokens(env, most, "cap")
+        servers = [Gunicorn("app:app", env, logs, f"instance-{i}") for i in range(2)]
+        crowd = JsCrowd(node)
+        try:
+            if load_cpus:
+                harness.pin(crowd.proc.pid, load_cpus)
+            first = servers[0].start("/health/ready")
+            if server_cpus:
+                harness.pin(first.worker, server_cpus)
+                if first.child is not None and first.child.proc is not None:
+                    harness.pin(first.child.proc.pid, server_cpus)  # the master
+            warm_up(crowd, first, tokens[:20])
+            if "capacity" in phases:
+                cap = capacity(args, first, crowd, tokens[: args.sockets], stack.redis.url)
+                args.loads.append(harness.load_average())
+            if "storm" in phases:
+                st = storm(args, first, crowd, tokens[: args.storm], stack.redis.url)
+                args.loads.append(harness.load_average())
+            if sizes:
+                second = servers[1].start("/health/ready")
+                if server_cpus:
+                    harness.pin(second.worker, server_cpus)
+                for size in sizes:
+                    fans.append(fanout(args, servers, crowd, tokens[:size], stack.redis.url))
+                    args.loads.append(harness.load_average())
+        finally:
+            crowd.close()
+            for server in servers:
+                server.stop()
+
+    text, data, ok = report(args, cap, st, fans)
+    print(text, flush=True)
+    path = harness.save("socket_capacity", text, data, args.smoke)
+    say(f"results in {path} (and .json)")
+    if args.smoke:
+        failed = (cap and (cap.refused or cap.presence_left)) or (
+            st and (st.refused or st.presence_left)
+        )
+        return 1 if failed or any(f.lost for f in fans) else 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
