@@ -62,6 +62,11 @@ SHUTDOWN_MARGIN = 10
 #: whole graceful_timeout on every shutdown.
 LINGER = 2
 
+# gevent keeps, for every greenlet it spawns, the stack that spawned it (a debugging aid):
+# several greenlets live as long as each socket, so that is memory per socket (and CPU per
+# spawn) that nothing here reads. An operator can still turn it on in the environment.
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
+
 wsgi_app = "app:app"
 bind = [f"[{HOST}]:{PORT}" if ":" in HOST else f"{HOST}:{PORT}"]
 worker_class = "gevent"

@@ -28,6 +28,7 @@ from core.lifecycle import InFlightMiddleware
 from core.log import configure_logging
 from core.managers.modules import discover, module_settings
 from core.managers.vault import VaultManager
+from core.managers.websocket.transport import socket_app
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def build(manager: AppManager) -> Flask:
     routing.resolve(app)
     _check_limits(manager, routing)
     register_commands(app)
-    app.wsgi_app = wrap_wsgi(manager, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = wrap_wsgi(manager, app)  # type: ignore[method-assign]
     return app
 
 
@@ -121,18 +122,24 @@ def _check_limits(manager: AppManager, routing: Routing) -> None:
         raise StartupError("invalid rate limits:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def wrap_wsgi(manager: AppManager, wsgi_app: Any) -> Any:
+def wrap_wsgi(manager: AppManager, app: Flask) -> Any:
     """Outermost first: trusted-proxy fix, then in-flight accounting; ``/socket.io/`` goes
     through the Engine.IO door (core/managers/websocket/door.py) to engine.io.
 
     Socket.IO's middleware (flask_socketio wraps the Flask app in engine.io's
     ``WSGIApp``) serves ``/socket.io/`` and passes every other request through, at a
     cost per request (under gunicorn it defines a class for each one): plain HTTP
-    requests go straight to the Flask app it wraps.
+    requests go straight to the Flask app it wraps, Engine.IO requests straight to its
+    server, WebSockets without per-message compression
+    (:mod:`core.managers.websocket.transport`).
     """
-    http_app = wsgi_app.wsgi_app if isinstance(wsgi_app, engineio.WSGIApp) else wsgi_app
+    wsgi_app: Any = app.wsgi_app
+    if isinstance(wsgi_app, engineio.WSGIApp):
+        http_app, sockets = wsgi_app.wsgi_app, socket_app(wsgi_app, app)
+    else:
+        http_app = sockets = wsgi_app
     door = manager.websocket.door  # admits Engine.IO openings before engine.io sees them
-    door.app = wsgi_app
+    door.app = sockets
     wrapped = InFlightMiddleware(http_app, manager.lifecycle, ("/socket.io",), door)
     hops = manager.settings.trusted_proxies
     if hops:
