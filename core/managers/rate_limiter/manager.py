@@ -254,8 +254,8 @@ class RateLimiter(Manager):
                 status, index, first, second, third = self.script(keys, args)
             else:
                 status, index, first, second, third = self._traced(keys, args, buckets)
-        except RedisManager.unavailable_errors:  # down, slow, or out of memory
-            self._redis_failed(buckets, revocations)
+        except RedisManager.unavailable_errors as exc:  # down, slow, or out of memory
+            self._redis_failed(buckets, revocations, exc)
             return None
         if status == 3:
             raise revocations[index - 1].error()
@@ -306,7 +306,9 @@ class RateLimiter(Manager):
             extra={"level": bucket.level},
         )
 
-    def _redis_failed(self, buckets: Sequence[Bucket], revocations: Sequence[Revocation]) -> None:
+    def _redis_failed(
+        self, buckets: Sequence[Bucket], revocations: Sequence[Revocation], error: Exception
+    ) -> None:
         self.redis_errors += 1
         self.metrics.rate_limiter_redis_error()
         now = time.monotonic()
@@ -314,7 +316,7 @@ class RateLimiter(Manager):
             self._last_error_log = now
             logger.warning(
                 "rate limiter cannot use redis (unreachable, slow or out of memory)",
-                extra={"errors": self.redis_errors},
+                extra={"errors": self.redis_errors, "error": f"{type(error).__name__}: {error}"},
             )
         if any(r.required for r in revocations) and not self.revocation_fail_open:
             raise DependencyUnavailable("redis")
