@@ -7,7 +7,9 @@ import click
 from flask.cli import AppGroup
 
 from core.app_manager import get_app_manager
+from core.edge.validation import load_model
 from core.errors import ApiError
+from modules.api_keys.schemas import NewKey
 
 api_keys_cli = AppGroup("api-keys", help="Manage API keys for service-to-service calls.")
 
@@ -21,7 +23,12 @@ def create_command(name: str, scopes: tuple[str, ...], expires_in_days: int | No
     manager = get_app_manager()
     manager.database.mongo.ensure_indexes()
     try:
-        created = manager.api_keys.create(name, list(scopes), expires_in_days, created_by="cli")
+        new = load_model(
+            NewKey, {"name": name, "scopes": list(scopes), "expires_in_days": expires_in_days}
+        )
+        created = manager.api_keys.create(
+            new.name, new.scopes, new.expires_in_days, created_by="cli"
+        )
     except ApiError as exc:
         raise click.ClickException(exc.summary()) from None
     manager.security.record(

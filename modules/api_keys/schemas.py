@@ -5,16 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from core.managers.api_keys import EXPIRES_MAX_DAYS, NAME_MAX, SCOPE_PATTERN, SCOPES_MAX
+#: What a scope may be made of ("notes:read"), and the bounds of a new key's fields.
+SCOPE_PATTERN = r"^[a-z0-9:._-]{1,64}$"
+NAME_MAX, SCOPES_MAX, EXPIRES_MAX_DAYS = 100, 50, 3650
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["notes:read"])]
 
 
 class NewKey(BaseModel):
+    """A key to create, from ``POST /userauth/api-keys`` or ``flask api-keys create`` (both
+    validate it with the one validation path)."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=NAME_MAX)
+    #: Stripped of surrounding blanks; never blank.
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
+        max_length=NAME_MAX
+    )
     scopes: list[Scope] = Field(max_length=SCOPES_MAX)
     #: Days until the key expires; null or left out: never.
     expires_in_days: int | None = Field(None, ge=1, le=EXPIRES_MAX_DAYS)
