@@ -33,16 +33,13 @@ from core.http.pipeline import Layer
 from core.http.routes import Routes
 from core.managers.admission import Admission, Caller
 from core.managers.metrics import UNMATCHED, MetricsManager
+from core.managers.metrics.server import SCRAPE_PATH, Admit
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-    from core.managers.metrics.server import Admit
-
 bp = Routes("metrics", __name__)
 
-#: The endpoint of ``/metrics``, for rate-limit and other exemptions.
-ENDPOINT = "metrics.scrape"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _AUTH_STATUSES = frozenset({401, 403})
 #: A scrape on ``METRICS_PORT`` (:func:`port_admission`): the route's facts, on that port.
@@ -60,7 +57,7 @@ PORT_UNMATCHED = Endpoint(
 
 
 @bp.get(
-    "/metrics",
+    SCRAPE_PATH,
     auth=OPERATOR,
     media_type=("text/plain", "application/openmetrics-text"),
     open_in_maintenance=True,  # operators scrape while it is on
@@ -101,7 +98,7 @@ def port_admission(admission: Admission, token_set: bool, dependency_of: Depende
     scrape = PORT_SCRAPE if token_set else replace(PORT_SCRAPE, auth=PUBLIC)
 
     def admit(environ: WSGIEnvironment) -> None:
-        endpoint = scrape if environ.get("PATH_INFO") == "/metrics" else PORT_UNMATCHED
+        endpoint = scrape if environ.get("PATH_INFO") == SCRAPE_PATH else PORT_UNMATCHED
         caller = Caller(
             ip=environ.get("REMOTE_ADDR") or None,
             bearer=bearer_token(environ.get("HTTP_AUTHORIZATION")),

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The one path served, on the app's port too.
+SCRAPE_PATH = "/metrics"
 #: ``admit(environ)``: raises the ApiError that refuses the request (401, 429, 503...).
 Admit = Callable[["WSGIEnvironment"], None]
 
@@ -108,7 +110,7 @@ def metrics_only(app: WSGIApplication, admit: Admit) -> WSGIApplication:
                 refused.detail,
                 refused.headers,
             )
-        if environ.get("PATH_INFO") != "/metrics":
+        if environ.get("PATH_INFO") != SCRAPE_PATH:
             return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
         return app(environ, start_response)
 
