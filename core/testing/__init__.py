@@ -9,7 +9,13 @@ Socket.IO clients. Users and API keys come from the modules that own them
 
 from __future__ import annotations
 
-from core.testing.plugin import TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, AppFactory, manager_of
+from core.testing.plugin import (
+    TEST_ENCRYPTION_KEY,
+    TEST_JWT_SECRET,
+    AppFactory,
+    captured_log,
+    manager_of,
+)
 from core.testing.problems import problem
 from core.testing.sockets import Client, serving
 from core.testing.tokens import bearer, expired_access_token, refused_tokens
@@ -20,6 +26,7 @@ __all__ = [
     "AppFactory",
     "Client",
     "bearer",
+    "captured_log",
     "expired_access_token",
     "manager_of",
     "problem",

@@ -35,6 +35,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -215,7 +216,16 @@ def socket_clients() -> Iterator[Callable[[], Client]]:
 
 @pytest.fixture
 def log_output(app: Flask) -> Iterator[io.StringIO]:
-    """What the framework's log handler writes (formatted, redacted) during the test.
+    """What the framework's log handler writes (formatted, redacted) during the test
+    (:func:`captured_log`, once ``app`` is built)."""
+    with captured_log() as buffer:
+        yield buffer
+
+
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """What the framework's log handler writes (formatted, redacted) meanwhile; call it once
+    an app is built (the app sets the handler up).
 
     The handler keeps the stream it was built with, so ``capsys`` would miss apps built by
     fixtures; this swaps the handler's stream instead.
@@ -224,5 +234,7 @@ def log_output(app: Flask) -> Iterator[io.StringIO]:
     assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     previous = handler.setStream(buffer)
-    yield buffer
-    handler.setStream(previous)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from flask import Flask
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-from core.testing import AppFactory, bearer, manager_of
+from core.testing import AppFactory, bearer, captured_log, manager_of
 from modules.auth.testing import PASSWORD, user_with_tokens
 from tests.production.helpers import Gunicorn, json_lines
 from tests.support.otlp import OtlpReceiver, Span
@@ -52,12 +51,8 @@ def no_secret_in(spans: list[Span], *secrets: str) -> None:
 
 @pytest.fixture
 def log_lines(traced_app: Flask) -> Iterator[io.StringIO]:
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "python-base-04")
-    assert isinstance(handler, logging.StreamHandler)
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    yield buffer
-    handler.setStream(previous)
+    with captured_log() as buffer:
+        yield buffer
 
 
 def test_tracing_is_off_without_an_otlp_endpoint(make_app: AppFactory) -> None:
