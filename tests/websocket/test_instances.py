@@ -121,8 +121,8 @@ def test_an_instance_taken_for_dead_records_its_sockets_again(
     ada, bob = person(app_a, url_a), person(app_b, url_b)
     room = ada.call("create_room", {"name": "slow"})["room"]
     bob.call("join_room", {"room_id": room["id"]})
-    manager_a = app_a.extensions["app_manager"].websocket
-    manager_b = app_b.extensions["app_manager"].websocket
+    manager_a = manager_of(app_a).websocket
+    manager_b = manager_of(app_b).websocket
     manager_b.redis.client.delete(
         manager_b.redis.key("ws", "instance", manager_b.instance, "alive")
     )
