@@ -45,7 +45,6 @@ from core.managers.services import ServicesManager
 from core.managers.state import StateManager
 from core.managers.vault import VaultManager
 from core.managers.websocket import WebSocketManager
-from core.managers.websocket import events as room_events
 from core.managers.websocket import tracing as socket_tracing
 
 if TYPE_CHECKING:
@@ -217,7 +216,6 @@ class AppManager:
         if self.tracer is not None:  # connects, events and fan-out as spans
             socket_tracing.install(self.websocket.socketio.server, self.tracer)
             self.websocket.queue.tracer = self.websocket.log.tracer = self.tracer
-        room_events.register(self.websocket)  # the framework's own socket events
 
     def start(self) -> None:
         """Start every manager in :data:`START_ORDER` (store pings, indexes, migrations,

@@ -25,7 +25,7 @@ FRAMEWORK_STORAGE: dict[str, str] = {
     "rl": "the rate limiter's Redis keys",
     IDEMPOTENCY: "the idempotency keys' Redis records",
     "jwt": "the revocation marks' Redis keys",
-    "ws": "the Socket.IO presence and rooms' Redis keys",
+    "ws": "the Socket.IO presence and room log's Redis keys (and the rooms module's records)",
     "socketio": "the Socket.IO message queue's Redis channel",
     "audit": "the audit log's PostgreSQL table (audit_log)",
     "schema": "the migrations' PostgreSQL table (schema_migrations)",

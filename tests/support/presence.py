@@ -1,4 +1,4 @@
-"""What is left in Redis of the sockets' presence (``core.managers.websocket.rooms``): the
+"""What is left in Redis of the sockets' presence (``core.managers.websocket.presence``): the
 storm test and ``bench.socket_capacity`` check that sockets which left leave nothing behind."""
 
 from __future__ import annotations

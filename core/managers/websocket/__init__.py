@@ -1,11 +1,17 @@
-"""The public names of the WebSocketManager and its typed events; the code is in
-:mod:`.manager` and :mod:`.typed`."""
+"""The public names of the WebSocketManager, its typed events and the server events of its
+rooms; the code is in :mod:`.manager`, :mod:`.typed` and :mod:`.models`."""
 
 from core.managers.websocket.manager import WebSocketManager
+from core.managers.websocket.models import ChatMessage, Member, Presence
+from core.managers.websocket.roomlog import Recovery
 from core.managers.websocket.typed import ClientEvent, ServerEvent, SocketEvents, SocketSession
 
 __all__ = [
+    "ChatMessage",
     "ClientEvent",
+    "Member",
+    "Presence",
+    "Recovery",
     "ServerEvent",
     "SocketEvents",
     "SocketSession",

@@ -60,9 +60,10 @@ from core.managers.websocket.door import EngineIODoor
 from core.managers.websocket.drain import effective_spread_ms, run_drain, schedule
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.lifetimes import Lifetimes, expires_at
+from core.managers.websocket.models import ChatMessage, Presence
+from core.managers.websocket.presence import PresenceStore
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.roomlog import Recovery, RoomLog
-from core.managers.websocket.rooms import RoomStore
 from core.managers.websocket.typed import ClientEvent, SocketEvents, SocketSession
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class WebSocketManager(Manager):
         self.log = RoomLog(
             redis, channel, settings.socketio_history_max, settings.socketio_history_seconds
         )
-        self.rooms = RoomStore(redis, self.log)
+        #: Membership and presence of the rooms, across instances (:mod:`.presence`).
+        self.rooms = PresenceStore(redis)
         self.sessions: dict[str, SocketSession] = {}
         self.lifetimes = Lifetimes(
             redis, jwt, rate_limiter, settings.socketio_expiry_notice, self._send_here
@@ -210,6 +212,11 @@ class WebSocketManager(Manager):
         self.messages_in = self.messages_out = 0
         #: The app's Socket.IO events, client and server (``/asyncapi.json`` lists them).
         self.events = SocketEvents(self._serve)
+        self.events.emits(
+            "message", ChatMessage, summary="A message sent to a room the socket is in."
+        )
+        self.events.emits("user_joined", Presence, summary="A user's first socket joined the room.")
+        self.events.emits("user_left", Presence, summary="A user's last socket left the room.")
         self.events.emits(
             "session_ended",
             SessionEnded,
@@ -400,13 +407,15 @@ class WebSocketManager(Manager):
         """Whether the socket ``sid`` is connected to this instance (not gone meanwhile)."""
         return sid in self.sessions
 
-    # -- rooms with a log ---------------------------------------------------------------------
+    # -- rooms: membership, presence, the log ----------------------------------------------
 
     def join(self, session: SocketSession, room: str, since: int | None = None) -> Recovery:
-        """Put ``session``'s socket in ``room``: the room's latest ``seq`` and, with ``since``,
-        the messages after it. Called from a socket event, the event's ack reaches the socket
-        before any live message of the room with a higher ``seq``
-        (:mod:`~core.managers.websocket.delivery`)."""
+        """Put ``session``'s socket in ``room`` on every instance (its presence too: the others
+        in the room get ``user_joined`` when it is the user's first socket there); returns the
+        room's latest ``seq`` and, with ``since``, the messages after it. Called from a socket
+        event, the event's ack reaches the socket before any live message of the room with a
+        higher ``seq`` (:mod:`~core.managers.websocket.delivery`)."""
+        already = self.rooms.user_present(room, session.user_id)
         self.delivery.hold(session.sid, room)
         try:
             join_room(room, sid=session.sid, namespace="/")
@@ -415,7 +424,47 @@ class WebSocketManager(Manager):
             self.delivery.release(session.sid, room, None)
             raise
         after_ack(lambda: self.delivery.release(session.sid, room, recovery.seq))
+        self.rooms.enter(room, session.sid)
+        if not self.is_connected(session.sid):
+            # The socket left meanwhile: its disconnect cleaned up already and would not again.
+            self.forget(session.sid)
+        elif not already:
+            presence = {"room_id": room, "user": session.user}
+            self.emit("user_joined", presence, room=room, skip_sid=session.sid)
         return recovery
+
+    def leave(self, session: SocketSession, room: str) -> bool:
+        """Take ``session``'s socket out of ``room`` (the others get ``user_left`` when it was
+        the user's last socket there); False when the socket was not in it."""
+        if not self.rooms.is_in(room, session.sid):
+            return False
+        self.socketio.server.leave_room(session.sid, room, namespace="/")
+        self.rooms.leave(room, session.sid)
+        if not self.rooms.user_present(room, session.user_id):
+            self.emit("user_left", {"room_id": room, "user": session.user}, room=room)
+        return True
+
+    def is_in(self, room: str, sid: str) -> bool:
+        """Whether the socket ``sid`` (on any instance) is in ``room``."""
+        return self.rooms.is_in(room, sid)
+
+    def members(self, room: str) -> list[dict[str, str]]:
+        """``{user_id, username}`` of every user with a socket in ``room``, on any instance."""
+        return self.rooms.members(room)
+
+    def history(
+        self, room: str, before: int | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` of ``room``'s messages older than ``before`` (a ``seq``; the newest
+        without it), oldest first, and whether the history holds older ones."""
+        return self.log.page(room, before, limit)
+
+    def close_room(self, room: str) -> None:
+        """Take every socket out of ``room`` on every instance and forget its numbers and
+        history (a closed room's ``seq`` starts again at 1)."""
+        self.rooms.close(room)
+        self.log.drop(room)
+        self.socketio.close_room(room)
 
     # -- background work ------------------------------------------------------------------
 
@@ -430,12 +479,14 @@ class WebSocketManager(Manager):
     def heartbeat(self) -> None:
         """One beat: alive for 2/3 of ``SOCKETIO_PRESENCE_TTL`` (four beats missed make this
         instance dead, found within 1/6 more by another's beat: its presence is gone within
-        the TTL); presence restored if it was taken for dead; dead instances and rooms empty
-        for too long cleaned."""
+        the TTL); presence restored if it was taken for dead; dead instances cleaned; rooms
+        empty for ``SOCKETIO_ROOM_EMPTY_TTL`` handed to the ``socket.room_empty`` hook (the
+        feature that made a room deletes it), each on one instance."""
         if self.rooms.heartbeat(self.instance, self.settings.socketio_presence_ttl * 2 / 3):
             self.restore_presence()
         self.reap_dead_instances()
-        self.rooms.expire_empty(self.settings.socketio_room_empty_ttl)
+        for room in self.rooms.expired_empty(self.settings.socketio_room_empty_ttl):
+            self.hooks.emit("socket.room_empty", room_id=room)
 
     def restore_presence(self) -> int:
         """Record this instance's sockets again (another instance took it for dead)."""

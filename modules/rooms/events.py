@@ -1,21 +1,28 @@
-"""The room events of docs/websockets.md ("Events"), typed: each declared with
+"""The chat room events of docs/websockets.md ("Events"), typed: each declared with
 ``events.on`` (payload and ack models, the problems it answers) and answered through the ack;
-the server events of the rooms declared with ``events.emits``. Messages go through the room
-log (``ws.emit("message", ...)``: ``seq`` and history), joins through ``ws.join`` (recovery
-with ``since``)."""
+``room_closed`` declared with ``events.emits``. Built on the WebSocketManager's public calls
+only: messages go through the room log (``ws.emit("message", ...)``: ``seq`` and history),
+joins through ``ws.join`` (presence, and recovery with ``since``), leaves through
+``ws.leave``, pages of history through ``ws.history``, closing through ``ws.close_room``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from flask_socketio import leave_room
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from config.settings import Settings
 from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
+from core.managers.hooks import HooksManager
+from core.managers.websocket import (
+    ChatMessage,
+    Member,
+    SocketEvents,
+    SocketSession,
+    WebSocketManager,
+)
 
-if TYPE_CHECKING:
-    from core.managers.websocket.manager import WebSocketManager
-    from core.managers.websocket.typed import SocketSession
+from .store import RoomRecord, RoomStore
 
 NAME_MAX = 64
 BODY_MAX_BYTES = 4096
@@ -80,23 +87,6 @@ class Room(BaseModel):
     owner: str
 
 
-class Member(BaseModel):
-    user_id: str
-    username: str
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    id: str
-    room_id: str
-    #: Its number in the room: exactly one more than the room's previous message.
-    seq: int
-    sender: Member = Field(alias="from")
-    body: str
-    #: When the server accepted it (ISO 8601, UTC).
-    ts: str
-
-
 class Created(BaseModel):
     room: Room
     #: The room's latest ``seq`` (0: no message yet).
@@ -137,11 +127,6 @@ class Members(BaseModel):
     members: list[Member]
 
 
-class Presence(BaseModel):
-    room_id: str
-    user: Member
-
-
 class RoomClosed(BaseModel):
     room_id: str
 
@@ -149,23 +134,28 @@ class RoomClosed(BaseModel):
 _PRIVATE = {"NOT_FOUND": 404, "FORBIDDEN": 403}
 
 
-def register(ws: WebSocketManager) -> None:
-    """Declare the room events on ``ws.events``."""
-    events = ws.events
-    rooms = ws.rooms
-    hooks = ws.hooks
-    settings = ws.settings
+def register(
+    events: SocketEvents,
+    ws: WebSocketManager,
+    rooms: RoomStore,
+    hooks: HooksManager,
+    settings: Settings,
+) -> None:
+    """Declare the chat room events on ``events``."""
     members_max = settings.socketio_max_room_members - 1  # the owner is a member too
 
-    events.emits("message", ChatMessage, summary="A message sent to a room the socket is in.")
-    events.emits("user_joined", Presence, summary="A user's first socket joined the room.")
-    events.emits("user_left", Presence, summary="A user's last socket left the room.")
     events.emits("room_closed", RoomClosed, summary="The owner closed the room.")
 
-    def get_room(room_id: str) -> Any:
+    def get_room(room_id: str) -> RoomRecord:
         room = rooms.get(room_id)
         if room is None:
             raise NotFound("No such room.")
+        return room
+
+    def joinable(room_id: str, session: SocketSession) -> RoomRecord:
+        room = get_room(room_id)
+        if not rooms.may_join(room, session.user_id):
+            raise Forbidden("This room is private.", code="FORBIDDEN")
         return room
 
     @events.on(
@@ -192,39 +182,21 @@ def register(ws: WebSocketManager) -> None:
                 code="TOO_MANY_ROOMS",
             )
         joined = ws.join(session, room.id)
-        enter(room, session)
         hooks.emit("room.created", room=room.public(), user=session.user)
         hooks.emit("room.joined", room=room.public(), user=session.user)
         return {"room": room.public(), "seq": joined.seq}
-
-    def enter(room: Any, session: SocketSession) -> None:
-        """Presence in the room, unless the socket left meanwhile (its disconnect cleaned
-        up already and would not again)."""
-        rooms.enter(room, session.sid, session.user_id)
-        if not ws.is_connected(session.sid):
-            ws.forget(session.sid)
 
     @events.on("join_room", payload=JoinRoom, ack=Joined, errors=_PRIVATE)
     def join(session: SocketSession, data: JoinRoom) -> dict[str, Any]:
         """Join a room (a private one: the owner and its members only); with ``since``, the
         ack brings the messages after it."""
-        room = get_room(data.room_id)
-        if not rooms.may_join(room, session.user_id):
-            raise Forbidden("This room is private.", code="FORBIDDEN")
-        already = rooms.user_present(room.id, session.user_id)
+        room = joinable(data.room_id, session)
         joined = ws.join(session, room.id, data.since)
-        enter(room, session)
-        if not already:
-            ws.emit(
-                "user_joined",
-                {"room_id": room.id, "user": session.user},
-                room=room.id,
-                skip_sid=session.sid,
-            )
+        rooms.joined(room, session.user_id)
         hooks.emit("room.joined", room=room.public(), user=session.user)
         return {
             "room": room.public(),
-            "members": rooms.members(room.id),
+            "members": ws.members(room.id),
             "seq": joined.seq,
             "recovered": joined.recovered,
             "missed": joined.missed,
@@ -233,31 +205,23 @@ def register(ws: WebSocketManager) -> None:
     @events.on("leave_room", payload=RoomRef, errors={"NOT_IN_ROOM": 403})
     def leave(session: SocketSession, data: RoomRef) -> None:
         """Leave a room this socket is in."""
-        room_id = data.room_id
-        if not rooms.is_in(room_id, session.sid):
+        if not ws.leave(session, data.room_id):
             raise NotInRoom("You are not in this room.")
-        leave_room(room_id)
-        rooms.leave(room_id, session.sid)
-        if not rooms.user_present(room_id, session.user_id):
-            ws.emit("user_left", {"room_id": room_id, "user": session.user}, room=room_id)
-        hooks.emit("room.left", room_id=room_id, user=session.user)
+        hooks.emit("room.left", room_id=data.room_id, user=session.user)
 
     @events.on("send_message", payload=NewMessage, ack=Sent, errors={"NOT_IN_ROOM": 403})
     def send_message(session: SocketSession, data: NewMessage) -> dict[str, Any]:
         """Send a message to a room this socket is in; everyone in it gets ``message``."""
-        room_id, body = data.room_id, data.body
-        if not rooms.is_in(room_id, session.sid):
+        if not ws.is_in(data.room_id, session.sid):
             raise NotInRoom("Join the room before sending to it.")
-        message = ws.emit("message", {"from": session.user, "body": body}, room=room_id)
-        return {"message": message}
+        sent = {"from": session.user, "body": data.body}
+        return {"message": ws.emit("message", sent, room=data.room_id)}
 
     @events.on("room_history", payload=HistoryPage, ack=History, errors=_PRIVATE)
     def room_history(session: SocketSession, data: HistoryPage) -> dict[str, Any]:
         """Older messages of a room, a page at a time (members and allowed joiners)."""
-        room = get_room(data.room_id)
-        if not rooms.may_join(room, session.user_id):
-            raise Forbidden("This room is private.", code="FORBIDDEN")
-        messages, more = ws.log.page(room.id, data.before, data.limit)
+        room = joinable(data.room_id, session)
+        messages, more = ws.history(room.id, data.before, data.limit)
         return {"messages": messages, "more": more}
 
     @events.on("list_rooms", ack=RoomList)
@@ -272,17 +236,15 @@ def register(ws: WebSocketManager) -> None:
         room = get_room(data.room_id)
         if room.owner == session.user_id:
             raise Forbidden("The owner cannot forget a room; close it.", code="FORBIDDEN")
-        if rooms.is_in(room.id, session.sid):
-            leave(session, data)
+        if ws.leave(session, room.id):
+            hooks.emit("room.left", room_id=room.id, user=session.user)
         rooms.forget(room, session.user_id)
 
     @events.on("room_members", payload=RoomRef, ack=Members, errors=_PRIVATE)
     def room_members(session: SocketSession, data: RoomRef) -> dict[str, Any]:
         """Who is in a room, on every instance."""
-        room = get_room(data.room_id)
-        if not rooms.may_join(room, session.user_id):
-            raise Forbidden("This room is private.", code="FORBIDDEN")
-        return {"members": rooms.members(room.id)}
+        room = joinable(data.room_id, session)
+        return {"members": ws.members(room.id)}
 
     @events.on("close_room", payload=RoomRef, errors=_PRIVATE)
     def close_room(session: SocketSession, data: RoomRef) -> None:
@@ -291,5 +253,16 @@ def register(ws: WebSocketManager) -> None:
         if room.owner != session.user_id:
             raise Forbidden("Only the owner can close a room.", code="FORBIDDEN")
         ws.emit("room_closed", {"room_id": room.id}, room=room.id)
+        delete(room)
+
+    def delete(room: RoomRecord) -> None:
         rooms.delete(room)
-        ws.socketio.close_room(room.id)
+        ws.close_room(room.id)
+
+    def expired(room_id: str, **_: Any) -> None:
+        """``socket.room_empty``: a room nobody was in for ``SOCKETIO_ROOM_EMPTY_TTL``."""
+        room = rooms.get(room_id)
+        if room is not None:
+            delete(room)
+
+    hooks.register("socket.room_empty", expired)

@@ -1,0 +1,30 @@
+"""The server events of the framework's room machinery, whichever module's rooms they are in:
+``message`` (a room message of the room log, :meth:`WebSocketManager.emit`), ``user_joined``
+and ``user_left`` (presence, :meth:`WebSocketManager.join` and :meth:`~WebSocketManager.leave`
+and a socket's disconnect)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Member(BaseModel):
+    user_id: str
+    username: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    room_id: str
+    #: Its number in the room: exactly one more than the room's previous message.
+    seq: int
+    sender: Member = Field(alias="from")
+    body: str
+    #: When the server accepted it (ISO 8601, UTC).
+    ts: str
+
+
+class Presence(BaseModel):
+    room_id: str
+    user: Member
