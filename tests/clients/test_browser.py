@@ -1,7 +1,8 @@
 """The webchat example page (modules/webchat) in Debian's headless Chromium, driven by
 Selenium through chromium-driver, against the production server: two browsers log in, join
-a room, exchange messages, one logs out and its socket drops. Screenshots are saved in
-``test-artifacts/browser/`` (git-ignored).
+a room, exchange messages, one logs out and its socket drops; a page that was offline shows
+what it missed once and in order. Screenshots are saved in ``test-artifacts/browser/``
+(git-ignored).
 
 Chromium is a requirement, not an option: ``.ci/run`` installs it, and a machine without it
 fails here instead of skipping."""
@@ -21,8 +22,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 import modules.webchat
-from core.testing import AppFactory
-from modules.auth.testing import PASSWORD, register
+from core.testing import AppFactory, Client
+from modules.auth.testing import PASSWORD, login, register
 from modules.webchat.routes import CSP
 from tests.clients.conftest import Serve
 from tests.production.helpers import ROOT
@@ -44,6 +45,17 @@ FLAGS = (
     "--disable-sync",
     "--window-size=900,1000",
 )
+#: Run before the page's own scripts: every WebSocket the page opens, for the test to close.
+KEEP_SOCKETS = """
+window.__sockets = [];
+const Native = window.WebSocket;
+window.WebSocket = class extends Native {
+  constructor(...args) {
+    super(...args);
+    window.__sockets.push(this);
+  }
+};
+"""
 
 
 @pytest.fixture
@@ -117,6 +129,13 @@ class ChatPage:
 
     def console(self) -> list[dict[str, Any]]:
         return list(self.driver.get_log("browser"))
+
+    def offline(self, offline: bool) -> None:
+        """The browser's network off (or on again), as DevTools emulates it."""
+        self.driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
 
 
 @pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
@@ -213,3 +232,98 @@ def test_the_bundle_is_the_pinned_npm_package_unchanged(node: Path) -> None:
     """static/socket.io.min.js is a copy of the package tests/clients/js pins (update both)."""
     served = Path(modules.webchat.__file__).parent / "static" / "socket.io.min.js"
     assert served.read_bytes() == BROWSER_BUNDLE.read_bytes()
+
+
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_a_page_that_was_offline_shows_what_it_missed_once_and_in_order(
+    serve: Serve,
+    browser: Callable[[str], webdriver.Chrome],
+    socket_clients: Callable[[], Client],
+) -> None:
+    """The page remembers the last seq it showed and, after a reconnect, joins again with
+    ``since``: the messages sent while it was offline appear, each once, in order."""
+    url = serve()
+    http = RemoteClient(url)
+    ada, bob = register(http), register(http)  # type: ignore[arg-type]
+    driver = browser("ada")
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_SOCKETS})
+    page = ChatPage(driver, url)
+    page.log_in(ada["email"])
+    page.join("lobby")
+    bob_socket = socket_clients()  # another client: python-socketio
+    bob_socket.connect(url, login(http, bob["email"])["access_token"])  # type: ignore[arg-type]
+    rooms = bob_socket.call("list_rooms", {})["rooms"]
+    room_id = next(room["id"] for room in rooms if room["name"] == "lobby")
+    assert bob_socket.call("join_room", {"room_id": room_id})["ok"] is True
+    page.wait_for_line(f"{bob['username']} joined")
+    page.send("before")
+    page.wait_for_line(f"{ada['username']}: before")
+
+    # Once the socket runs over a websocket, the network goes and the websocket with it.
+    page.until(
+        lambda: driver.execute_script("return window.__sockets.some((s) => s.readyState === 1)"),
+        "the websocket upgrade",
+    )
+    page.offline(True)
+    driver.execute_script("window.__sockets.forEach((s) => s.close())")
+    page.until(lambda: page.status()[0] == "disconnected", "the page to see its socket go")
+    for n in range(1, 4):  # sent while the page is offline: it receives none of them live
+        assert bob_socket.call("send_message", {"room_id": room_id, "body": f"missed {n}"})["ok"]
+    assert page.status()[0] == "disconnected"
+
+    page.offline(False)  # socket.io-client reconnects by itself, within its backoff
+    WebDriverWait(driver, 30).until(
+        lambda _: page.status()[0] == "connected", message="the page to reconnect"
+    )
+    page.wait_for_line(f"{bob['username']}: missed 3")
+    assert bob_socket.call("send_message", {"room_id": room_id, "body": "after"})["ok"]
+    page.wait_for_line(f"{bob['username']}: after")
+
+    said = [line for line in page.lines() if ": " in line]
+    assert said == [
+        f"{ada['username']}: before",
+        f"{bob['username']}: missed 1",
+        f"{bob['username']}: missed 2",
+        f"{bob['username']}: missed 3",
+        f"{bob['username']}: after",
+    ]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "ada-after-offline.png"))
+    # Only the network failed while offline; no script error.
+    problems = [
+        entry
+        for entry in page.console()
+        if entry["level"] == "SEVERE" and entry.get("source") != "network"
+    ]
+    assert problems == [], problems
+
+
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_the_page_refreshes_its_session_in_band_before_the_token_expires(
+    serve: Serve, browser: Callable[[str], webdriver.Chrome]
+) -> None:
+    """``session_expiring``: the page gets a new access token (``POST /public/refresh``) and
+    hands it to its socket (``refresh_session``); the socket outlives its first token."""
+    url = serve({"JWT_ACCESS_TTL": "4", "SOCKETIO_EXPIRY_NOTICE": "2"})
+    http = RemoteClient(url)
+    ada = register(http)  # type: ignore[arg-type]
+    driver = browser("ada")
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_SOCKETS})
+    page = ChatPage(driver, url)
+    page.log_in(ada["email"])
+    page.join("refreshing")
+    # A token issued after the page's: once it has expired, so has the page's first one.
+    later = login(http, ada["email"])["access_token"]  # type: ignore[arg-type]
+    WebDriverWait(driver, 30).until(
+        lambda _: (
+            http.get("/userauth/me", headers={"Authorization": f"Bearer {later}"}).status_code
+            == 401
+        ),
+        message="the first tokens to expire",
+    )
+    page.send("still here")
+    page.wait_for_line(f"{ada['username']}: still here")
+    assert page.status()[0] == "connected"
+    # The same socket all along: never dropped for TOKEN_EXPIRED and reconnected.
+    assert driver.execute_script("return window.__sockets.length") == 1

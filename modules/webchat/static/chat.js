@@ -1,13 +1,18 @@
 // The webchat page: HTTP login, then a Socket.IO connection with the access token (the
-// official socket.io-client bundle, loaded before this file, defines `io`). See
-// docs/websockets.md for the events and the reconnect-with-refresh recipe used here.
+// official socket.io-client bundle, loaded before this file, defines `io`). It follows the
+// reconnect recipe of docs/websockets.md ("Reconnecting (JS)"): it remembers the last `seq`
+// shown, joins again with `since` after a reconnect and shows what it missed once and in
+// order, refreshes its token in band on `session_expiring`, reconnects after a deploy's
+// `server_shutdown` and says why on `session_ended`.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   let tokens = null; // {access_token, refresh_token, user}
   let socket = null;
-  let room = null; // {id, name}
+  let room = null; // {id, name, last: the last seq shown}
+  let shuttingDown = false; // server_shutdown came: the server closes this socket soon
+  let refreshing = null; // the refresh in flight: refresh tokens work once
   const members = new Map(); // user_id -> username
 
   function setStatus(state, text) {
@@ -29,15 +34,41 @@
     return data;
   }
 
-  // An event with its ack; an error ack becomes a thrown Error with the code.
-  async function call(event, data) {
-    const ack = await socket.timeout(5000).emitWithAck(event, data);
-    if (!ack.ok) throw Object.assign(new Error(ack.error.message), { code: ack.error.code });
-    return ack;
+  // An event with its ack; an error ack becomes a thrown Error with the code. `take(ack)`
+  // runs in the ack's callback, as its packet arrives: after an `await`, a live message that
+  // came in the same long-polling batch would be shown first.
+  function call(event, data, take = (ack) => ack) {
+    return new Promise((resolve, reject) => {
+      socket.timeout(5000).emit(event, data, (err, ack) => {
+        if (err) return reject(Object.assign(new Error("No answer."), { code: "TIMEOUT" }));
+        if (!ack.ok) {
+          return reject(Object.assign(new Error(ack.error.message), { code: ack.error.code }));
+        }
+        try {
+          resolve(take(ack));
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+  }
+
+  // A new token pair; one refresh at a time (a refresh token used twice ends the login).
+  function refresh() {
+    refreshing ??= api("/public/refresh", { refresh_token: tokens.refresh_token })
+      .then((pair) => (tokens = pair))
+      .finally(() => (refreshing = null));
+    return refreshing;
   }
 
   function renderMembers() {
     $("members").textContent = [...members.values()].sort().join(", ");
+  }
+
+  function setMembers(present) {
+    members.clear();
+    for (const member of present) members.set(member.user_id, member.username);
+    renderMembers();
   }
 
   function addLine(from, text) {
@@ -63,43 +94,103 @@
     setStatus("disconnected", `Signed out: ${code}`);
   }
 
-  // TOKEN_EXPIRED: refresh and reconnect. Anything else: log in again.
-  async function onAuthError({ code }) {
-    if (code !== "TOKEN_EXPIRED" || !tokens) return signedOut(code);
-    try {
-      tokens = await api("/public/refresh", { refresh_token: tokens.refresh_token });
-      socket.connect();
-    } catch (err) {
-      signedOut(err.code);
+  // A refused connect or an ended session: its code says what next. TOKEN_EXPIRED: refresh
+  // and reconnect; the instance or a store is busy: try again after a short random pause;
+  // anything else (TOKEN_REVOKED, BANNED, ...): log in again.
+  async function onRefused({ code }) {
+    if (!tokens) return;
+    if (code === "TOKEN_EXPIRED") {
+      try {
+        await refresh();
+        socket.connect();
+      } catch (err) {
+        signedOut(err.code);
+      }
+    } else if (["SHUTTING_DOWN", "DEPENDENCY_UNAVAILABLE", "RATE_LIMITED"].includes(code)) {
+      setStatus("connecting", `Reconnecting (${code})...`);
+      setTimeout(() => tokens && socket.connect(), 250 + Math.random() * 1000);
+    } else {
+      signedOut(code);
     }
   }
 
-  function enter(joined, present) {
-    room = joined;
-    members.clear();
-    for (const member of present) members.set(member.user_id, member.username);
+  // A room entered by name: its messages start after the ack's seq.
+  function enter(ack, present) {
+    room = { id: ack.room.id, name: ack.room.name, last: ack.seq };
+    $("messages").replaceChildren();
     $("room-title").textContent = room.name;
     $("room").hidden = false;
-    renderMembers();
+    setMembers(present);
+  }
+
+  // A message is shown unless its seq already was: each one once, in order.
+  function take(message) {
+    if (!room || message.room_id !== room.id || message.seq <= room.last) return;
+    room.last = message.seq;
+    addLine(message.from.username, message.body);
+  }
+
+  // The ack of joining again with `since`: what was missed, then live messages continue.
+  function rejoined(ack) {
+    if (!room || ack.room.id !== room.id) return;
+    if (!ack.recovered) {
+      // The history no longer reaches back: show a gap, then what it still holds.
+      addLine(null, "Some messages are no longer in the history.");
+      room.last = ack.missed.length ? ack.missed[0].seq - 1 : ack.seq;
+    }
+    ack.missed.forEach(take);
+    room.last = Math.max(room.last, ack.seq);
+    setMembers(ack.members);
+  }
+
+  // A new socket is in no room: join the page's room again with the last seq shown.
+  function rejoin() {
+    if (!room) return;
+    call("join_room", { room_id: room.id, since: room.last }, rejoined).catch((err) => {
+      if (err.code === "NOT_FOUND" || err.code === "FORBIDDEN") {
+        room = null;
+        $("room").hidden = true;
+        showError("chat-error", err);
+      } else if (socket.connected) {
+        setTimeout(() => socket.connected && rejoin(), 1000);
+      }
+    });
   }
 
   function connect() {
+    // `auth` as a function is called before every (re)connection: always the current token.
     socket = io({ auth: (send) => send({ token: tokens ? tokens.access_token : "" }) });
-    socket.on("connect", async () => {
+    socket.on("connect", () => {
+      shuttingDown = false;
       setStatus("connected", `Connected (${socket.io.engine.transport.name})`);
-      if (room) {
-        const ack = await call("join_room", { room_id: room.id }); // a new socket joins again
-        enter(ack.room, ack.members);
+      rejoin();
+    });
+    socket.on("connect_error", (err) => {
+      // The client retries a failed transport by itself; a refusal is ours to handle.
+      if (!socket.active) onRefused(err.data || { code: "CONNECT_FAILED" });
+    });
+    socket.on("session_ended", onRefused);
+    // Before the token expires, a new one in band: the socket stays.
+    socket.on("session_expiring", async () => {
+      if (!tokens) return;
+      try {
+        await refresh();
+      } catch (err) {
+        return signedOut(err.code);
       }
+      // Refused: connect again with the new token.
+      call("refresh_session", { token: tokens.access_token }).catch(() => {
+        socket.disconnect().connect();
+      });
     });
-    socket.on("connect_error", (err) => onAuthError(err.data || { code: "CONNECT_FAILED" }));
-    socket.on("session_ended", onAuthError);
+    // A deploy: the server closes this socket at `reconnect_after_ms`; connect again then.
+    socket.on("server_shutdown", () => (shuttingDown = true));
     socket.on("disconnect", (reason) => {
-      if (tokens) setStatus("disconnected", `Disconnected: ${reason}`);
+      if (!tokens) return;
+      setStatus("disconnected", `Disconnected: ${reason}`);
+      if (reason === "io server disconnect" && shuttingDown) socket.connect();
     });
-    socket.on("message", (message) => {
-      if (room && message.room_id === room.id) addLine(message.from.username, message.body);
-    });
+    socket.on("message", take);
     socket.on("user_joined", ({ room_id, user }) => {
       if (!room || room_id !== room.id) return;
       members.set(user.user_id, user.username);
@@ -153,13 +244,11 @@
       const { rooms } = await call("list_rooms", {});
       const found = rooms.find((candidate) => candidate.name === name);
       if (found) {
-        const ack = await call("join_room", { room_id: found.id });
-        enter(ack.room, ack.members);
+        await call("join_room", { room_id: found.id }, (ack) => enter(ack, ack.members));
       } else {
-        const ack = await call("create_room", { name });
-        enter(ack.room, [{ user_id: tokens.user.id, username: tokens.user.username }]);
+        const me = { user_id: tokens.user.id, username: tokens.user.username };
+        await call("create_room", { name }, (ack) => enter(ack, [me]));
       }
-      $("messages").replaceChildren();
     } catch (err) {
       showError("chat-error", err);
     }
