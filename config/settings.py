@@ -285,7 +285,8 @@ class Settings(SettingsModel):
     socketio_max_room_members: int = Field(100, ge=1)
     #: A room nobody is in is deleted after this many seconds.
     socketio_room_empty_ttl: int = Field(3600, ge=1)
-    #: Most rooms ``list_rooms`` answers (public rooms first, newest first).
+    #: Most rooms ``list_rooms`` answers: the caller's own rooms first, then public ones
+    #: (the answer sorted by name).
     socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
     # Realtime that survives reconnects, deploys and token expiry (docs/websockets.md).
     #: Each room keeps at least its last SOCKETIO_HISTORY_MAX messages for
