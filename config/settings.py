@@ -280,14 +280,9 @@ class Settings(SettingsModel):
     #: Seconds after the server closes a websocket before its TCP connection is shut down,
     #: for a client that ignores the close frame.
     socketio_close_grace: float = Field(2.0, gt=0, le=30)
-    #: Rooms one user may own at once; members a private room may list (owner included).
-    socketio_max_rooms_per_owner: int = Field(20, ge=1)
-    socketio_max_room_members: int = Field(100, ge=1)
-    #: A room nobody is in is deleted after this many seconds.
+    #: Seconds nobody has been in a room before ``socket.room_empty`` fires for it (the rooms
+    #: module then deletes the room; its own settings are in modules/rooms/settings.py).
     socketio_room_empty_ttl: int = Field(3600, ge=1)
-    #: Most rooms ``list_rooms`` answers: the caller's own rooms first, then public ones
-    #: (the answer sorted by name).
-    socketio_list_rooms_max: int = Field(100, ge=1, le=1000)
     # Realtime that survives reconnects, deploys and token expiry (docs/websockets.md).
     #: Each room keeps at least its last SOCKETIO_HISTORY_MAX messages for
     #: SOCKETIO_HISTORY_SECONDS after its last message (recovery on join, room_history).

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from config.settings import Settings
 from core.errors import Conflict, Forbidden, NotFound, NotInRoom, ValidationFailed
 from core.managers.hooks import HooksManager
 from core.managers.websocket import (
@@ -22,6 +21,7 @@ from core.managers.websocket import (
     WebSocketManager,
 )
 
+from .settings import RoomsSettings
 from .store import RoomRecord, RoomStore
 
 NAME_MAX = 64
@@ -139,10 +139,10 @@ def register(
     ws: WebSocketManager,
     rooms: RoomStore,
     hooks: HooksManager,
-    settings: Settings,
+    settings: RoomsSettings,
 ) -> None:
     """Declare the chat room events on ``events``."""
-    members_max = settings.socketio_max_room_members - 1  # the owner is a member too
+    members_max = settings.max_room_members - 1  # the owner is a member too
 
     events.emits("room_closed", RoomClosed, summary="The owner closed the room.")
 
@@ -174,11 +174,11 @@ def register(
             data.private,
             session.user_id,
             data.members,
-            settings.socketio_max_rooms_per_owner,
+            settings.max_rooms_per_owner,
         )
         if room is None:
             raise Conflict(
-                f"You own {settings.socketio_max_rooms_per_owner} rooms; close one first.",
+                f"You own {settings.max_rooms_per_owner} rooms; close one first.",
                 code="TOO_MANY_ROOMS",
             )
         joined = ws.join(session, room.id)
@@ -227,7 +227,7 @@ def register(
     @events.on("list_rooms", ack=RoomList)
     def list_rooms(session: SocketSession, data: None) -> dict[str, Any]:
         """The caller's own rooms, then public ones, at most ``SOCKETIO_LIST_ROOMS_MAX``."""
-        found, more = rooms.list_for(session.user_id, settings.socketio_list_rooms_max)
+        found, more = rooms.list_for(session.user_id, settings.list_rooms_max)
         return {"rooms": [room.public() for room in found], "more": more}
 
     @events.on("forget_room", payload=RoomRef, errors=_PRIVATE)

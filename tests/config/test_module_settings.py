@@ -14,10 +14,12 @@ import pytest
 
 from config.loader import SettingsLoader
 from config.modules import env_names
+from config.settings import Settings
 from core.devstack import VaultServer
 from core.errors import ConfigurationError
 from core.testing import AppFactory, manager_of
 from modules.auth.settings import AuthSettings
+from modules.rooms.settings import RoomsSettings
 from tests.config.test_loader import prod_environ
 from tests.config.test_vault_source import config_show
 from tests.support.packages import make_modules_package, module_source
@@ -265,3 +267,26 @@ def test_the_auth_modules_settings_keep_their_public_names(make_app: AppFactory)
     assert not [name for name in rows if name.startswith("AUTH_")]
     rows = config_show(make_app, {"MODULES_DISABLED": "auth"})
     assert "LOGIN_MAX_FAILURES" not in rows
+
+
+def test_the_rooms_modules_settings_keep_their_core_names(make_app: AppFactory) -> None:
+    """They were core settings before the chat rooms became a module (decision 89): the
+    module reads them under the same names, and only while it is enabled."""
+    names = {"SOCKETIO_MAX_ROOMS_PER_OWNER", "SOCKETIO_MAX_ROOM_MEMBERS", "SOCKETIO_LIST_ROOMS_MAX"}
+    assert set(env_names("rooms", RoomsSettings).values()) == names
+    assert not names & set(Settings.env_names())
+    rows = config_show(make_app, {"SOCKETIO_LIST_ROOMS_MAX": "7"})
+    assert rows["SOCKETIO_LIST_ROOMS_MAX"] == ("env", "7")
+    assert rows["SOCKETIO_MAX_ROOMS_PER_OWNER"] == ("default", "20")
+    assert not [name for name in rows if name.startswith("ROOMS_")]
+    with pytest.raises(ConfigurationError) as raised:
+        make_app({"SOCKETIO_LIST_ROOMS_MAX": "0"}, start=False)
+    (line,) = raised.value.problems
+    assert line.startswith("SOCKETIO_LIST_ROOMS_MAX (from env): ")
+    # Disabled, the module's settings are not loaded: neither shown nor validated.
+    app = make_app({"MODULES_DISABLED": "rooms", "SOCKETIO_LIST_ROOMS_MAX": "0"}, start=False)
+    with pytest.raises(LookupError, match="RoomsSettings is not the settings_model"):
+        manager_of(app).settings_of(RoomsSettings)
+    rows = config_show(make_app, {"MODULES_DISABLED": "rooms"})
+    assert not names & set(rows)
+    assert rows["SOCKETIO_ROOM_EMPTY_TTL"] == ("default", "3600")  # the framework's, kept

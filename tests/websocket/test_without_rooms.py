@@ -70,7 +70,12 @@ def member(person: Person) -> dict[str, str]:
 @pytest.fixture
 def lobby(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     package = make_modules_package(tmp_path, monkeypatch, {"lobby": LOBBY})
-    return {"MODULES_PACKAGES": f"modules,{package}", "MODULES_DISABLED": "rooms"}
+    return {
+        "MODULES_PACKAGES": f"modules,{package}",
+        "MODULES_DISABLED": "rooms",
+        # The rooms module's setting is not loaded, so a value it would refuse stops nothing.
+        "SOCKETIO_MAX_ROOM_MEMBERS": "0",
+    }
 
 
 def test_without_the_rooms_module_no_room_event_is_served(
