@@ -15,6 +15,7 @@ from core.managers.api_keys import COLLECTION as API_KEYS
 from core.managers.database.quotas import COLLECTION as QUOTAS
 from core.managers.idempotency import NAMESPACE as IDEMPOTENCY
 from core.managers.state.store import COLLECTION as STATES
+from core.managers.websocket.presence import NAMESPACE as WEBSOCKET
 
 #: name -> what of the framework's uses it.
 FRAMEWORK_STORAGE: dict[str, str] = {
@@ -25,7 +26,7 @@ FRAMEWORK_STORAGE: dict[str, str] = {
     "rl": "the rate limiter's Redis keys",
     IDEMPOTENCY: "the idempotency keys' Redis records",
     "jwt": "the revocation marks' Redis keys",
-    "ws": "the Socket.IO presence and room log's Redis keys (and the rooms module's records)",
+    WEBSOCKET: "the Socket.IO presence and room log's Redis keys (and the rooms module's records)",
     "socketio": "the Socket.IO message queue's Redis channel",
     "audit": "the audit log's PostgreSQL table (audit_log)",
     "schema": "the migrations' PostgreSQL table (schema_migrations)",

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from core.devstack import RedisServer
-from core.managers.redis import RedisManager
+from core.managers.redis import RedisManager, text
 from core.testing import AppFactory, manager_of
 from tests.support.servers import stopped, wait_until
 
@@ -68,6 +68,20 @@ def test_json_values_that_would_not_round_trip_are_rejected_and_not_written(
     with pytest.raises(TypeError, match="tuple"):
         rm.set_json("bad", {"t": (1, 2)})
     assert rm.client.exists(rm.key("bad")) == 0
+
+
+def test_text_reads_back_what_the_clients_return_as_bytes(rm: RedisManager) -> None:
+    """The clients do not decode replies; ``text`` is the one way a module turns a key, member
+    or field it read back into a string (UTF-8 included), whatever the reply's type."""
+    key = rm.key("rooms-like", "hash")
+    rm.client.hset(key, mapping={"name": "café ☕", "count": 3})
+    rm.client.sadd(rm.key("rooms-like", "set"), "a:b")
+    fields = {text(k): text(v) for k, v in rm.client.hgetall(key).items()}
+    assert fields == {"name": "café ☕", "count": "3"}
+    assert [text(m) for m in rm.client.smembers(rm.key("rooms-like", "set"))] == ["a:b"]
+    assert text(rm.client.incr(rm.key("rooms-like", "n"))) == "1"  # an int reply
+    with pytest.raises(UnicodeDecodeError):
+        text(b"\xff")  # binary is not text: never silently mangled
 
 
 def test_json_missing_key_gives_the_default(rm: RedisManager) -> None:

@@ -45,7 +45,7 @@ from core.managers import spans
 from core.managers.base import Manager
 from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter.limits import Limit, parse_limits
-from core.managers.redis import RedisManager
+from core.managers.redis import RedisManager, text
 from core.managers.redis.scripts import Script
 
 logger = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class RateLimiter(Manager):
         prefix = self.redis.key("rl", "ban", "")
         found = []
         for raw in self.redis.client.scan_iter(match=prefix + "*", count=500):
-            key = raw.decode() if isinstance(raw, bytes) else raw
+            key = text(raw)
             level, _, identifier = key[len(prefix) :].partition(":")
             with self.redis.client.pipeline(transaction=False) as pipe:
                 pipe.get(key)

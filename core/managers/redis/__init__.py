@@ -1,5 +1,6 @@
 """The public names of the RedisManager; the code is in :mod:`.manager`."""
 
+from core.managers.redis.codec import text
 from core.managers.redis.manager import RedisManager
 from core.managers.redis.pubsub import Callback, Message
 from core.managers.redis.scripts import Script
@@ -9,4 +10,5 @@ __all__ = [
     "Message",
     "RedisManager",
     "Script",
+    "text",
 ]

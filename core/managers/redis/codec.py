@@ -39,6 +39,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def text(value: object) -> str:
+    """A Redis reply as text: bytes decoded as UTF-8, anything else as ``str``. The clients
+    do not decode responses (values may be binary), so a key, member or field read back as
+    a string goes through here."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def dumps(value: JsonValue) -> str:
     """Compact JSON of ``value``; TypeError/ValueError for anything that would not round-trip."""
     _check(value, "$")

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from core.managers.redis.codec import loads
+from core.managers.redis.codec import loads, text
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Listener:
                 self._handle(message)
 
     def _handle(self, message: dict[str, Any]) -> None:
-        channel = _text(message["channel"])
+        channel = text(message["channel"])
         if message["type"] == "subscribe":
             with self._cond:
                 self._confirmed.add(channel)
@@ -183,7 +183,3 @@ class Listener:
             pubsub.close()
         except (redis.RedisError, OSError) as exc:
             logger.debug("pub/sub close failed", extra={"error": type(exc).__name__})
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

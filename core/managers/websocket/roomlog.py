@@ -28,6 +28,7 @@ from typing import Any
 from opentelemetry.trace import Tracer
 
 from core.managers.redis import RedisManager
+from core.managers.websocket.presence import NAMESPACE
 from core.managers.websocket.tracing import publish_span, trace_context
 
 #: The ``host_id`` of room-log messages on the Socket.IO channel: no instance has it, so
@@ -75,7 +76,7 @@ class RoomLog:
         self.tracer: Tracer | None = None
 
     def _keys(self, room: str) -> tuple[str, str]:
-        return self.redis.key("ws", "log", room, "seq"), self.redis.key("ws", "log", room)
+        return self.redis.key(NAMESPACE, "log", room, "seq"), self.redis.key(NAMESPACE, "log", room)
 
     def append(self, room: str, event: str, message: dict[str, Any]) -> dict[str, Any]:
         """Number ``message`` (its other fields as given), keep it in the history and publish
@@ -112,7 +113,7 @@ class RoomLog:
 
     def _logical(self, room: str) -> list[str]:
         # The script registry namespaces keys itself: logical names here.
-        return [f"ws:log:{room}:seq", f"ws:log:{room}"]
+        return [f"{NAMESPACE}:log:{room}:seq", f"{NAMESPACE}:log:{room}"]
 
     def latest(self, room: str) -> int:
         return int(self.client.get(self._keys(room)[0]) or 0)
