@@ -2,26 +2,38 @@
 the RFC 9457 problem document, as pure functions.
 
 Every door answers a failure through :func:`api_error`: the HTTP problem handler, the Socket.IO
-acks and connect refusals, the action executor (and so its audit rows). An ApiError is itself;
+acks and connect refusals, the Engine.IO door, the metrics port, the action executor (and so
+its audit rows). An ApiError is itself;
 a Werkzeug HTTP error keeps its status with the contract's code; an exception that says a store
 is unreachable (``dependency_of``) is 503 ``DEPENDENCY_UNAVAILABLE``, logged as a warning; any
 other exception is a bug: logged with its traceback, answered 500 ``INTERNAL_ERROR`` without
 its internals.
+
+The document is :func:`problem_json`; a WSGI door in front of Flask (the Engine.IO door, the
+metrics port) answers with :func:`wsgi_problem`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
 from core.errors import ApiError, DependencyUnavailable, HttpError, InternalError
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 #: The dependency (``mongodb``, ``redis``...) an exception says is unreachable, or None
 #: (``AppManager.dependency_of``, passed in by whoever builds the caller).
 DependencyOf = Callable[[BaseException], str | None]
@@ -119,3 +131,45 @@ def problem_document(
     }
     body.update(extra or {})
     return body
+
+
+def request_id_of(incoming: str | None) -> str:
+    """The request id: the client's ``X-Request-ID`` when well-formed, else a new one."""
+    if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return secrets.token_hex(16)
+
+
+def problem_json(error: ApiError, request_id: str | None = None) -> bytes:
+    """The encoded problem document of ``error`` (its ``extra`` fields included)."""
+    document = problem_document(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        request_id=request_id,
+        extra=error.extra,
+    )
+    return json.dumps(document).encode()
+
+
+def wsgi_problem(
+    start_response: StartResponse,
+    error: ApiError,
+    *,
+    request_id: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    """Answer a WSGI request with ``error``'s problem document, its headers and ``headers``
+    (and ``X-Request-ID`` when there is one): for doors in front of Flask."""
+    body = problem_json(error, request_id)
+    response_headers = [
+        ("Content-Type", PROBLEM_JSON),
+        ("Content-Length", str(len(body))),
+        *error.headers.items(),
+        *headers,
+    ]
+    if request_id is not None:
+        response_headers.append((REQUEST_ID_HEADER, request_id))
+    start_response(f"{error.status} {error.title}", response_headers)
+    return [body]

@@ -13,8 +13,6 @@ untrusted peer changes nothing.
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ from flask import Blueprint, Flask, Response, g, request
 from flask_cors.core import get_cors_options, set_cors_headers
 
 from core.edge.json import load_json
+from core.edge.problems import REQUEST_ID_HEADER, request_id_of
 from core.errors import (
     ApiError,
     InvalidJson,
@@ -34,8 +33,6 @@ from core.errors import (
 if TYPE_CHECKING:
     from config.settings import Settings
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -93,10 +90,7 @@ def json_body() -> dict[str, Any]:
 
 def _request_id() -> str:
     # Straight from the WSGI environ: Werkzeug's header view would build its key first.
-    incoming: str = request.environ.get("HTTP_X_REQUEST_ID", "")
-    if _VALID_REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return secrets.token_hex(16)
+    return request_id_of(request.environ.get("HTTP_X_REQUEST_ID"))
 
 
 def request_id_layer() -> Layer:

@@ -8,25 +8,16 @@ path of the HTTP stack (:mod:`core.http.stack`) maps any exception with
 
 from __future__ import annotations
 
-import json
-
 from flask import Response, g
 
-from core.edge.problems import PROBLEM_JSON, problem_document
+from core.edge.problems import PROBLEM_JSON, problem_json
 from core.errors import ApiError
 
 
 def problem_response(error: ApiError) -> Response:
     """The problem document of ``error`` with its status and headers."""
     request_id = g.get("request_id") if g else None
-    body = problem_document(
-        error.status,
-        error.code,
-        error.title,
-        error.detail,
-        request_id=request_id,
-        extra=error.extra,
-    )
-    response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
+    body = problem_json(error, request_id)
+    response = Response(body, status=error.status, mimetype=PROBLEM_JSON)
     response.headers.update(error.headers)
     return response

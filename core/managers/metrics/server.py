@@ -10,7 +10,6 @@ gunicorn's gevent worker its threads are greenlets, like everything else in the 
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -21,8 +20,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from core.edge.problems import PROBLEM_JSON, problem_document
-from core.errors import ApiError, StartupError
+from core.edge.problems import wsgi_problem
+from core.errors import ApiError, NotFound, StartupError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -101,32 +100,10 @@ def metrics_only(app: WSGIApplication, admit: Admit) -> WSGIApplication:
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             admit(environ)
-        except ApiError as refused:
-            return _problem(
-                start_response,
-                refused.status,
-                refused.code,
-                refused.title,
-                refused.detail,
-                refused.headers,
-            )
+        except ApiError as refused:  # there is no request id outside the app
+            return wsgi_problem(start_response, refused)
         if environ.get("PATH_INFO") != SCRAPE_PATH:
-            return _problem(start_response, 404, "NOT_FOUND", "Not Found", "Scrape /metrics.")
+            return wsgi_problem(start_response, NotFound("Scrape /metrics."))
         return app(environ, start_response)
 
     return metrics_app
-
-
-def _problem(
-    start_response: StartResponse,
-    status: int,
-    code: str,
-    title: str,
-    detail: str,
-    headers: dict[str, str] | None = None,
-) -> list[bytes]:
-    """The app's problem document; there is no request id outside the app."""
-    body = problem_document(status, code, title, detail)
-    extra = list((headers or {}).items())
-    start_response(f"{status} {title}", [("Content-Type", PROBLEM_JSON), *extra])
-    return [json.dumps(body).encode()]

@@ -15,8 +15,12 @@ TCP connection. One address filled a gunicorn worker's ``worker_connections`` th
   health probes always find a free slot), and the ``ip`` rate level with its bans (the
   limiter's one round trip; maintenance stays with the Socket.IO CONNECT, whose
   ``connect_error`` carries its message to clients). A refusal is a problem document and
-  the refused connection is closed after it (not left as an idle keep-alive). The client
-  address is the trusted-proxy one (ProxyFix runs before).
+  the refused connection is closed after it (not left as an idle keep-alive). Whatever else
+  fails while admitting (a store the admission needs, a bug) goes through the one error
+  mapper, :func:`~core.edge.problems.api_error`: logged once with the refusal's request id,
+  answered as its problem (503 ``DEPENDENCY_UNAVAILABLE``, 500 ``INTERNAL_ERROR``), counted
+  like any refusal, never a bare 500 from the server. The client address is the
+  trusted-proxy one (ProxyFix runs before).
 - The slot is reserved before engine.io runs (concurrent opens cannot overshoot), becomes the
   connection's when engine.io accepts it, and is given back when engine.io closes it.
 - **Closing**: when engine.io closes a websocket connection (the reaper, the token sweep, a
@@ -28,7 +32,6 @@ TCP connection. One address filled a gunicorn worker's ``worker_connections`` th
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import threading
@@ -37,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from core.edge.problems import PROBLEM_JSON, problem_document
+from core.edge.problems import DependencyOf, api_error, request_id_of, wsgi_problem
 from core.errors import ApiError, ServiceUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
@@ -45,8 +48,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: ``admit(client address)``: raises the ApiError that refuses an opening (the ``ip`` level).
+#: ``admit(client address)``: raises why an opening is refused (the ``ip`` level).
 Admit = Callable[[str], None]
+#: ``refused(error)``: told of every refused opening, with the ApiError it was answered with.
+Refused = Callable[[ApiError], None]
 #: ``spawn(function, *args)``: runs it in the background (a greenlet under gevent).
 Spawn = Callable[..., Any]
 Handler = Callable[..., Any]
@@ -55,6 +60,8 @@ Handler = Callable[..., Any]
 #: engine.io a copy of the environ).
 _OPENING = "python_base_04.eio_opening"
 _RAW_SOCKETS = ("gunicorn.socket", "werkzeug.socket")
+#: The ``route`` label of an opening's unexpected failure (``http_exceptions_total``).
+OPENING_ROUTE = "/socket.io/"
 
 
 def raw_socket(environ: WSGIEnvironment) -> socket.socket | None:
@@ -88,7 +95,8 @@ class EngineIODoor:
         admit: Admit,
         spawn: Spawn,
         sleep: Callable[[float], None],
-        refused: Callable[[str], None] = lambda code: None,
+        dependency_of: DependencyOf,
+        refused: Refused = lambda error: None,
     ) -> None:
         #: engine.io's WSGI app (set when the app's WSGI stack is built).
         self.app = app
@@ -100,6 +108,7 @@ class EngineIODoor:
         self._admit = admit
         self._spawn = spawn
         self._sleep = sleep
+        self._dependency_of = dependency_of
         self._refused = refused
         self._lock = threading.Lock()
         self._open: Counter[str] = Counter()
@@ -148,9 +157,11 @@ class EngineIODoor:
         address = str(environ.get("REMOTE_ADDR") or "unknown")
         try:
             self._reserve(address)
-        except ApiError as refusal:
-            self._refused(refusal.code)
-            return _refuse(environ, start_response, refusal)
+        except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
+            request_id = request_id_of(environ.get("HTTP_X_REQUEST_ID"))
+            refusal = api_error(exc, self._dependency_of, request_id=request_id, door="engine.io")
+            self._refused(refusal)
+            return _refuse(environ, start_response, refusal, request_id)
         opening = environ[_OPENING] = _Opening(address)
         try:
             return self.app(environ, start_response)
@@ -232,21 +243,14 @@ class EngineIODoor:
 
 
 def _refuse(
-    environ: WSGIEnvironment, start_response: StartResponse, refusal: ApiError
+    environ: WSGIEnvironment, start_response: StartResponse, refusal: ApiError, request_id: str
 ) -> Iterable[bytes]:
     """The refusal as a problem document; then the connection is closed, not kept alive
     (gunicorn ignores an application's ``Connection`` header, so its socket is shut)."""
-    body = json.dumps(
-        problem_document(refusal.status, refusal.code, refusal.title, refusal.detail)
-    ).encode()
-    headers = [
-        ("Content-Type", PROBLEM_JSON),
-        ("Content-Length", str(len(body))),
-        ("Connection", "close"),
-        *refusal.headers.items(),
-    ]
-    start_response(f"{refusal.status} {refusal.title}", headers)
-    return _ThenShut([body], raw_socket(environ))
+    body = wsgi_problem(
+        start_response, refusal, request_id=request_id, headers=[("Connection", "close")]
+    )
+    return _ThenShut(body, raw_socket(environ))
 
 
 class _ThenShut:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from config.settings import Settings
 from core.edge.json import check_json_value
-from core.edge.problems import DependencyOf, api_error
+from core.edge.problems import DependencyOf, api_error, unexpected
 from core.errors import (
     ApiError,
     DependencyUnavailable,
@@ -56,7 +56,7 @@ from core.managers.metrics import MetricsManager
 from core.managers.rate_limiter import RateLimiter
 from core.managers.redis import RedisManager
 from core.managers.websocket.delivery import Delivery, after_ack, install_after_ack
-from core.managers.websocket.door import EngineIODoor
+from core.managers.websocket.door import OPENING_ROUTE, EngineIODoor
 from core.managers.websocket.drain import effective_spread_ms, run_drain, schedule
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.lifetimes import Lifetimes, expires_at
@@ -205,7 +205,8 @@ class WebSocketManager(Manager):
             admit=self._admit_opening,
             spawn=self.socketio.start_background_task,
             sleep=self.socketio.sleep,
-            refused=metrics.socket_refused,
+            dependency_of=dependency_of,
+            refused=self._opening_refused,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -270,6 +271,15 @@ class WebSocketManager(Manager):
         draining instance refuses it (503 ``SHUTTING_DOWN``: a load balancer tries another)."""
         self._refuse_while_draining(None)
         self.admission.admit_ip(address)
+
+    def _opening_refused(self, error: ApiError) -> None:
+        """A refused opening counts like a refused connect (``socketio_connects_total``); one
+        refused by a bug or an outage also counts like an HTTP request's
+        (``http_exceptions_total{route="/socket.io/"}``)."""
+        self.metrics.socket_refused(error.code)
+        cause = unexpected(error)
+        if cause is not None:
+            self.metrics.http_exception(OPENING_ROUTE, cause)
 
     def start(self) -> None:
         """Heartbeat, crashed-instance cleanup and the token sweep, in background threads."""
