@@ -5,8 +5,11 @@ its name is the sub-package name. :func:`discover` runs once per app build, befo
 settings are resolved (module settings need the module classes); the :class:`ModuleManager`
 is given its result. Start-up stops with a :class:`~core.errors.ModuleError`
 naming the module when one fails to import, defines no (or several) ``BaseModule``
-subclasses, depends on a module that does not exist or is disabled, or is part of a cycle.
-Modules listed in ``MODULES_DISABLED`` are not imported at all.
+subclasses, depends on a module that does not exist or is disabled, or is part of a cycle;
+and, while loading, when a module's name is storage it does not own (:func:`_name_taken`):
+one of the framework's (``core/managers/names.py``) or another module's MongoDB collection.
+``flask module new`` refuses such names too; a hand-written module is refused here. Modules
+listed in ``MODULES_DISABLED`` are not imported at all.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from config.modules import ModuleSettings
 from core.errors import ModuleError, StartupError
 from core.managers.base import Manager
 from core.managers.hooks import HooksManager
+from core.managers.names import FRAMEWORK_STORAGE, SURFACES
 from core.managers.services import ServicesManager
 from core.managers.websocket.typed import SocketEvents
 from core.module import BaseModule, ModuleHost
@@ -61,15 +65,25 @@ class ModuleManager(Manager):
 
     def load(self, app: Flask, app_manager: ModuleHost, events: SocketEvents) -> None:
         """Instantiate modules in dependency order (each gets ``app_manager``, the composition
-        root building the app) and register their routes and socket events (``events``)."""
+        root building the app) and register their routes and socket events (``events``).
+        A module named after storage it does not own stops start-up (:func:`_name_taken`)."""
+        mongo = app_manager.database.mongo
+        #: collection -> the module that declared it first
+        owners: dict[str, str] = {}
         for discovered in self.discovered:
+            _name_taken(discovered.name, owners)
+            before = set(mongo.declared_collections())
             with self.services.owned_by(discovered.name):
                 module = discovered.cls(discovered.name, app_manager)
                 module.register_routes(app)
                 module.register_socket_handlers(events)
+            for collection in set(mongo.declared_collections()) - before:
+                owners.setdefault(collection, discovered.name)
             self.loaded.append(module)
             self.hooks.emit("module.loaded", module=module)
             logger.debug("module loaded", extra={"feature_module": discovered.name})
+        for module in self.loaded:  # an owner loaded after the module of its collection's name
+            _name_taken(module.name, owners)
 
     def migration_dirs(self) -> list[tuple[str, Path]]:
         """``(module, directory)`` of each loaded module with a ``migrations/``, in load order."""
@@ -127,6 +141,23 @@ def discover(packages: Iterable[str], disabled: Iterable[str] = ()) -> list[Disc
                 continue
             found[name] = DiscoveredModule(name, dotted, _module_class(name, dotted))
     return order_by_dependencies(found, skipped)
+
+
+def _name_taken(name: str, owners: dict[str, str]) -> None:
+    """Refuse a module whose name is storage it does not own: its data is named after it (the
+    scaffold's collection, its Redis keys), so it would write into that storage."""
+    owner = owners.get(name, name)
+    if name in FRAMEWORK_STORAGE and name not in SURFACES:
+        taken = FRAMEWORK_STORAGE[name]
+    elif owner != name:
+        taken = f"module {owner!r}'s MongoDB collection"
+    else:
+        return
+    raise ModuleError(
+        name,
+        f"the name is {taken}: a module of that name would write into it; rename the module "
+        "(docs/modules.md, 'Names')",
+    )
 
 
 def module_settings(modules: Iterable[DiscoveredModule]) -> dict[str, type[ModuleSettings]]:

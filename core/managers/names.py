@@ -4,9 +4,10 @@ A module's data is named after the module (the scaffold's collection is the modu
 Redis keys and quota counters start with it), so a module called ``users`` would write into the
 auth module's ``users`` collection, and one called ``jwt`` next to the revocation marks.
 ``flask module new`` refuses every name below, every MongoDB collection a loaded module
-declares, and every module name (docs/modules.md, "Names"). A test runs the framework and
-checks that each collection and each first segment of a Redis key it wrote is listed here or
-belongs to a module, so this list cannot fall behind.
+declares, and every module name (docs/modules.md, "Names"); start-up refuses a module written
+by hand under such a name (:mod:`core.managers.modules`), except :data:`SURFACES`. A test runs
+the framework and checks that each collection and each first segment of a Redis key it wrote
+is listed here or belongs to a module, so this list cannot fall behind.
 """
 
 from __future__ import annotations
@@ -31,3 +32,8 @@ FRAMEWORK_STORAGE: dict[str, str] = {
     "audit": "the audit log's PostgreSQL table (audit_log)",
     "schema": "the migrations' PostgreSQL table (schema_migrations)",
 }
+
+#: Framework storage whose HTTP and CLI surface is a module of the same name, which writes
+#: nothing of its own (``modules/api_keys`` serves the ApiKeyManager): that module may load
+#: under the name. ``flask module new`` still refuses it (the module exists).
+SURFACES: frozenset[str] = frozenset({API_KEYS})

@@ -228,3 +228,44 @@ def test_two_modules_registering_one_service_name_are_both_named(
         "service 'shared' is already registered by module 'first'; module 'second' registers "
         "it too (name a module's services after the module)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [
+        ("jwt", "the revocation marks' Redis keys"),
+        ("states", "the state machines' MongoDB collection"),
+        ("users", "module 'auth''s MongoDB collection"),
+    ],
+)
+def test_a_module_named_after_storage_it_does_not_own_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, taken: str
+) -> None:
+    """``flask module new`` refuses these names; a module written by hand is refused at load,
+    before its data lands in the framework's or another module's storage."""
+    package = make_modules_package(tmp_path, monkeypatch, {name: module_source()})
+    with pytest.raises(ModuleError) as refused:
+        build(f"modules,{package}")
+    assert str(refused.value) == (
+        f"module {name!r}: the name is {taken}: a module of that name would write into it; "
+        "rename the module (docs/modules.md, 'Names')"
+    )
+    # Its own collection, named after itself as the scaffold's is, is no collision.
+    own = make_modules_package(tmp_path, monkeypatch, {"shelf": SHELF})
+    assert "shelf" in loaded_names(build(f"modules,{own}"))
+
+
+#: A module whose collection is its own name, as the scaffold's is.
+SHELF = textwrap.dedent(
+    """
+    from pymongo import IndexModel
+
+    from core.module import BaseModule
+
+
+    class Module(BaseModule):
+        def __init__(self, name, app_manager):
+            super().__init__(name, app_manager)
+            app_manager.database.mongo.declare_indexes(name, [IndexModel("title")])
+    """
+)

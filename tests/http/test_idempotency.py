@@ -57,11 +57,11 @@ SOURCE = textwrap.dedent(
 YAML = textwrap.dedent(
     """
     actions:
-      - {name: idem.slow, description: Waits for the gate., handler: ".:slow", auth: jwt,
+      - {name: redo.slow, description: Waits for the gate., handler: ".:slow", auth: jwt,
          idempotent: true}
-      - {name: idem.flaky, description: Fails once., handler: ".:flaky", auth: jwt,
+      - {name: redo.flaky, description: Fails once., handler: ".:flaky", auth: jwt,
          idempotent: true}
-      - {name: idem.refuse, description: Always 409., handler: ".:refuse", auth: jwt,
+      - {name: redo.refuse, description: Always 409., handler: ".:refuse", auth: jwt,
          idempotent: true, errors: {NOT_NOW: 409}}
     """
 )
@@ -69,7 +69,7 @@ YAML = textwrap.dedent(
 
 @pytest.fixture
 def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return write_modules(tmp_path, monkeypatch, {"idem": (SOURCE, YAML)})
+    return write_modules(tmp_path, monkeypatch, {"redo": (SOURCE, YAML)})
 
 
 @pytest.fixture
@@ -135,19 +135,19 @@ def test_keys_are_the_callers_own(client: FlaskClient) -> None:
 def test_a_retry_while_the_first_runs_is_409_then_gets_its_answer(
     app: Flask, client: FlaskClient, package: str
 ) -> None:
-    module = importlib.import_module(f"{package}.idem")
+    module = importlib.import_module(f"{package}.redo")
     _, tokens = user_with_tokens(client)
     token, key = tokens["access_token"], str(uuid.uuid4())
     answers: list[TestResponse] = []
     first = threading.Thread(
-        target=lambda: answers.append(post(app.test_client(), "/actions/idem.slow", token, {}, key))
+        target=lambda: answers.append(post(app.test_client(), "/actions/redo.slow", token, {}, key))
     )
     first.start()
     try:
         deadline = time.monotonic() + 10
         while module.CALLS["slow"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        racing = [post(client, "/actions/idem.slow", token, {}, key) for _ in range(3)]
+        racing = [post(client, "/actions/redo.slow", token, {}, key) for _ in range(3)]
         for answer in racing:
             assert problem(answer, 409, "IDEMPOTENCY_KEY_IN_USE")
             assert answer.headers["Retry-After"] == "1"
@@ -155,7 +155,7 @@ def test_a_retry_while_the_first_runs_is_409_then_gets_its_answer(
         module.GATE.set()
         first.join(20)
     assert answers[0].get_json() == {"result": {"calls": 1}}
-    replay = post(client, "/actions/idem.slow", token, {}, key)
+    replay = post(client, "/actions/redo.slow", token, {}, key)
     assert replay.get_json() == {"result": {"calls": 1}}
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert module.CALLS["slow"] == 1
@@ -188,18 +188,18 @@ def test_concurrent_duplicates_create_one_note(app: Flask) -> None:
 def test_a_failed_first_attempt_runs_again_a_refusal_is_replayed(
     client: FlaskClient, package: str
 ) -> None:
-    module = importlib.import_module(f"{package}.idem")
+    module = importlib.import_module(f"{package}.redo")
     _, tokens = user_with_tokens(client)
     token = tokens["access_token"]
     flaky = str(uuid.uuid4())
-    problem(post(client, "/actions/idem.flaky", token, {}, flaky), 500, "INTERNAL_ERROR")
-    retried = post(client, "/actions/idem.flaky", token, {}, flaky)  # a 5xx is not kept
+    problem(post(client, "/actions/redo.flaky", token, {}, flaky), 500, "INTERNAL_ERROR")
+    retried = post(client, "/actions/redo.flaky", token, {}, flaky)  # a 5xx is not kept
     assert retried.get_json() == {"result": {"calls": 2}}
     assert "Idempotent-Replayed" not in retried.headers
     refused = str(uuid.uuid4())
-    first = post(client, "/actions/idem.refuse", token, {}, refused)
+    first = post(client, "/actions/redo.refuse", token, {}, refused)
     problem(first, 409, "NOT_NOW")
-    again = post(client, "/actions/idem.refuse", token, {}, refused)  # the endpoint's answer
+    again = post(client, "/actions/redo.refuse", token, {}, refused)  # the endpoint's answer
     assert (again.status_code, again.get_data()) == (409, first.get_data())
     assert again.headers["Idempotent-Replayed"] == "true"
     assert module.CALLS["refuse"] == 1
