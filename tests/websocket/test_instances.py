@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis import Redis
+
+from core.devstack import RedisServer
 from core.testing import Client, bearer, manager_of
 from tests.support.servers import wait_until
 from tests.websocket.conftest import Person
@@ -137,3 +140,28 @@ def test_an_instance_taken_for_dead_records_its_sockets_again(
     assert members == {ada.id, bob.id}
     assert bob.call("send_message", {"room_id": room["id"], "body": "back"})["ok"] is True
     assert manager_a.reap_dead_instances() == 0
+
+
+def test_the_heartbeat_and_the_sweep_outlive_an_error_redis_answers(
+    serve: Serve, person: MakePerson, redis_server: RedisServer
+) -> None:
+    """An error Redis answers that is no outage (an ACL refusing a command) fails a beat or a
+    sweep, not the thread: once Redis takes the commands again, the instance is alive again
+    and a revoked token still drops its socket."""
+    app, url = serve({"SOCKETIO_PRESENCE_TTL": "1"})  # a beat every 1/6 s, alive for 2/3 s
+    ada = person(app, url)
+    manager = manager_of(app).websocket
+    alive = manager.redis.key("ws", "instance", manager.instance, "alive")
+    admin = Redis.from_url(redis_server.url)
+    admin.acl_setuser("default", enabled=True, commands=["-set", "-exists"])
+    try:
+        # No beat can mark it alive, no sweep can read a revocation: both keep failing.
+        wait_until(lambda: admin.pttl(alive) == -2, what="beats refused", timeout=15)
+    finally:
+        admin.acl_setuser("default", enabled=True, commands=["+set", "+exists"])
+    wait_until(lambda: admin.pttl(alive) > 0, what="beating again", timeout=15)
+    response = app.test_client().post(
+        "/userauth/logout", headers=bearer(ada.tokens["access_token"])
+    )
+    assert response.status_code == 204
+    assert ada.socket.disconnected.wait(15)  # the sweep runs again

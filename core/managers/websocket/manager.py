@@ -484,6 +484,8 @@ class WebSocketManager(Manager):
                 self.heartbeat()
             except RedisManager.unavailable_errors:  # down, slow, or out of memory
                 logger.warning("socket heartbeat failed: redis unavailable")
+            except Exception:  # a bug, or an error Redis answers: the next beat may pass
+                logger.exception("socket heartbeat failed")
             self._stop.wait(self.settings.socketio_presence_ttl / 6)
 
     def heartbeat(self) -> None:
@@ -530,6 +532,8 @@ class WebSocketManager(Manager):
                 self.sweep()
             except (*RedisManager.unavailable_errors, DependencyUnavailable):
                 logger.warning("socket token sweep skipped: redis unavailable")
+            except Exception:  # a bug, or an error Redis answers: the next sweep may pass
+                logger.exception("socket token sweep failed")
 
     def reap_handshakes(self) -> list[str]:
         """Close Engine.IO connections without an accepted connect (``guard``)."""
