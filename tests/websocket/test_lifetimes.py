@@ -194,13 +194,13 @@ def test_a_draining_instance_spreads_its_sockets_reconnects(
     with pytest.raises(socketio.exceptions.ConnectionError):
         late.connect(url, people[0].tokens["access_token"])
     wait_until(lambda: manager.lifecycle.in_flight == baseline, 20, "the drain's hold to end")
-    drain_ended = time.monotonic()
-    time.sleep(0.1)
+    # Every socket was closed on the server by the time the drain's hold ended (the clients
+    # may hear of it a moment later on a loaded machine: their side is checked for order).
+    assert manager.websocket.connected() == 0
+    wait_until(lambda: len(closed_at) == 4, 10, "every client to see its socket closed")
     watching.clear()
     watcher.join(5)
-    # Every socket was closed before the drain's hold ended, each at its moment, in order.
-    assert len(closed_at) == 4
-    assert all(at <= drain_ended for at in closed_at.values())
+    # Each at its moment, in order.
     order = sorted(range(4), key=lambda n: told[n]["reconnect_after_ms"])
     assert sorted(closed_at, key=closed_at.__getitem__) == order
     assert closed_at[order[-1]] - started >= 1.2  # the last one not before its moment
