@@ -159,9 +159,18 @@ class Gunicorn:
         except OSError:
             return "(no log)"
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, wait for the exit (30 s, then SIGKILL); the exit code."""
+        child, self.child = self.child, None
+        if child is None or child.proc is None:
+            return None
+        child.stop(grace=30)
+        return child.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the master and its worker at once (a crash, a killed pod)."""
         if self.child is not None:
-            self.child.stop(grace=30)
+            self.child.kill()
             self.child = None
 
     def __enter__(self) -> Gunicorn:

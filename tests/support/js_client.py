@@ -136,6 +136,9 @@ class JsClient(Recorder):
 class JsCrowd(JsClient):
     """Many socket.io-client sockets in one node process (``crowd.mjs``): storms of
     connects, every socket's emit, fan-out timing. Sockets are numbered in the order opened.
+    Its chatting members, which follow the reconnect recipe (ops ``members``, ``join``,
+    ``chat``, ``status``, ``report``), are driven with :meth:`request` by
+    ``bench/harness/cluster.py``.
     """
 
     script = "crowd.mjs"

@@ -1,5 +1,8 @@
 // Many sockets of the official socket.io-client in one node process, remote-controlled by
-// Python (tests/support/js_crowd.py): the reconnect-storm test and bench/socket_capacity.py.
+// Python (tests/support/js_client.py, JsCrowd): the reconnect-storm test,
+// bench/socket_capacity.py, and the chatting members of the cluster harness
+// (bench/harness/cluster.py: `members`, `join`, `chat`, `report`), which follow the
+// reconnect recipe of docs/websockets.md.
 //
 // Commands arrive on stdin as JSON lines {id, op, ...}; each gets one reply {reply: id, ...}
 // (or {reply: id, failure} when the op threw). Sockets are numbered in the order they were
@@ -173,17 +176,198 @@ const ops = {
   },
 };
 
+
+// -- members: sockets that follow the reconnect recipe of docs/websockets.md -------------------
+// Each joins its rooms, rejoins them with `since` after every reconnect, takes the join ack in
+// its callback, drops a seq it already holds, reconnects after a drain's server disconnect
+// and after a refused connect whose code says "retry". What each holds is reported.
+const members = [];
+const chat = { timer: null, next: 0, sent: 0, acked: [], failed: {} };
+
+function member(url, token, transports, index) {
+  const m = {
+    index,
+    rooms: new Map(), // room_id -> {base, last, seqs: [], ids: []}
+    shuttingDown: false,
+    downAt: null, // Date.now() of the disconnect being recovered from
+    back: [], // [{down, back}] each recovery: disconnect -> every room joined again
+    recovered: 0, // messages taken from join acks after a reconnect
+    unrecovered: 0, // rejoins whose history no longer reached back
+    repeats: 0, // messages dropped as already held
+    drops: {}, // disconnects not asked for, by reason
+    refused: {}, // connect refusals, by code
+    joins: 0,
+  };
+  m.socket = io(url, {
+    auth: { token },
+    transports,
+    withCredentials: true, // the load balancer's stickiness cookie, kept per connection
+    forceNew: true,
+  });
+  const socket = m.socket;
+  const take = (message) => {
+    const room = m.rooms.get(message.room_id);
+    if (!room || room.last === null) return;
+    if (message.seq <= room.last) return void m.repeats++;
+    room.last = message.seq;
+    room.seqs.push(message.seq);
+    room.ids.push(message.id);
+  };
+  const joined = () => {
+    if (m.downAt !== null && [...m.rooms.values()].every((r) => r.joined)) {
+      m.back.push({ down: m.downAt, back: Date.now() });
+      m.downAt = null;
+    }
+  };
+  m.join = (room_id) =>
+    new Promise((resolve) => {
+      if (!m.rooms.has(room_id))
+        m.rooms.set(room_id, { base: null, last: null, seqs: [], ids: [], joined: false });
+      const room = m.rooms.get(room_id);
+      const again = room.last !== null;
+      const data = again ? { room_id, since: room.last } : { room_id };
+      socket.timeout(10000).emit("join_room", data, (err, ack) => {
+        if (err || !ack.ok) {
+          setTimeout(() => socket.connected && m.join(room_id), 1000);
+          return resolve(false);
+        }
+        if (!again) {
+          room.base = ack.seq;
+          room.last = ack.seq;
+        } else if (!ack.recovered) {
+          m.unrecovered++;
+        }
+        for (const message of ack.missed) {
+          const before = room.last;
+          take(message);
+          if (again && room.last !== before) m.recovered++;
+        }
+        room.last = Math.max(room.last, ack.seq);
+        room.joined = true;
+        m.joins++;
+        joined();
+        resolve(true);
+      });
+    });
+  socket.on("connect", () => {
+    m.shuttingDown = false;
+    for (const room_id of m.rooms.keys()) m.join(room_id);
+  });
+  socket.on("message", take);
+  socket.on("server_shutdown", () => (m.shuttingDown = true));
+  socket.on("disconnect", (reason) => {
+    for (const room of m.rooms.values()) room.joined = false;
+    if (reason === "io client disconnect") return;
+    bump(m.drops, reason);
+    if (m.downAt === null) m.downAt = Date.now();
+    if (reason === "io server disconnect" && m.shuttingDown) socket.connect();
+  });
+  const retry = ["SHUTTING_DOWN", "DEPENDENCY_UNAVAILABLE", "RATE_LIMITED"];
+  socket.on("connect_error", (err) => {
+    if (socket.active) return; // the client retries by itself
+    const code = (err.data && err.data.code) || "none";
+    bump(m.refused, code);
+    if (retry.includes(code)) setTimeout(() => socket.connect(), 250 + Math.random() * 1000);
+  });
+  return m;
+}
+
+const statusOf = (m) => ({
+  index: m.index,
+  connected: m.socket.connected,
+  joined: [...m.rooms.values()].every((r) => r.joined),
+  last: Object.fromEntries([...m.rooms].map(([id, r]) => [id, r.last])),
+});
+
+const memberOps = {
+  // One member per token (urls in turn), each with its transports: [["websocket"], ...].
+  async members({ urls, tokens, transports, timeout = 60000 }) {
+    const began = members.length;
+    tokens.forEach((token, n) => members.push(member(urls[n % urls.length], token,
+      transports[n % transports.length], began + n)));
+    const deadline = performance.now() + timeout;
+    while (members.slice(began).some((m) => !m.socket.connected) && performance.now() < deadline)
+      await sleep(50);
+    return { connected: members.filter((m) => m.socket.connected).length };
+  },
+  // Member n joins rooms[n] (a list of room ids); answers once every join was acked.
+  async join({ rooms }) {
+    const outcomes = await Promise.all(
+      members.flatMap((m, n) => (rooms[n] || []).map((room_id) => m.join(room_id))),
+    );
+    return { joined: outcomes.filter(Boolean).length, asked: outcomes.length };
+  },
+  // `rate` messages a second in all, from the members in turn (those connected and in their
+  // rooms), each to the next of its rooms; rate 0 stops. Acks kept as [room_id, seq, id].
+  async chat({ rate, timeout = 10000 }) {
+    clearInterval(chat.timer);
+    chat.timer = null;
+    if (rate > 0) {
+      chat.timer = setInterval(() => {
+        for (let tries = 0; tries < members.length; tries++) {
+          const m = members[chat.next++ % members.length];
+          const rooms = [...m.rooms.entries()].filter(([, r]) => r.joined);
+          if (!m.socket.connected || rooms.length === 0 || rooms.length < m.rooms.size) continue;
+          const [room_id] = rooms[chat.sent % rooms.length];
+          chat.sent++;
+          m.socket.timeout(timeout).emit("send_message",
+            { room_id, body: `js:${m.index}:${chat.sent}` }, (err, ack) => {
+              if (err) bump(chat.failed, "timeout");
+              else if (!ack.ok) bump(chat.failed, ack.error.code);
+              else chat.acked.push([room_id, ack.message.seq, ack.message.id]);
+            });
+          return;
+        }
+      }, 1000 / rate);
+    }
+    return { sent: chat.sent, acked: chat.acked.length, failed: chat.failed };
+  },
+  // Every member's state in short: connected, in all its rooms, the last seq of each.
+  async status() {
+    return { members: members.map(statusOf) };
+  },
+  // Every member's state: connected, in all its rooms, what it holds, its recoveries.
+  async report() {
+    return {
+      members: members.map((m) => ({
+        ...statusOf(m),
+        rooms: Object.fromEntries([...m.rooms].map(([id, r]) =>
+          [id, { base: r.base, last: r.last, seqs: r.seqs, ids: r.ids }])),
+        back: m.back,
+        down: m.downAt,
+        recovered: m.recovered,
+        unrecovered: m.unrecovered,
+        repeats: m.repeats,
+        drops: m.drops,
+        refused: m.refused,
+      })),
+      sent: chat.sent,
+      acked: chat.acked,
+      failed: chat.failed,
+    };
+  },
+  // One member's emit and its ack (or {timeout}).
+  async member_emit({ index, event, data, timeout = 10000 }) {
+    try {
+      return { ack: await members[index].socket.timeout(timeout).emitWithAck(event, data) };
+    } catch (err) {
+      return { timeout: String(err.message) };
+    }
+  },
+};
+
 const lines = createInterface({ input: process.stdin });
 lines.on("line", async (line) => {
   const { id, op, ...args } = JSON.parse(line);
   try {
-    send({ reply: id, ...(await ops[op](args)) });
+    send({ reply: id, ...(await (ops[op] || memberOps[op])(args)) });
   } catch (err) {
     send({ reply: id, failure: String(err && err.stack ? err.stack : err) });
   }
 });
 lines.on("close", async () => {
-  for (const entry of sockets) entry.socket.disconnect();
+  clearInterval(chat.timer);
+  for (const entry of [...sockets, ...members]) entry.socket.disconnect();
   await sleep(100);
   process.exit(0);
 });
