@@ -86,7 +86,7 @@ defaults
     timeout queue 15s
     timeout check 5s
     retries 3
-    retry-on conn-failure empty-response response-timeout 503
+    retry-on conn-failure empty-response 503
     option redispatch 1
 
 listen stats
@@ -310,18 +310,22 @@ class Held:
 class PyMember:
     """A python-socketio client that follows the reconnect recipe of docs/websockets.md:
     transport drops are retried by the client, a drain's server disconnect by :meth:`_again`;
-    rooms are joined again with ``since``, the ack taken in its callback, repeats dropped.
-    A ``mortal`` member never reconnects."""
-
-    RETRY = frozenset({"SHUTTING_DOWN", "DEPENDENCY_UNAVAILABLE", "RATE_LIMITED"})
+    ``rooms`` are joined on every connect (again with ``since``), the ack taken in its
+    callback, repeats dropped. A ``mortal`` member never reconnects."""
 
     def __init__(
-        self, url: str, token: str, transports: list[str], index: int, mortal: bool = False
+        self,
+        url: str,
+        token: str,
+        transports: list[str],
+        index: int,
+        rooms: list[str],
+        mortal: bool = False,
     ) -> None:
         self.url, self.token, self.transports = url, token, transports
         self.index, self.mortal = index, mortal
         self.lock = threading.RLock()
-        self.rooms: dict[str, Held] = {}
+        self.rooms: dict[str, Held] = {room_id: Held() for room_id in rooms}
         self.shutting_down = False
         self.closing = False
         self.down_at: float | None = None
@@ -633,13 +637,12 @@ class Run:
         py_transports = [["websocket"], ["polling"]]
         for n in range(config.py_members):
             index = config.js_members + n
-            member = PyMember(self.url, member_tokens[index], py_transports[n % 2], index)
+            member = PyMember(
+                self.url, member_tokens[index], py_transports[n % 2], index, self.assignment[index]
+            )
             self.py.append(member)
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda m: m.connect(), self.py))
-        for member in self.py:
-            for room_id in self.assignment[member.index]:
-                member.join(room_id)
         wait_for(self.everyone_back, config.wait, "every member in its rooms")
         say(f"{config.sockets} members in {config.rooms} rooms through {self.url}")
 
@@ -698,12 +701,14 @@ class Run:
         exactly the mortals that were on it."""
         config = self.config
         for n, token in enumerate(self.mortal_tokens):
-            mortal = PyMember(self.url, token, ["polling"], -1 - n, mortal=True)
-            mortal.connect()
-            for room_id in self.room_ids:
-                mortal.join(room_id)
+            mortal = PyMember(self.url, token, ["polling"], -1 - n, self.room_ids, mortal=True)
             self.mortals.append(mortal)
-        wait_for(lambda: all(m.ready for m in self.mortals), config.wait, "the mortals in")
+            mortal.connect()
+        try:
+            wait_for(lambda: all(m.ready for m in self.mortals), config.wait, "the mortals in")
+        except RuntimeError as exc:
+            states = [m.status() | {"drops": m.drops, "refused": m.refused} for m in self.mortals]
+            raise RuntimeError(f"{exc}: {states}") from None
         names = [g.name for g in self.cluster.gunicorns]
         on = {name: sum(m.instance == name for m in self.mortals) for name in names}
         target = max(names, key=lambda name: on[name])
@@ -815,6 +820,7 @@ class Run:
                 "rejoins not recovered": sum(r["unrecovered"] for r in reports),
                 "repeats dropped": sum(r["repeats"] for r in reports),
                 "refused connects": merge(refused),
+                "disconnects by reason": merge([r["drops"] for r in reports]),
                 "haproxy": self.cluster.haproxy.counters(),
             }
         )
