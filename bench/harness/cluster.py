@@ -35,6 +35,7 @@ import base64
 import csv
 import io
 import json
+import logging
 import random
 import shutil
 import threading
@@ -65,9 +66,11 @@ from tests.support.load import LoadUser, Traffic, register_user
 #:   holds it; the websocket upgrade carries the cookie too. ``balance source`` would do as
 #:   well in production; here every client is 127.0.0.1.
 #: - ``timeout tunnel``: an upgraded websocket is a tunnel, not bound by client/server timeouts.
-#: - ``option httpchk GET /health/ready``: a draining instance answers 503 and is taken out;
-#:   existing tunnels are left alone (no ``on-marked-down shutdown-sessions``): the drain
-#:   closes them one by one over ``SOCKETIO_RECONNECT_SPREAD_MS``.
+#: - ``option httpchk GET /health/ready``: a draining instance answers 503 and is taken out of
+#:   the rotation for new sessions; its sessions are left alone (no ``on-marked-down
+#:   shutdown-sessions``, and ``option persist`` keeps sending a long-polling session's
+#:   requests there while it answers): the drain closes them one by one over
+#:   ``SOCKETIO_RECONNECT_SPREAD_MS``.
 #: - ``retry-on conn-failure empty-response 503`` with ``option redispatch 1``: a request to an
 #:   instance that stopped listening, died, or refused with 503 ``SHUTTING_DOWN`` is sent to
 #:   another one, so clients see no failure during a rolling restart.
@@ -101,10 +104,11 @@ frontend app
 backend instances
     balance roundrobin
     cookie {cookie} insert indirect nocache httponly
+    option persist
     option httpchk
     http-check send meth GET uri /health/ready
     http-check expect status 200
-    default-server inter 1s fastinter 500ms downinter 1s rise 2 fall 2
+    default-server inter 1s fastinter 500ms downinter 1s rise 2 fall 3
 {servers}
 """
 
@@ -292,6 +296,19 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> floa
 # -- python-socketio members --------------------------------------------------------------------
 
 
+class _Counter(logging.Handler):
+    """Counts log records by their first 100 characters."""
+
+    def __init__(self, counts: dict[str, int], lock: threading.RLock) -> None:
+        super().__init__(logging.WARNING)
+        self.counts, self.member_lock = counts, lock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = record.getMessage()[:100]
+        with self.member_lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+
 @dataclass
 class Held:
     """What a member holds of one room: ``base`` the room's seq at its first join."""
@@ -335,7 +352,16 @@ class PyMember:
         self.refused: dict[str, int] = {}
         # Its own cookie jar: HAProxy's stickiness cookie names the instance (long-polling).
         self.http = requests.Session()
-        self.sio = socketio.Client(reconnection=not mortal, http_session=self.http)
+        # What the Engine.IO client says when it gives a connection up (an unexpected status, a
+        # failed request), counted: python-socketio logs nothing by default.
+        self.warnings: dict[str, int] = {}
+        log = logging.getLogger(f"bench.cluster.member{index}")
+        log.propagate = False
+        log.setLevel(logging.WARNING)
+        log.handlers = [_Counter(self.warnings, self.lock)]
+        self.sio = socketio.Client(
+            reconnection=not mortal, http_session=self.http, engineio_logger=log
+        )
         self.sio.on("connect", self._on_connect)
         self.sio.on("message", self._take)
         self.sio.on("server_shutdown", self._on_shutdown)
@@ -495,6 +521,7 @@ class PyMember:
                 "repeats": self.repeats,
                 "drops": dict(self.drops),
                 "refused": dict(self.refused),
+                "warnings": dict(self.warnings),
             }
 
 
@@ -590,7 +617,6 @@ class Run:
         self.url = cluster.url
         self.py: list[PyMember] = []
         self.mortals: list[PyMember] = []
-        self.tokens: dict[int, str] = {}
         self.room_ids: list[str] = []
         self.proof = Proof(config)
 
@@ -676,6 +702,7 @@ class Run:
                 {
                     key: r[key]
                     for key in ("index", "connected", "joined", "drops", "refused", "down")
+                    if key in r
                 }
                 for r in self.reports()
                 if not (r["connected"] and r["joined"])
@@ -707,7 +734,7 @@ class Run:
         try:
             wait_for(lambda: all(m.ready for m in self.mortals), config.wait, "the mortals in")
         except RuntimeError as exc:
-            states = [m.status() | {"drops": m.drops, "refused": m.refused} for m in self.mortals]
+            states = [m.report() | {"rooms": None} for m in self.mortals]
             raise RuntimeError(f"{exc}: {states}") from None
         names = [g.name for g in self.cluster.gunicorns]
         on = {name: sum(m.instance == name for m in self.mortals) for name in names}
@@ -821,6 +848,7 @@ class Run:
                 "repeats dropped": sum(r["repeats"] for r in reports),
                 "refused connects": merge(refused),
                 "disconnects by reason": merge([r["drops"] for r in reports]),
+                "python client warnings": merge([r.get("warnings", {}) for r in reports]),
                 "haproxy": self.cluster.haproxy.counters(),
             }
         )
