@@ -5,6 +5,7 @@ policy ports, the shutdown timing)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -74,11 +75,15 @@ class Rendered:
         return int(port)
 
 
-def kustomize(path: Path) -> list[dict[str, Any]]:
+def kustomize(path: Path, *options: str) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render the overlays (Debian package `kubectl`)"
     result = subprocess.run(
-        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
+        [kubectl, "kustomize", *options, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
@@ -314,6 +319,55 @@ def test_prod_reaches_vault_over_https_verified_against_a_mounted_ca(rendered: R
     items = volumes[name]["configMap"]["items"]
     assert cacert.name in {item["path"] for item in items}
     assert volumes[name]["configMap"].get("optional") is not True  # no CA, no start
+
+
+#: A worker's RSS after start-up, and what each socket it holds adds (bench/socket_capacity.py,
+#: docs/performance.md "Socket capacity": 108 MiB and 64.7 KB measured, rounded up).
+WORKER_BASE_MIB = 110
+SOCKET_KIB = 65
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    match = re.fullmatch(r"(\d+)([KMG]i)", quantity)
+    assert match, f"memory quantity {quantity!r}: use Ki, Mi or Gi"
+    return int(match[1]) * units[match[2]]
+
+
+def test_the_memory_limit_holds_a_full_worker(rendered: Rendered) -> None:
+    """A pod holding every socket gunicorn admits stays under its memory limit: raising
+    worker_connections without the limit would have full pods killed (OOM) instead of
+    answering 503 AT_CAPACITY."""
+    worker_connections = gunicorn_config(rendered.config)["worker_connections"]
+    reserve = Settings.model_fields["socketio_connection_reserve"].default
+    full = WORKER_BASE_MIB + (worker_connections - reserve) * SOCKET_KIB / 1024
+    limits = rendered.container["resources"]["limits"]
+    assert mebibytes(limits["memory"]) > full, (limits, full)
+
+
+def test_the_sockets_component_scales_before_a_pod_fills_up(tmp_path: Path) -> None:
+    """k8s/components/hpa-sockets on the prod overlay: the HPA keeps its CPU target and adds
+    pods at 80 % of the sockets a worker admits (the SocketsNearCapacity threshold)."""
+    here = Path(os.path.relpath(K8S, tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(here / "overlays" / "prod")],
+                "components": [str(here / "components" / "hpa-sockets")],
+            }
+        )
+    )
+    objects = kustomize(tmp_path, "--load-restrictor", "LoadRestrictionsNone")
+    rendered = Rendered("prod", objects)
+    hpa = rendered.one("HorizontalPodAutoscaler")
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert metrics["Resource"]["resource"]["name"] == "cpu"
+    sockets = metrics["Pods"]["pods"]
+    assert sockets["metric"]["name"] == "socketio_connections"
+    worker_connections = gunicorn_config(rendered.config)["worker_connections"]
+    reserve = Settings.model_fields["socketio_connection_reserve"].default
+    assert int(sockets["target"]["averageValue"]) <= 0.8 * (worker_connections - reserve)
+    kubernetes_validate.validate(hpa, K8S_VERSIONS[0], strict=True)
 
 
 def test_scaling_keeps_capacity_without_blocking_node_drains(rendered: Rendered) -> None:
