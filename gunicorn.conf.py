@@ -72,13 +72,13 @@ bind = [f"[{HOST}]:{PORT}" if ":" in HOST else f"{HOST}:{PORT}"]
 worker_class = "gevent"
 workers = 1
 # What one worker holds, measured (bench/socket_capacity.py, docs/performance.md "Socket
-# capacity"): 3,000 sockets reconnecting at the same moment are all admitted in about 10 s
-# with no refusal, and leave no presence behind; 5,000 at once are not (Redis pool waits past
-# REDIS_POOL_TIMEOUT_MS while the one core works through the backlog). Idle, a worker holds
-# 10,000 at about 65 KB each, but a pod that cannot re-admit its own sockets after another pod
-# dies is over-full. Plus SOCKETIO_CONNECTION_RESERVE (100) for HTTP requests and the probes;
-# the pod's memory limit follows (k8s/base/deployment.yaml). Change them together.
-worker_connections = 3100
+# capacity"): 5,000 sockets reconnecting at the same moment are all admitted within the 30 s
+# of issue 24 with no refusal and leave no presence behind; 10,000 at once are all admitted
+# too, but in about 43 s on the benchmark's shared core. Idle, a worker holds 10,000 at about
+# 65 KB each, but a pod that cannot take its own sockets back in time after another pod dies
+# is over-full. Plus SOCKETIO_CONNECTION_RESERVE (100) for HTTP requests and the probes; the
+# pod's memory limit follows (k8s/base/deployment.yaml). Change them together.
+worker_connections = 5100
 preload_app = False
 graceful_timeout = math.ceil(SHUTDOWN_TIMEOUT) + SHUTDOWN_MARGIN
 # A worker that stops answering the arbiter (a greenlet hogging the CPU) is restarted.

@@ -169,6 +169,16 @@ class WebSocketManager(Manager):
         #: Membership and presence of the rooms, across instances (:mod:`.presence`).
         self.rooms = PresenceStore(redis)
         self.sessions: dict[str, SocketSession] = {}
+        #: Sockets whose connect is being answered (waiting at the gate or inside it): they
+        #: sent their CONNECT, so the handshake reaper leaves them alone.
+        self.connecting: set[str] = set()
+        #: Openings, connects, leaves and event admissions do their Redis work at most this
+        #: many at a time, in arrival order (event handlers are not held back). In a
+        #: reconnect storm or a mass leave thousands of greenlets are runnable at once; each
+        #: one holding a pooled connection waits for the hub to come round again, and the
+        #: rest waited past ``REDIS_POOL_TIMEOUT_MS`` (503 ``DEPENDENCY_UNAVAILABLE``,
+        #: presence left in Redis). Waiting here holds nothing.
+        self.gate = threading.BoundedSemaphore(max(1, settings.redis_max_connections // 2))
         self.lifetimes = Lifetimes(
             redis, jwt, rate_limiter, settings.socketio_expiry_notice, self._send_here
         )
@@ -270,7 +280,8 @@ class WebSocketManager(Manager):
         left to the Socket.IO CONNECT, where clients read its message (``connect_error``). A
         draining instance refuses it (503 ``SHUTTING_DOWN``: a load balancer tries another)."""
         self._refuse_while_draining(None)
-        self.admission.admit_ip(address)
+        with self.gate:
+            self.admission.admit_ip(address)
 
     def _opening_refused(self, error: ApiError) -> None:
         """A refused opening counts like a refused connect (``socketio_connects_total``); one
@@ -312,7 +323,8 @@ class WebSocketManager(Manager):
             return error_ack(Unauthorized("Connect with a valid token first."))
         endpoint = event.endpoint
         try:
-            self.admission.admit(endpoint, Caller(ip=session.ip, session=session.principal))
+            with self.gate:
+                self.admission.admit(endpoint, Caller(ip=session.ip, session=session.principal))
             if not isinstance(data, dict):
                 raise ValidationFailed(
                     [{"field": "", "message": "must be a JSON object"}],
@@ -328,31 +340,56 @@ class WebSocketManager(Manager):
 
     # -- connect / disconnect -------------------------------------------------------------
 
-    def _connect(self, auth: Any = None) -> None:
+    def _connect(self, auth: Any = None) -> bool:
+        """Admit a connect (False: its client left while it waited; refused quietly)."""
         sid: str = request.sid  # type: ignore[attr-defined]
+        self.connecting.add(sid)
         try:
-            self._refuse_while_draining(None)
-            user = admit(self.admission, auth, request.remote_addr)
-            ip = self.rate_limiter.ip_identifier(request.remote_addr)
-            session = SocketSession(sid, user.id, user.name, user.claims, ip)
-            if not self.rooms.register_socket(
-                sid,
-                session.user_id,
-                session.username,
-                self.instance,
-                self.settings.socketio_max_sockets_per_user,
-            ):
-                raise TooManyRequests(
-                    "Too many open sockets for this user; close one first.",
-                    code="TOO_MANY_SOCKETS",
-                    retry_after=1,
-                )
+            with self.gate:
+                session = self._admit_connect(sid, auth)
         except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
             error = api_error(exc, self.dependency_of, event="connect")
             self.metrics.socket_refused(error.code)
             raise Refused(error.code, error.detail) from None
+        finally:
+            self.connecting.discard(sid)
+        if session is None:
+            return False  # gone while it waited: nothing was recorded
+        if not self._still_open(sid):  # gone meanwhile: python-socketio calls no disconnect
+            self.forget(sid)
+            return False
         self.sessions[sid] = session
         self.metrics.socket_connected()
+        return True
+
+    def _admit_connect(self, sid: str, auth: Any) -> SocketSession | None:
+        """The session of an admitted connect (its presence recorded), None when the client
+        left while the connect waited at the gate; raises the ApiError that refuses it."""
+        if not self._still_open(sid):
+            return None
+        self._refuse_while_draining(None)
+        user = admit(self.admission, auth, request.remote_addr)
+        ip = self.rate_limiter.ip_identifier(request.remote_addr)
+        session = SocketSession(sid, user.id, user.name, user.claims, ip)
+        if not self.rooms.register_socket(
+            sid,
+            session.user_id,
+            session.username,
+            self.instance,
+            self.settings.socketio_max_sockets_per_user,
+        ):
+            raise TooManyRequests(
+                "Too many open sockets for this user; close one first.",
+                code="TOO_MANY_SOCKETS",
+                retry_after=1,
+            )
+        return session
+
+    def _still_open(self, sid: str) -> bool:
+        """Whether the Engine.IO connection of the Socket.IO socket ``sid`` is still open."""
+        server = self.socketio.server
+        eio_socket = server.eio.sockets.get(server.manager.eio_sid_from_sid(sid, "/"))
+        return eio_socket is not None and not eio_socket.closed
 
     def _disconnect(self, *_: Any) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
@@ -365,11 +402,12 @@ class WebSocketManager(Manager):
         self.delivery.forget(sid)
         self.lifetimes.forget(sid)
         try:
-            info, rooms = self.rooms.drop_socket(sid)
-            user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
-            for room_id in rooms:
-                if not self.rooms.user_present(room_id, user["user_id"], except_sid=sid):
-                    self.emit("user_left", {"room_id": room_id, "user": user}, room=room_id)
+            with self.gate:
+                info, rooms = self.rooms.drop_socket(sid)
+                user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
+                for room_id in rooms:
+                    if not self.rooms.user_present(room_id, user["user_id"], except_sid=sid):
+                        self.emit("user_left", {"room_id": room_id, "user": user}, room=room_id)
         except (redis.ConnectionError, redis.TimeoutError):
             logger.warning("socket presence not cleaned: redis unavailable", extra={"sid": sid})
 
@@ -538,7 +576,9 @@ class WebSocketManager(Manager):
     def reap_handshakes(self) -> list[str]:
         """Close Engine.IO connections without an accepted connect (``guard``)."""
         server = self.socketio.server
-        admitted = {server.manager.eio_sid_from_sid(sid, "/") for sid in list(self.sessions)}
+        admitted = {
+            server.manager.eio_sid_from_sid(sid, "/") for sid in [*self.sessions, *self.connecting]
+        }
         return self.reaper.reap(list(server.eio.sockets), admitted)
 
     def sweep(self) -> list[str]:
