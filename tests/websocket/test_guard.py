@@ -7,6 +7,7 @@ after ``SOCKETIO_CONNECT_TIMEOUT``; sockets per user are capped; browsers' origi
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,9 @@ import socketio
 
 from core.devstack.redis import client_commands
 from core.testing import Client, bearer, manager_of
-from modules.auth.testing import admin_tokens
+from modules.auth.testing import admin_tokens, user_with_tokens
+from tests.support.presence import presence_left
+from tests.support.servers import wait_until
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -248,3 +251,41 @@ def test_a_cross_site_websocket_is_refused(serve: Serve) -> None:
             transports=["websocket"],
             wait_timeout=5,
         )
+
+
+def test_connects_waiting_at_the_gate_are_not_reaped_and_a_client_gone_meanwhile_leaves_nothing(
+    serve: Serve,
+) -> None:
+    """In a storm, connects queue at the websocket gate (decisions 94). One waiting there sent
+    its CONNECT: the handshake reaper leaves it. One whose client left while it waited is not
+    admitted, and nothing of it stays in Redis."""
+    # Pings at their defaults: under the threading server a connect held at the gate also
+    # holds up its socket's pings, and the test's fast pings would end it first.
+    ping = {"SOCKETIO_PING_INTERVAL": "25", "SOCKETIO_PING_TIMEOUT": "20"}
+    app, url = serve({"SOCKETIO_CONNECT_TIMEOUT": "0.5", **ping})
+    websocket = manager_of(app).websocket
+    http = app.test_client()
+    waiting, gone = RawEngineIO(url), RawEngineIO(url)  # openings pass the gate too: first
+    (_, waiting_tokens), (gone_user, gone_tokens) = user_with_tokens(http), user_with_tokens(http)
+    held = 0
+    while websocket.gate.acquire(blocking=False):  # a storm holds every slot
+        held += 1
+    try:
+        waiting.eio.send("0" + json.dumps({"token": waiting_tokens["access_token"]}))
+        gone.eio.send("0" + json.dumps({"token": gone_tokens["access_token"]}))
+        assert wait_until(lambda: len(websocket.connecting) == 2, what="both connects queued")
+        gone.eio.disconnect()
+        time.sleep(2)  # several sweeps past the handshake timeout
+        assert not waiting.closed.is_set(), "a connect waiting at the gate was reaped"
+    finally:
+        for _ in range(held):
+            websocket.gate.release()
+    try:
+        assert wait_until(lambda: any(str(m).startswith("0{") for m in waiting.messages))
+        assert wait_until(lambda: not websocket.connecting, what="the gone client's connect")
+        assert len(websocket.sessions) == 1
+        redis = manager_of(app).redis
+        left = presence_left(redis.client, redis.prefix)
+        assert not [key for key in left if gone_user["id"] in key], left
+    finally:
+        waiting.close()
