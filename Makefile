@@ -117,12 +117,13 @@ soak: bench-deps
 
 ## Every benchmark for a few seconds (--smoke), as CI runs them so that none rots unnoticed:
 ## each must still start its servers and finish without an error; no figure is judged.
-## About a minute and a half; results in bench/results/*-smoke.txt.
+## About two minutes; results in bench/results/*-smoke.txt.
 bench-smoke: bench-deps
 	$(BIN)/python -m bench.http_overhead --smoke
 	$(BIN)/python -m bench.socket_fanout --smoke
 	$(BIN)/python -m bench.auth_primitives --smoke
 	$(BIN)/python -m bench.soak --smoke
+	$(BIN)/python -m bench.socket_capacity --smoke
 
 ## The proving ground of issue 21 (docs/performance.md, "Cluster"): three production instances
 ## behind Debian's HAProxy, 104 sockets (socket.io-client and python-socketio) chatting in rooms
