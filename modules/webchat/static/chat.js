@@ -266,12 +266,15 @@
   });
 
   // Logging out revokes the login on the server; the server then drops this socket and
-  // says why (session_ended TOKEN_REVOKED), which signs the page out.
+  // says why (session_ended TOKEN_REVOKED), which signs the page out. That may arrive before
+  // the logout's own answer, so the status is set before the request, never after it.
   $("logout").addEventListener("click", async () => {
+    const before = [$("status").dataset.state, $("status").textContent];
+    setStatus("connected", "Logging out...");
     try {
       await api("/userauth/logout", { refresh_token: tokens.refresh_token }, tokens.access_token);
-      setStatus("connected", "Logging out...");
     } catch (err) {
+      if (tokens) setStatus(...before);
       showError("chat-error", err);
     }
   });
