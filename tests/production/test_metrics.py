@@ -181,9 +181,19 @@ def test_metrics_port_serves_the_registry_instead_of_the_app_route(make_app: App
     wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
     assert wrong.status_code == 401
     assert wrong.json()["code"] == "AUTH_REQUIRED"
-    assert requests.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
-    response = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    # every answer carries a request id, in the problem body too, as on the app's port
+    assert wrong.json()["request_id"] == wrong.headers["X-Request-ID"]
+    assert len(wrong.headers["X-Request-ID"]) == 32
+    other = requests.get(
+        url.replace("/metrics", "/other"), headers={"X-Request-ID": "scrape-1"}, timeout=5
+    )
+    assert other.status_code == 404
+    assert other.headers["X-Request-ID"] == other.json()["request_id"] == "scrape-1"
+    response = requests.get(
+        url, headers={"Authorization": f"Bearer {TOKEN}", "X-Request-ID": "scrape-2"}, timeout=5
+    )
     assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "scrape-2"
     route = "/public/metered/items/<item_id>"
     assert (
         sample(response.text, "http_requests_total", method="GET", route=route, status="200") == 1

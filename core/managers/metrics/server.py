@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from core.edge.problems import wsgi_problem
+from core.edge.problems import REQUEST_ID_HEADER, request_id_of, wsgi_problem
 from core.errors import ApiError, NotFound, StartupError
 
 if TYPE_CHECKING:
@@ -95,15 +95,23 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def metrics_only(app: WSGIApplication, admit: Admit) -> WSGIApplication:
-    """Serve ``app`` on ``/metrics`` only, to the requests ``admit`` lets in."""
+    """Serve ``app`` on ``/metrics`` only, to the requests ``admit`` lets in; every answer
+    carries ``X-Request-ID`` (the client's when well-formed), as on the app's port."""
 
     def metrics_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = request_id_of(environ.get("HTTP_X_REQUEST_ID"))
         try:
             admit(environ)
-        except ApiError as refused:  # there is no request id outside the app
-            return wsgi_problem(start_response, refused)
+        except ApiError as refused:
+            return wsgi_problem(start_response, refused, request_id=request_id)
         if environ.get("PATH_INFO") != SCRAPE_PATH:
-            return wsgi_problem(start_response, NotFound("Scrape /metrics."))
-        return app(environ, start_response)
+            return wsgi_problem(start_response, NotFound("Scrape /metrics."), request_id=request_id)
+
+        def with_request_id(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            return start_response(status, [*headers, (REQUEST_ID_HEADER, request_id)], exc_info)
+
+        return app(environ, with_request_id)
 
     return metrics_app
