@@ -13,8 +13,10 @@ from typing import Any
 from unittest.mock import patch
 
 import requests
+from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.app_manager import get_app_manager
 from core.devstack import free_port
 from core.devstack.process import ChildProcess, NotReady
 
@@ -52,6 +54,17 @@ def gunicorn_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     values = {name: (env or {}).get(name, "") for name in GUNICORN_ENV}
     with patch.dict(os.environ, values):
         return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def access_tokens(app: Flask, users: int, name: str) -> list[str]:
+    """Access tokens of ``users`` users (``<name>-<n>``), issued by the app's JWTManager: the
+    same settings as an app served on the same environment (secret, issuer, audience)."""
+    with app.app_context():
+        jwt = get_app_manager().jwt
+        return [
+            jwt.issue_pair(f"{name}-{n}", ["user"], username=f"{name}{n}").access_token
+            for n in range(users)
+        ]
 
 
 #: How long a server may take to serve /health/ready. Generous and bounded: on a busy shared

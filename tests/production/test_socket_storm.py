@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from flask import Flask
 
-from core.app_manager import get_app_manager
 from core.testing import AppFactory
-from tests.production.helpers import Gunicorn
+from tests.production.helpers import Gunicorn, access_tokens
 from tests.support import js_client
 from tests.support.js_client import JsCrowd
 from tests.support.presence import presence_left
@@ -29,17 +27,6 @@ def crowd() -> Iterator[JsCrowd]:
     client = JsCrowd(js_client.install())
     yield client
     client.close()
-
-
-def access_tokens(app: Flask, users: int) -> list[str]:
-    """Access tokens of ``users`` users, issued by the app's JWTManager (same settings as the
-    served app: its secret, issuer and audience)."""
-    with app.app_context():
-        jwt = get_app_manager().jwt
-        return [
-            jwt.issue_pair(f"storm-{n}", ["user"], username=f"storm{n}").access_token
-            for n in range(users)
-        ]
 
 
 def trouble(server: Gunicorn) -> list[str]:
@@ -63,7 +50,7 @@ def test_a_reconnect_storm_of_500_sockets_is_admitted_and_leaves_no_presence(
     server = Gunicorn(env, tmp_path / "gunicorn.log", ())
     try:
         server.wait_ready()
-        users = access_tokens(make_app(start=False), USERS)
+        users = access_tokens(make_app(start=False), USERS, "storm")
         tokens = [users[n % USERS] for n in range(SOCKETS)]
 
         opened = crowd.open([server.url], tokens, pace=0, timeout=60, wait=180)
