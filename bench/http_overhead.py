@@ -42,8 +42,9 @@ first core to itself; wrk and the stores share the others (``--no-pin`` to leave
 the kernel).
 
 ``--before REF`` also serves the framework as of commit REF (a temporary git worktree, with
-hiredis hidden, as before it was a requirement) and adds (b0) and (c) on it to the same
-interleaved rounds: what moved, measured side by side.
+the same packages: hiredis included) and adds (b0) and (c) on it to the same interleaved
+rounds: what moved, measured side by side. ``--before-without-hiredis`` hides hiredis from it,
+for a REF from before hiredis was a requirement (949b81d, the first report's).
 
 ``--profile c`` (any case keys) also samples the worker with py-spy during an extra run of
 that case and writes ``bench/results/http_overhead-profile-<case>.txt``.
@@ -440,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         help="an extra setting for the framework (repeatable)",
     )
     parser.add_argument("--before", default="", metavar="REF", help="also serve commit REF")
+    parser.add_argument(
+        "--before-without-hiredis",
+        action="store_true",
+        help="serve --before REF with hiredis hidden (a REF from before it was required)",
+    )
     smoke = {"seconds": 1.0, "rounds": 1, "warmup": 0.0, "single_seconds": 1.0, "sample": 5}
     args = harness.parse_args(parser, argv, smoke)
     wanted = [key.strip() for key in args.cases.split(",") if key.strip()]
@@ -476,7 +482,13 @@ def main(argv: list[str] | None = None) -> int:
             Gunicorn(
                 "app:app", {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}, logs, "otel"
             ) as framework_otel,
-            Gunicorn("app:app", without_hiredis, logs, "before", before_root) as before,
+            Gunicorn(
+                "app:app",
+                without_hiredis if args.before_without_hiredis else env,
+                logs,
+                "before",
+                before_root,
+            ) as before,
         ):
             servers = [(bare, "/ping"), (peer, "/metrics"), (framework, "/health/ready")]
             if "c-py" in wanted:
