@@ -185,7 +185,9 @@ class DirectConnections:
             if self._open is batch:
                 self._open = None
             batch.fail(error)
-            raise
+            if not isinstance(error, Exception) or isinstance(batch.replies[0], _Failed):
+                raise
+            # the opener's own reply was read before the connection failed: its command ran
         finally:
             batch.done.set()
         return batch.reply(0)
