@@ -283,6 +283,12 @@ class Settings(SettingsModel):
     #: Seconds nobody has been in a room before ``socket.room_empty`` fires for it (the rooms
     #: module then deletes the room; its own settings are in modules/rooms/settings.py).
     socketio_room_empty_ttl: int = Field(3600, ge=1)
+    #: Rooms of up to this many users get ``user_joined``/``user_left`` for each user; larger
+    #: ones get ``room_presence {room_id, member_count}`` instead, at most once every
+    #: SOCKETIO_ROOM_PRESENCE_INTERVAL seconds. Member lists (``join_room``, ``room_members``)
+    #: hold at most this many users, with ``member_count``.
+    socketio_presence_events_max: int = Field(100, ge=1)
+    socketio_room_presence_interval: float = Field(5.0, gt=0)
     # Realtime that survives reconnects, deploys and token expiry (docs/websockets.md).
     #: Each room keeps at least its last SOCKETIO_HISTORY_MAX messages for
     #: SOCKETIO_HISTORY_SECONDS after its last message (recovery on join, room_history).

@@ -95,8 +95,11 @@ class Created(BaseModel):
 
 class Joined(BaseModel):
     room: Room
-    #: Who is in the room now, on any instance.
+    #: Who is in the room now, on any instance: everyone, or ``SOCKETIO_PRESENCE_EVENTS_MAX``
+    #: of them in a larger room.
     members: list[Member]
+    #: How many users are in the room (more than ``members`` holds in a large room).
+    member_count: int
     #: The room's latest ``seq``; live messages continue at ``seq + 1``.
     seq: int
     #: Whether ``missed`` holds every message after ``since`` (false: the history no longer
@@ -124,7 +127,10 @@ class RoomList(BaseModel):
 
 
 class Members(BaseModel):
+    #: Everyone in the room, or ``SOCKETIO_PRESENCE_EVENTS_MAX`` of them in a larger room.
     members: list[Member]
+    #: How many users are in the room.
+    member_count: int
 
 
 class RoomClosed(BaseModel):
@@ -151,6 +157,9 @@ def register(
         if room is None:
             raise NotFound("No such room.")
         return room
+
+    def members_of(room_id: str) -> dict[str, Any]:
+        return {"members": ws.members(room_id), "member_count": ws.member_count(room_id)}
 
     def joinable(room_id: str, session: SocketSession) -> RoomRecord:
         room = get_room(room_id)
@@ -196,7 +205,7 @@ def register(
         hooks.emit("room.joined", room=room.public(), user=session.user)
         return {
             "room": room.public(),
-            "members": ws.members(room.id),
+            **members_of(room.id),
             "seq": joined.seq,
             "recovered": joined.recovered,
             "missed": joined.missed,
@@ -242,9 +251,10 @@ def register(
 
     @events.on("room_members", payload=RoomRef, ack=Members, errors=_PRIVATE)
     def room_members(session: SocketSession, data: RoomRef) -> dict[str, Any]:
-        """Who is in a room, on every instance."""
+        """Who is in a room, on every instance (at most ``SOCKETIO_PRESENCE_EVENTS_MAX`` of
+        them) and how many."""
         room = joinable(data.room_id, session)
-        return {"members": ws.members(room.id)}
+        return members_of(room.id)
 
     @events.on("close_room", payload=RoomRef, errors=_PRIVATE)
     def close_room(session: SocketSession, data: RoomRef) -> None:

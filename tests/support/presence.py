@@ -7,8 +7,9 @@ import redis
 
 
 def presence_left(client: redis.Redis, prefix: str) -> dict[str, int]:
-    """Per-socket keys (``ws:sid:*``) and the non-empty sets of sockets (a room's, a user's,
-    an instance's ``...:sids``) under ``prefix``, with their sizes."""
+    """Per-socket keys (``ws:sid:*``), the non-empty sets of sockets (a room's, a user's,
+    an instance's ``...:sids``) and a room's users and their counts (``ws:room:*:users``,
+    ``...:user_sockets``) under ``prefix``, with their sizes."""
     left: dict[str, int] = {}
     for raw in client.scan_iter(match=f"{prefix}ws:*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -16,6 +17,10 @@ def presence_left(client: redis.Redis, prefix: str) -> dict[str, int]:
             left[key] = 1
         elif key.endswith(":sids") and client.type(key) in (b"set", "set"):
             size = int(client.scard(key))
+            if size:
+                left[key] = size
+        elif key.endswith((":users", ":user_sockets")) and key.startswith(f"{prefix}ws:room:"):
+            size = int(client.hlen(key))
             if size:
                 left[key] = size
     return left

@@ -2,7 +2,7 @@
 rooms; the code is in :mod:`.manager`, :mod:`.typed` and :mod:`.models`."""
 
 from core.managers.websocket.manager import WebSocketManager
-from core.managers.websocket.models import ChatMessage, Member, Presence
+from core.managers.websocket.models import ChatMessage, Member, Presence, RoomPresence
 from core.managers.websocket.presence import NAMESPACE
 from core.managers.websocket.roomlog import Recovery
 from core.managers.websocket.typed import ClientEvent, ServerEvent, SocketEvents, SocketSession
@@ -14,6 +14,7 @@ __all__ = [
     "Member",
     "Presence",
     "Recovery",
+    "RoomPresence",
     "ServerEvent",
     "SocketEvents",
     "SocketSession",

@@ -60,13 +60,17 @@ from core.managers.websocket.door import OPENING_ROUTE, EngineIODoor
 from core.managers.websocket.drain import effective_spread_ms, run_drain, schedule
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.lifetimes import Lifetimes, expires_at
-from core.managers.websocket.models import ChatMessage, Presence
-from core.managers.websocket.presence import PresenceStore
+from core.managers.websocket.models import ChatMessage, Presence, RoomPresence
+from core.managers.websocket.presence import Change, PresenceStore
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.roomlog import Recovery, RoomLog
 from core.managers.websocket.typed import ClientEvent, SocketEvents, SocketSession
 
 logger = logging.getLogger(__name__)
+
+#: A room's ``room_presence`` goes out this long after its claim on it expired in Redis, so
+#: every change that found the claim taken is in the count it reads.
+NOTICE_MARGIN = 0.05
 
 
 class SessionEnded(BaseModel):
@@ -167,7 +171,9 @@ class WebSocketManager(Manager):
             redis, channel, settings.socketio_history_max, settings.socketio_history_seconds
         )
         #: Membership and presence of the rooms, across instances (:mod:`.presence`).
-        self.rooms = PresenceStore(redis)
+        self.rooms = PresenceStore(
+            redis, settings.socketio_presence_events_max, settings.socketio_room_presence_interval
+        )
         self.sessions: dict[str, SocketSession] = {}
         #: Sockets whose connect is being answered (waiting at the gate or inside it): they
         #: sent their CONNECT, so the handshake reaper leaves them alone.
@@ -226,8 +232,25 @@ class WebSocketManager(Manager):
         self.events.emits(
             "message", ChatMessage, summary="A message sent to a room the socket is in."
         )
-        self.events.emits("user_joined", Presence, summary="A user's first socket joined the room.")
-        self.events.emits("user_left", Presence, summary="A user's last socket left the room.")
+        self.events.emits(
+            "user_joined",
+            Presence,
+            summary="A user's first socket joined the room (rooms of up to "
+            "SOCKETIO_PRESENCE_EVENTS_MAX users).",
+        )
+        self.events.emits(
+            "user_left",
+            Presence,
+            summary="A user's last socket left the room (rooms of up to "
+            "SOCKETIO_PRESENCE_EVENTS_MAX users).",
+        )
+        self.events.emits(
+            "room_presence",
+            RoomPresence,
+            summary="How many users are in a room of more than SOCKETIO_PRESENCE_EVENTS_MAX, "
+            "after users joined or left it; at most once every "
+            "SOCKETIO_ROOM_PRESENCE_INTERVAL seconds.",
+        )
         self.events.emits(
             "session_ended",
             SessionEnded,
@@ -403,11 +426,10 @@ class WebSocketManager(Manager):
         self.lifetimes.forget(sid)
         try:
             with self.gate:
-                info, rooms = self.rooms.drop_socket(sid)
+                info, changes = self.rooms.drop_socket(sid)
                 user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
-                for room_id in rooms:
-                    if not self.rooms.user_present(room_id, user["user_id"], except_sid=sid):
-                        self.emit("user_left", {"room_id": room_id, "user": user}, room=room_id)
+                for change in changes:
+                    self._announce("user_left", change, user)
         except (redis.ConnectionError, redis.TimeoutError):
             logger.warning("socket presence not cleaned: redis unavailable", extra={"sid": sid})
 
@@ -459,11 +481,11 @@ class WebSocketManager(Manager):
 
     def join(self, session: SocketSession, room: str, since: int | None = None) -> Recovery:
         """Put ``session``'s socket in ``room`` on every instance (its presence too: the others
-        in the room get ``user_joined`` when it is the user's first socket there); returns the
-        room's latest ``seq`` and, with ``since``, the messages after it. Called from a socket
-        event, the event's ack reaches the socket before any live message of the room with a
-        higher ``seq`` (:mod:`~core.managers.websocket.delivery`)."""
-        already = self.rooms.user_present(room, session.user_id)
+        in the room get ``user_joined`` when it is the user's first socket there, or a
+        ``room_presence`` in a large room); returns the room's latest ``seq`` and, with
+        ``since``, the messages after it. Called from a socket event, the event's ack reaches
+        the socket before any live message of the room with a higher ``seq``
+        (:mod:`~core.managers.websocket.delivery`)."""
         self.delivery.hold(session.sid, room)
         try:
             join_room(room, sid=session.sid, namespace="/")
@@ -472,33 +494,62 @@ class WebSocketManager(Manager):
             self.delivery.release(session.sid, room, None)
             raise
         after_ack(lambda: self.delivery.release(session.sid, room, recovery.seq))
-        self.rooms.enter(room, session.sid)
+        change = self.rooms.enter(room, session.sid, session.user_id, session.username)
         if not self.is_connected(session.sid):
             # The socket left meanwhile: its disconnect cleaned up already and would not again.
             self.forget(session.sid)
-        elif not already:
-            presence = {"room_id": room, "user": session.user}
-            self.emit("user_joined", presence, room=room, skip_sid=session.sid)
+        else:
+            self._announce("user_joined", change, session.user, skip_sid=session.sid)
         return recovery
 
     def leave(self, session: SocketSession, room: str) -> bool:
         """Take ``session``'s socket out of ``room`` (the others get ``user_left`` when it was
-        the user's last socket there); False when the socket was not in it."""
-        if not self.rooms.is_in(room, session.sid):
+        the user's last socket there, or a ``room_presence`` in a large room); False when the
+        socket was not in it."""
+        change = self.rooms.leave(room, session.sid, session.user_id)
+        if not change.moved:
             return False
         self.socketio.server.leave_room(session.sid, room, namespace="/")
-        self.rooms.leave(room, session.sid)
-        if not self.rooms.user_present(room, session.user_id):
-            self.emit("user_left", {"room_id": room, "user": session.user}, room=room)
+        self._announce("user_left", change, session.user)
         return True
+
+    def _announce(
+        self, event: str, change: Change, user: dict[str, str], skip_sid: str | None = None
+    ) -> None:
+        """Tell a room that a user joined or left it: ``event`` in a room of up to
+        ``SOCKETIO_PRESENCE_EVENTS_MAX`` users; in a larger one, a ``room_presence`` once the
+        interval is over, sent by whichever instance claimed it (decision 95)."""
+        if not change.user:
+            return
+        if not change.large:
+            data = {"room_id": change.room_id, "user": user}
+            self.emit(event, data, room=change.room_id, skip_sid=skip_sid)
+        elif change.claimed:
+            self.socketio.start_background_task(self._room_presence, change.room_id)
+
+    def _room_presence(self, room: str) -> None:
+        """``room_presence`` to ``room`` after the interval its claim lasts (from a task)."""
+        if self._stop.wait(self.settings.socketio_room_presence_interval + NOTICE_MARGIN):
+            return
+        try:
+            count = self.rooms.count(room)
+            self.emit("room_presence", {"room_id": room, "member_count": count}, room=room)
+        except RedisManager.unavailable_errors:
+            logger.warning("room presence not sent: redis unavailable", extra={"room": room})
 
     def is_in(self, room: str, sid: str) -> bool:
         """Whether the socket ``sid`` (on any instance) is in ``room``."""
         return self.rooms.is_in(room, sid)
 
     def members(self, room: str) -> list[dict[str, str]]:
-        """``{user_id, username}`` of every user with a socket in ``room``, on any instance."""
-        return self.rooms.members(room)
+        """``{user_id, username}`` of the users with a socket in ``room``, on any instance,
+        sorted by ``user_id``: every one in a room of up to ``SOCKETIO_PRESENCE_EVENTS_MAX``
+        users, that many of them in a larger one (:meth:`member_count` says how many)."""
+        return self.rooms.members(room, self.settings.socketio_presence_events_max)
+
+    def member_count(self, room: str) -> int:
+        """How many users have a socket in ``room``, on any instance."""
+        return self.rooms.count(room)
 
     def history(
         self, room: str, before: int | None = None, limit: int = 50
@@ -543,9 +594,10 @@ class WebSocketManager(Manager):
         server = self.socketio.server
         for session in list(self.sessions.values()):
             rooms = [r for r in server.rooms(session.sid, namespace="/") if r != session.sid]
-            self.rooms.restore_socket(
+            for change in self.rooms.restore_socket(
                 session.sid, session.user_id, session.username, self.instance, rooms
-            )
+            ):
+                self._announce("user_joined", change, session.user, skip_sid=session.sid)
         if self.sessions:
             logger.warning("socket presence restored", extra={"sockets": len(self.sessions)})
         return len(self.sessions)

@@ -1,7 +1,7 @@
 """The server events of the framework's room machinery, whichever module's rooms they are in:
 ``message`` (a room message of the room log, :meth:`WebSocketManager.emit`), ``user_joined``
 and ``user_left`` (presence, :meth:`WebSocketManager.join` and :meth:`~WebSocketManager.leave`
-and a socket's disconnect)."""
+and a socket's disconnect), and ``room_presence`` in their place in a large room."""
 
 from __future__ import annotations
 
@@ -28,3 +28,9 @@ class ChatMessage(BaseModel):
 class Presence(BaseModel):
     room_id: str
     user: Member
+
+
+class RoomPresence(BaseModel):
+    room_id: str
+    #: Users with a socket in the room now, on any instance.
+    member_count: int

@@ -2,17 +2,24 @@
 
 Keys (all ``RedisManager.key(NAMESPACE, ...)``):
 
-- presence: ``ws:room:<id>:sids`` sockets in the room; ``ws:sid:<sid>`` hash
-  ``{user_id, username, instance}``; ``ws:sid:<sid>:rooms``; ``ws:instance:<iid>:sids``;
-  ``ws:user:<uid>:sids`` a user's sockets on every instance (the per-user cap);
-  ``ws:rooms:empty`` sorted set of rooms nobody is in, scored by when they became empty
-  (the ``socket.room_empty`` hook fires after ``SOCKETIO_ROOM_EMPTY_TTL``);
+- presence: ``ws:room:<id>:sids`` sockets in the room; ``ws:room:<id>:users`` hash
+  ``user_id -> username`` of the users with a socket in it and ``ws:room:<id>:user_sockets``
+  hash ``user_id -> how many`` (so a join or a leave knows in O(1) whether it is the user's
+  first or last socket there, and a room's count is ``HLEN``); ``ws:room:<id>:notice`` the
+  claim on the room's next ``room_presence`` (``SOCKETIO_ROOM_PRESENCE_INTERVAL``);
+  ``ws:sid:<sid>`` hash ``{user_id, username, instance}``; ``ws:sid:<sid>:rooms``;
+  ``ws:instance:<iid>:sids``; ``ws:user:<uid>:sids`` a user's sockets on every instance (the
+  per-user cap); ``ws:rooms:empty`` sorted set of rooms nobody is in, scored by when they
+  became empty (the ``socket.room_empty`` hook fires after ``SOCKETIO_ROOM_EMPTY_TTL``);
 - instances: ``ws:instances`` and ``ws:instance:<iid>:alive`` (a heartbeat with a TTL).
 
 What a room is (its name, owner, privacy) belongs to the feature that made it (the chat
 rooms: ``modules/rooms/store.py``); here a room is a name sockets are in.
 
-A socket's presence is removed when it disconnects; an instance that stops heartbeating is
+A socket enters and leaves rooms through two Lua scripts (:data:`_ENTER`, :data:`_LEAVE`), so the
+set of sockets and the per-user counts always move together, whichever instance writes them;
+every cost of a join or a leave is O(1) in the room's size (decision 95). A socket's presence
+is removed when it disconnects; an instance that stops heartbeating is
 presumed crashed and any other instance removes its sockets' presence. An instance that was
 only slow finds itself unlisted at its next heartbeat and records its sockets again.
 """
@@ -21,7 +28,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from core.managers.redis import RedisManager, text
 
@@ -29,13 +37,96 @@ from core.managers.redis import RedisManager, text
 #: ...)``): presence, the room log, and the rooms module's records.
 NAMESPACE = "ws"
 
+# KEYS: the socket's rooms, the empty rooms, then per room its sids, users, user_sockets and
+# notice keys. ARGV: sid, user_id, username, most users for per-user events, notice ms, then
+# the room ids. Per room: {entered, first socket of the user, users now, large, claimed}.
+_ENTER = """
+local sid, uid, name = ARGV[1], ARGV[2], ARGV[3]
+local most, notice_ms = tonumber(ARGV[4]), ARGV[5]
+local out = {}
+for i = 6, #ARGV do
+  local room, k = ARGV[i], 3 + (i - 6) * 4
+  local entered, first, large, claimed = 0, 0, 0, 0
+  redis.call('SADD', KEYS[1], room)
+  redis.call('ZREM', KEYS[2], room)
+  if redis.call('SADD', KEYS[k], sid) == 1 then
+    entered = 1
+    if redis.call('HINCRBY', KEYS[k + 2], uid, 1) == 1 then first = 1 end
+    redis.call('HSET', KEYS[k + 1], uid, name)
+  end
+  local users = redis.call('HLEN', KEYS[k + 1])
+  if first == 1 and users > most then
+    large = 1
+    if redis.call('SET', KEYS[k + 3], '1', 'NX', 'PX', notice_ms) then claimed = 1 end
+  end
+  out[#out + 1] = {entered, first, users, large, claimed}
+end
+return out
+"""
+
+# KEYS as for _ENTER. ARGV: sid, user_id ('' when unknown), most, notice ms, now, then the
+# room ids. Per room: {left, last socket of the user, users now, large, claimed}. A count
+# never goes below zero (a socket entered by an instance older than these scripts).
+_LEAVE = """
+local sid, uid = ARGV[1], ARGV[2]
+local most, notice_ms, now = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local out = {}
+for i = 6, #ARGV do
+  local room, k = ARGV[i], 3 + (i - 6) * 4
+  local left, last, large, claimed = 0, 0, 0, 0
+  redis.call('SREM', KEYS[1], room)
+  if redis.call('SREM', KEYS[k], sid) == 1 then
+    left = 1
+    if uid ~= '' and redis.call('HINCRBY', KEYS[k + 2], uid, -1) <= 0 then
+      redis.call('HDEL', KEYS[k + 2], uid)
+      last = redis.call('HDEL', KEYS[k + 1], uid)
+    end
+    if redis.call('SCARD', KEYS[k]) == 0 then
+      redis.call('DEL', KEYS[k + 1], KEYS[k + 2])
+      redis.call('ZADD', KEYS[2], 'NX', now, room)
+    end
+  end
+  local users = redis.call('HLEN', KEYS[k + 1])
+  if last == 1 and users + 1 > most then
+    large = 1
+    if redis.call('SET', KEYS[k + 3], '1', 'NX', 'PX', notice_ms) then claimed = 1 end
+  end
+  out[#out + 1] = {left, last, users, large, claimed}
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a socket entering or leaving a room changed there."""
+
+    room_id: str
+    #: The socket entered (was not in the room) or left (was in it).
+    moved: bool
+    #: It was the user's first socket to enter the room, or the last to leave it.
+    user: bool
+    #: Users with a socket in the room now.
+    users: int
+    #: A user change in a room of more than the per-user events' limit (with the user).
+    large: bool
+    #: This caller claimed the room's next ``room_presence`` notice.
+    claimed: bool
+
 
 class PresenceStore:
     """Which sockets are in which rooms, whose they are and on which instance."""
 
-    def __init__(self, redis_manager: RedisManager) -> None:
+    def __init__(
+        self, redis_manager: RedisManager, events_max: int = 100, notice_seconds: float = 5.0
+    ) -> None:
         self.redis = redis_manager
         self.client = redis_manager.client
+        #: Rooms of more users than this: no per-user events, a claim on a notice instead.
+        self.events_max = events_max
+        self.notice_ms = max(1, int(notice_seconds * 1000))
+        self.enter_script = redis_manager.register_script("presence_enter", _ENTER)
+        self.leave_script = redis_manager.register_script("presence_leave", _LEAVE)
 
     # -- presence ---------------------------------------------------------------------------
 
@@ -68,31 +159,44 @@ class PresenceStore:
             pipe.execute()
         return False
 
-    def enter(self, room_id: str, sid: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.sadd(self.redis.key(NAMESPACE, "room", room_id, "sids"), sid)
-            pipe.sadd(self.redis.key(NAMESPACE, "sid", sid, "rooms"), room_id)
-            pipe.zrem(self.redis.key(NAMESPACE, "rooms", "empty"), room_id)
-            pipe.execute()
+    def _keys(self, sid: str, room_ids: list[str]) -> list[str]:
+        """The scripts' keys (logical names: the script registry namespaces them)."""
+        keys = [f"{NAMESPACE}:sid:{sid}:rooms", f"{NAMESPACE}:rooms:empty"]
+        for room_id in room_ids:
+            room = f"{NAMESPACE}:room:{room_id}"
+            keys += [f"{room}:sids", f"{room}:users", f"{room}:user_sockets", f"{room}:notice"]
+        return keys
 
-    def leave(self, room_id: str, sid: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.srem(self.redis.key(NAMESPACE, "room", room_id, "sids"), sid)
-            pipe.srem(self.redis.key(NAMESPACE, "sid", sid, "rooms"), room_id)
-            pipe.execute()
-        self._mark_if_empty([room_id])
+    @staticmethod
+    def _changes(room_ids: list[str], rows: Any) -> list[Change]:
+        return [
+            Change(room_id, bool(moved), bool(user), int(users), bool(large), bool(claimed))
+            for room_id, (moved, user, users, large, claimed) in zip(room_ids, rows, strict=True)
+        ]
 
-    def _mark_if_empty(self, room_ids: list[str]) -> None:
-        """Note when rooms became empty (:meth:`expired_empty` hands them out after a TTL)."""
+    def _enter(self, sid: str, user_id: str, username: str, room_ids: list[str]) -> list[Change]:
         if not room_ids:
-            return
-        with self.client.pipeline(transaction=False) as pipe:
-            for room_id in room_ids:
-                pipe.scard(self.redis.key(NAMESPACE, "room", room_id, "sids"))
-            counts = pipe.execute()
-        empty = {r: time.time() for r, n in zip(room_ids, counts, strict=True) if n == 0}
-        if empty:
-            self.client.zadd(self.redis.key(NAMESPACE, "rooms", "empty"), empty, nx=True)
+            return []
+        rows = self.enter_script(
+            self._keys(sid, room_ids),
+            [sid, user_id, username, self.events_max, self.notice_ms, *room_ids],
+        )
+        return self._changes(room_ids, rows)
+
+    def _leave(self, sid: str, user_id: str, room_ids: list[str]) -> list[Change]:
+        if not room_ids:
+            return []
+        rows = self.leave_script(
+            self._keys(sid, room_ids),
+            [sid, user_id, self.events_max, self.notice_ms, time.time(), *room_ids],
+        )
+        return self._changes(room_ids, rows)
+
+    def enter(self, room_id: str, sid: str, user_id: str, username: str) -> Change:
+        return self._enter(sid, user_id, username, [room_id])[0]
+
+    def leave(self, room_id: str, sid: str, user_id: str) -> Change:
+        return self._leave(sid, user_id, [room_id])[0]
 
     def expired_empty(self, ttl: float, batch: int = 100) -> list[str]:
         """Rooms empty for longer than ``ttl`` seconds (up to ``batch`` a call), each taken off
@@ -118,53 +222,48 @@ class PresenceStore:
             for sid in sids:
                 pipe.srem(self.redis.key(NAMESPACE, "sid", sid, "rooms"), room_id)
             pipe.zrem(self.redis.key(NAMESPACE, "rooms", "empty"), room_id)
-            pipe.delete(self.redis.key(NAMESPACE, "room", room_id, "sids"))
+            pipe.delete(
+                *(
+                    self.redis.key(NAMESPACE, "room", room_id, part)
+                    for part in ("sids", "users", "user_sockets", "notice")
+                )
+            )
             pipe.execute()
 
     def is_in(self, room_id: str, sid: str) -> bool:
         return bool(self.client.sismember(self.redis.key(NAMESPACE, "room", room_id, "sids"), sid))
 
-    def members(self, room_id: str) -> list[dict[str, str]]:
-        """``{user_id, username}`` of every user with a socket in the room, on any instance."""
-        sids = sorted(
-            text(s)
-            for s in self.client.smembers(self.redis.key(NAMESPACE, "room", room_id, "sids"))
-        )
-        with self.client.pipeline(transaction=False) as pipe:
-            for sid in sids:
-                pipe.hmget(self.redis.key(NAMESPACE, "sid", sid), "user_id", "username")
-            rows = pipe.execute()
-        users: dict[str, str] = {}
-        for user_id, username in rows:
-            if user_id is not None:
-                users.setdefault(text(user_id), text(username or b""))
-        return [{"user_id": uid, "username": name} for uid, name in sorted(users.items())]
+    def members(self, room_id: str, limit: int | None = None) -> list[dict[str, str]]:
+        """``{user_id, username}`` of the users with a socket in the room, on any instance,
+        sorted by ``user_id``: every one, or at most ``limit`` (some of them: the first
+        ``HSCAN`` pages, so a room of 10,000 costs what a room of ``limit`` does)."""
+        key = self.redis.key(NAMESPACE, "room", room_id, "users")
+        found: dict[str, str] = {}
+        cursor = 0
+        while True:
+            cursor, page = self.client.hscan(key, cursor, count=limit or 1000)
+            found.update((text(k), text(v)) for k, v in cast(dict[Any, Any], page).items())
+            if not cursor or (limit is not None and len(found) >= limit):
+                break
+        users = sorted(found.items())[:limit]
+        return [{"user_id": uid, "username": name} for uid, name in users]
 
-    def user_present(self, room_id: str, user_id: str, except_sid: str = "") -> bool:
-        """Whether ``user_id`` still has another socket in the room."""
-        sids = [
-            text(s)
-            for s in self.client.smembers(self.redis.key(NAMESPACE, "room", room_id, "sids"))
-        ]
-        others = [sid for sid in sids if sid != except_sid]
-        with self.client.pipeline(transaction=False) as pipe:
-            for sid in others:
-                pipe.hget(self.redis.key(NAMESPACE, "sid", sid), "user_id")
-            owners = pipe.execute()
-        return any(owner is not None and text(owner) == user_id for owner in owners)
+    def count(self, room_id: str) -> int:
+        """How many users have a socket in the room, on any instance."""
+        return int(self.client.hlen(self.redis.key(NAMESPACE, "room", room_id, "users")))
 
-    def drop_socket(self, sid: str) -> tuple[dict[str, str], list[str]]:
-        """Remove a socket's presence everywhere; returns its user and the rooms it was in."""
+    def drop_socket(self, sid: str) -> tuple[dict[str, str], list[Change]]:
+        """Remove a socket's presence everywhere; returns its user and what leaving each of
+        its rooms changed."""
         info = {
             text(k): text(v)
             for k, v in self.client.hgetall(self.redis.key(NAMESPACE, "sid", sid)).items()
         }
-        rooms = [
+        rooms = sorted(
             text(r) for r in self.client.smembers(self.redis.key(NAMESPACE, "sid", sid, "rooms"))
-        ]
+        )
+        changes = self._leave(sid, info.get("user_id", ""), rooms)
         with self.client.pipeline(transaction=True) as pipe:
-            for room_id in rooms:
-                pipe.srem(self.redis.key(NAMESPACE, "room", room_id, "sids"), sid)
             if info.get("instance"):
                 pipe.srem(self.redis.key(NAMESPACE, "instance", info["instance"], "sids"), sid)
             if info.get("user_id"):
@@ -174,8 +273,7 @@ class PresenceStore:
                 self.redis.key(NAMESPACE, "sid", sid, "rooms"),
             )
             pipe.execute()
-        self._mark_if_empty(rooms)
-        return info, rooms
+        return info, changes
 
     # -- instances ------------------------------------------------------------------------
 
@@ -192,16 +290,13 @@ class PresenceStore:
 
     def restore_socket(
         self, sid: str, user_id: str, username: str, instance: str, room_ids: Iterable[str]
-    ) -> None:
+    ) -> list[Change]:
         """Record a live socket's presence again in ``room_ids``, the rooms it is in (after its
-        instance was taken for dead)."""
+        instance was taken for dead); returns what entering each changed."""
         with self.client.pipeline(transaction=True) as pipe:
             self._record_socket(pipe, sid, user_id, username, instance)
-            for room_id in room_ids:
-                pipe.sadd(self.redis.key(NAMESPACE, "room", room_id, "sids"), sid)
-                pipe.sadd(self.redis.key(NAMESPACE, "sid", sid, "rooms"), room_id)
-                pipe.zrem(self.redis.key(NAMESPACE, "rooms", "empty"), room_id)
             pipe.execute()
+        return self._enter(sid, user_id, username, sorted(room_ids))
 
     def dead_instances(self) -> list[str]:
         instances = sorted(
