@@ -327,3 +327,36 @@ def test_the_page_refreshes_its_session_in_band_before_the_token_expires(
     assert page.status()[0] == "connected"
     # The same socket all along: never dropped for TOKEN_EXPIRED and reconnected.
     assert driver.execute_script("return window.__sockets.length") == 1
+
+
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_the_page_shows_how_many_are_in_a_large_room(
+    serve: Serve,
+    browser: Callable[[str], webdriver.Chrome],
+    socket_clients: Callable[[], Client],
+) -> None:
+    """Past ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a room sends ``room_presence`` (a count)
+    instead of ``user_joined``/``user_left``: the page lists whom it knows and how many
+    more there are, and says nobody joined or left."""
+    url = serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "1", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"})
+    http = RemoteClient(url)
+    ada, bob, cat = register(http), register(http), register(http)  # type: ignore[arg-type]
+    page = ChatPage(browser("ada"), url)
+    page.log_in(ada["email"])
+    page.join("crowd")
+    others = []
+    for who in (bob, cat):
+        other = socket_clients()
+        other.connect(url, login(http, who["email"])["access_token"])  # type: ignore[arg-type]
+        room_id = next(
+            r["id"] for r in other.call("list_rooms", {})["rooms"] if r["name"] == "crowd"
+        )
+        assert other.call("join_room", {"room_id": room_id})["member_count"] == len(others) + 2
+        others.append(other)
+    page.until(lambda: page.members() == f"{ada['username']} and 2 more", "the count of 3")
+
+    assert others[1].call("leave_room", {"room_id": room_id}) == {"ok": True}
+    page.until(lambda: page.members() == f"{ada['username']} and 1 more", "the count of 2")
+    assert not [line for line in page.lines() if line.endswith((" joined", " left"))]
+    problems = [entry for entry in page.console() if entry["level"] == "SEVERE"]
+    assert problems == [], problems

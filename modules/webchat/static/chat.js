@@ -13,7 +13,8 @@
   let room = null; // {id, name, last: the last seq shown}
   let shuttingDown = false; // server_shutdown came: the server closes this socket soon
   let refreshing = null; // the refresh in flight: refresh tokens work once
-  const members = new Map(); // user_id -> username
+  const members = new Map(); // user_id -> username (a large room's list holds only some)
+  let memberCount = 0; // users in the room: a large room sends room_presence, not each user
 
   function setStatus(state, text) {
     $("status").dataset.state = state;
@@ -62,12 +63,15 @@
   }
 
   function renderMembers() {
-    $("members").textContent = [...members.values()].sort().join(", ");
+    const others = memberCount - members.size;
+    const names = [...members.values()].sort().join(", ");
+    $("members").textContent = others > 0 ? `${names} and ${others} more` : names;
   }
 
-  function setMembers(present) {
+  function setMembers(present, count = present.length) {
     members.clear();
     for (const member of present) members.set(member.user_id, member.username);
+    memberCount = count;
     renderMembers();
   }
 
@@ -120,7 +124,7 @@
     $("messages").replaceChildren();
     $("room-title").textContent = room.name;
     $("room").hidden = false;
-    setMembers(present);
+    setMembers(present, ack.member_count);
   }
 
   // A message is shown unless its seq already was: each one once, in order.
@@ -140,7 +144,7 @@
     }
     ack.missed.forEach(take);
     room.last = Math.max(room.last, ack.seq);
-    setMembers(ack.members);
+    setMembers(ack.members, ack.member_count);
   }
 
   // A new socket is in no room: join the page's room again with the last seq shown.
@@ -193,6 +197,7 @@
     socket.on("message", take);
     socket.on("user_joined", ({ room_id, user }) => {
       if (!room || room_id !== room.id) return;
+      if (!members.has(user.user_id)) memberCount++;
       members.set(user.user_id, user.username);
       renderMembers();
       addLine(null, `${user.username} joined`);
@@ -200,8 +205,15 @@
     socket.on("user_left", ({ room_id, user }) => {
       if (!room || room_id !== room.id) return;
       members.delete(user.user_id);
+      memberCount = Math.max(members.size, memberCount - 1);
       renderMembers();
       addLine(null, `${user.username} left`);
+    });
+    // A room of more than SOCKETIO_PRESENCE_EVENTS_MAX users: how many, now and then.
+    socket.on("room_presence", ({ room_id, member_count }) => {
+      if (!room || room_id !== room.id) return;
+      memberCount = Math.max(members.size, member_count);
+      renderMembers();
     });
     socket.on("room_closed", ({ room_id }) => {
       if (room && room_id === room.id) {
