@@ -217,11 +217,20 @@ class Fanout:
     client_cpu: float = 0.0
     seconds: float = 0.0
     join_server_cpu: float = 0.0
+    #: Both workers' CPU with the sockets idle (pings, token sweeps), in cores.
+    idle_cores: float = 0.0
 
     @property
     def per_core(self) -> float:
         count = self.deliveries.get("count") or 0
         return count / self.server_cpu if self.server_cpu else float("nan")
+
+    @property
+    def per_core_net(self) -> float:
+        """Deliveries per second of the worker CPU over what the idle sockets take."""
+        count = self.deliveries.get("count") or 0
+        busy = self.server_cpu - self.idle_cores * self.seconds
+        return count / busy if busy > 0 else float("nan")
 
 
 # -- phases ------------------------------------------------------------------------------------
@@ -363,6 +372,10 @@ def fanout(
     say(f"  joined in {result.join_seconds:.1f}s: {result.joined}")
     time.sleep(settle)  # the joins' user_joined or last room_presence go out first
     cpu = [harness.cpu_seconds(s.worker) for s in servers]
+    time.sleep(args.fanout_idle)
+    idle = [harness.cpu_seconds(s.worker) for s in servers]
+    result.idle_cores = sum(b - a for a, b in zip(cpu, idle, strict=True)) / args.fanout_idle
+    cpu = idle
     node_cpu = harness.cpu_seconds(crowd.proc.pid)
     began = time.monotonic()
     timing = crowd.request(
@@ -495,7 +508,8 @@ def report(
         headers = [
             "members", "join s", "join server CPU s", "last member p50 ms",
             "last member p99 ms", "delivery p50 ms", "delivery p99 ms", "delivery max ms",
-            "deliveries/s per worker core", "server CPU (cores)", "client CPU (cores)", "lost",
+            "deliveries/s per worker core", "same, net of idle", "idle server CPU (cores)",
+            "server CPU (cores)", "client CPU (cores)", "lost",
         ]  # fmt: skip
         rows = [
             [
@@ -508,6 +522,8 @@ def report(
                 f.deliveries["p99"],
                 f.deliveries["max"],
                 f.per_core,
+                f.per_core_net,
+                f.idle_cores,
                 f.server_cpu / f.seconds if f.seconds else 0.0,
                 f.client_cpu / f.seconds if f.seconds else 0.0,
                 f.lost,
@@ -581,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fanout", default="1000,10000", help="room sizes (two instances)")
     parser.add_argument("--messages", type=int, default=20, help="fan-out messages per room")
     parser.add_argument("--message-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--fanout-idle",
+        type=float,
+        default=5.0,
+        help="seconds the room is left idle before the messages, to measure the idle CPU",
+    )
     parser.add_argument("--settle", type=float, default=60.0, help="wait for presence cleanup")
     parser.add_argument("--connect-wait", type=float, default=600.0, help="per phase, seconds")
     parser.add_argument(
@@ -611,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "storm": 50,
         "fanout": "20",
         "messages": 3,
+        "fanout_idle": 0.5,
         # The room of 20 is a large room here: its joins go the room_presence way.
         "env": ["SOCKETIO_PRESENCE_EVENTS_MAX=5", "SOCKETIO_ROOM_PRESENCE_INTERVAL=0.5"],
     }
