@@ -226,6 +226,11 @@ class Fanout:
         return count / self.server_cpu if self.server_cpu else float("nan")
 
     @property
+    def join_cpu_net(self) -> float:
+        """Worker CPU of the joins over what the (already connected) idle sockets take."""
+        return self.join_server_cpu - self.idle_cores * self.join_seconds
+
+    @property
     def per_core_net(self) -> float:
         """Deliveries per second of the worker CPU over what the idle sockets take."""
         count = self.deliveries.get("count") or 0
@@ -506,7 +511,7 @@ def report(
         judge(f"presence left after the storm {st.presence_left} (goal 0)", not st.presence_left)
     if fans:
         headers = [
-            "members", "join s", "join server CPU s", "last member p50 ms",
+            "members", "join s", "join server CPU s", "same, net of idle", "last member p50 ms",
             "last member p99 ms", "delivery p50 ms", "delivery p99 ms", "delivery max ms",
             "deliveries/s per worker core", "same, net of idle", "idle server CPU (cores)",
             "server CPU (cores)", "client CPU (cores)", "lost",
@@ -516,6 +521,7 @@ def report(
                 f"{f.size:,}",
                 f.join_seconds,
                 f.join_server_cpu,
+                f.join_cpu_net,
                 f.complete["p50"],
                 f.complete["p99"],
                 f.deliveries["p50"],
