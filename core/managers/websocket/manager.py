@@ -496,7 +496,9 @@ class WebSocketManager(Manager):
         after_ack(lambda: self.delivery.release(session.sid, room, recovery.seq))
         change = self.rooms.enter(room, session.sid, session.user_id, session.username)
         if not self.is_connected(session.sid):
-            # The socket left meanwhile: its disconnect cleaned up already and would not again.
+            # The socket left meanwhile: its disconnect cleaned up already and would not again,
+            # and may have read the socket's rooms before this one was entered.
+            self.rooms.leave(room, session.sid, session.user_id)
             self.forget(session.sid)
         else:
             self._announce("user_joined", change, session.user, skip_sid=session.sid)
