@@ -33,7 +33,7 @@ Phases, each judged against the goals of issue 24 (a smoke run judges nothing):
    p99 < 1 s for 10,000 members), per delivery the time until that member has it, and
    deliveries per second of worker CPU (both workers). Filling the room is timed too: past
    ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a join tells nobody but a coalesced
-   ``room_presence`` (decision 95), so it costs the same in a room of 10,000 as of 100.
+   ``room_presence`` (decision 96), so it costs the same in a room of 10,000 as of 100.
 
 ``worker_connections`` (0, the default): what ``gunicorn.conf.py`` ships, or more when the
 largest phase needs it (each fan-out instance holds half the room), with

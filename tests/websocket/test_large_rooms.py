@@ -1,4 +1,4 @@
-"""Presence in large rooms (decision 95): up to ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a room
+"""Presence in large rooms (decision 96): up to ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a room
 gets ``user_joined``/``user_left`` per user and full member lists; above it, a coalesced
 ``room_presence {room_id, member_count}`` instead, and member lists capped with the count."""
 
@@ -105,7 +105,7 @@ def test_presence_events_count_users_not_sockets(
     serve: Serve, person: MakePerson, socket_clients: Callable[[], Client]
 ) -> None:
     """A user's second socket joining is no user_joined, its leaving no user_left: only the
-    user's first socket in and last socket out are (the per-user counts of decision 95)."""
+    user's first socket in and last socket out are (the per-user counts of decision 96)."""
     app, url = serve()
     ada, bob, cat = person(app, url), person(app, url), person(app, url)
     bob_again = socket_clients()

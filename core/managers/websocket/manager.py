@@ -520,7 +520,7 @@ class WebSocketManager(Manager):
     ) -> None:
         """Tell a room that a user joined or left it: ``event`` in a room of up to
         ``SOCKETIO_PRESENCE_EVENTS_MAX`` users; in a larger one, a ``room_presence`` once the
-        interval is over, sent by whichever instance claimed it (decision 95)."""
+        interval is over, sent by whichever instance claimed it (decision 96)."""
         if not change.user:
             return
         if not change.large:

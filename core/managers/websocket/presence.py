@@ -18,7 +18,7 @@ rooms: ``modules/rooms/store.py``); here a room is a name sockets are in.
 
 A socket enters and leaves rooms through two Lua scripts (:data:`_ENTER`, :data:`_LEAVE`), so the
 set of sockets and the per-user counts always move together, whichever instance writes them;
-every cost of a join or a leave is O(1) in the room's size (decision 95). A socket's presence
+every cost of a join or a leave is O(1) in the room's size (decision 96). A socket's presence
 is removed when it disconnects; an instance that stops heartbeating is
 presumed crashed and any other instance removes its sockets' presence. An instance that was
 only slow finds itself unlisted at its next heartbeat and records its sockets again.
