@@ -117,9 +117,7 @@ class Change:
 class PresenceStore:
     """Which sockets are in which rooms, whose they are and on which instance."""
 
-    def __init__(
-        self, redis_manager: RedisManager, events_max: int = 100, notice_seconds: float = 5.0
-    ) -> None:
+    def __init__(self, redis_manager: RedisManager, events_max: int, notice_seconds: float) -> None:
         self.redis = redis_manager
         self.client = redis_manager.client
         #: Rooms of more users than this: no per-user events, a claim on a notice instead.
