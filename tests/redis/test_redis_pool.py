@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from core.devstack import RedisServer
 from core.managers.redis import RedisManager
 from core.managers.redis.direct import DirectConnections
 from core.managers.redis.pool import HandOffQueue
@@ -112,3 +115,81 @@ def test_waiters_are_served_first_come_first_served() -> None:
     with pytest.raises(Full):
         queue.put_nowait("r")
     assert [queue.get(), queue.get()] == ["q", "p"]  # most recent first
+
+
+#: Under gevent (a subprocess: the suite itself runs threads), against the test Redis: a
+#: caller interrupted while it waits for the pool (its own ``gevent.Timeout``, a kill).
+_INTERRUPTED_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import sys, uuid
+import gevent, redis
+from core.managers.redis.direct import DirectConnections
+from core.managers.redis.pool import blocking_pool
+
+url, path = sys.argv[1:]
+client = redis.Redis.from_pool(blocking_pool(url, 1, 10.0))
+other = redis.Redis.from_url(url)
+key = f"test:interrupted:{uuid.uuid4().hex}"
+
+def hold():
+    # The pool's only connection, until the list gets an item; once it has the connection
+    # the queue is empty.
+    held = gevent.spawn(client.blpop, [key + ":go"], 0)
+    while client.connection_pool.pool.qsize():
+        gevent.sleep(0.01)
+    return held
+
+def interrupted(call):
+    try:
+        with gevent.Timeout(0.2):
+            call()
+    except gevent.Timeout:
+        return
+    raise AssertionError("the pool was free")
+
+if path == "plain":
+    held = hold()
+    interrupted(lambda: client.incr(key))
+    other.rpush(key + ":go", "x")
+    held.get(timeout=30)
+    # The connection the interrupted caller no longer waits for serves the next one.
+    print(client.incr(key + ":next"))
+else:
+    direct = DirectConnections(client)
+    assert direct.coalescing
+    held = hold()
+    # The first call opens a batch and waits for the pool; the second joins the batch.
+    opener = gevent.spawn(interrupted, lambda: direct.execute("INCR", key + ":opener"))
+    follower = gevent.spawn(direct.execute, "INCR", key + ":follower")
+    opener.get(timeout=30)
+    other.rpush(key + ":go", "x")
+    held.get(timeout=30)
+    # The follower's command never left with the batch: it goes in the next one.
+    print(follower.get(timeout=30), other.get(key + ":opener"))
+"""
+
+
+def under_gevent(script: str, *args: str) -> str:
+    """What ``script`` prints, run in a gevent-patched interpreter (it must exit 0)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(("path", "printed"), [("plain", "1")])
+def test_a_caller_interrupted_while_waiting_for_the_pool_takes_nothing_along(
+    redis_server: RedisServer, path: str, printed: str
+) -> None:
+    """``plain``: a redis-py command (every client of the app) timed out while it waited for
+    the pool's only connection; that connection serves the next caller when it is given back
+    (it went to the gone waiter: ``No connection available`` after the pool's wait).
+    ``direct``: the limiter's coalesced path; the batch's opener times out before its write,
+    and the caller that joined its batch is still sent and answered (it failed with
+    ``Redis batch interrupted``)."""
+    assert under_gevent(_INTERRUPTED_SCRIPT, redis_server.url, path) == printed

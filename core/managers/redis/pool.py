@@ -68,7 +68,15 @@ class HandOffQueue(Generic[Item]):
                 raise Empty
             waiter: _Waiter[Item] = _Waiter()
             self._waiters.append(waiter)
-        handed = waiter.event.wait(timeout)
+        try:
+            handed = waiter.event.wait(timeout)
+        except BaseException:  # interrupted (a gevent.Timeout, a kill): take nothing along
+            with self._lock:
+                if waiter.event.is_set():  # handed over meanwhile: to the next one
+                    self._put(waiter.item)  # type: ignore[arg-type]
+                else:
+                    self._waiters.remove(waiter)
+            raise
         with self._lock:
             if handed or waiter.event.is_set():  # given as the time ran out: still ours
                 return waiter.item  # type: ignore[return-value]
@@ -77,14 +85,18 @@ class HandOffQueue(Generic[Item]):
 
     def put_nowait(self, item: Item) -> None:
         with self._lock:
-            if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.item = item
-                waiter.event.set()
-                return
-            if len(self.queue) >= self.maxsize:
-                raise Full
-            self.queue.append(item)
+            self._put(item)
+
+    def _put(self, item: Item) -> None:
+        """``put_nowait`` under the lock."""
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.item = item
+            waiter.event.set()
+            return
+        if len(self.queue) >= self.maxsize:
+            raise Full
+        self.queue.append(item)
 
     def put(self, item: Item, block: bool = True, timeout: float | None = None) -> None:
         self.put_nowait(item)  # never blocks: the pool puts back only what it took out
