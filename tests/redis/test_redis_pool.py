@@ -182,7 +182,7 @@ def under_gevent(script: str, *args: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.parametrize(("path", "printed"), [("plain", "1")])
+@pytest.mark.parametrize(("path", "printed"), [("plain", "1"), ("direct", "1 None")])
 def test_a_caller_interrupted_while_waiting_for_the_pool_takes_nothing_along(
     redis_server: RedisServer, path: str, printed: str
 ) -> None:
@@ -193,3 +193,26 @@ def test_a_caller_interrupted_while_waiting_for_the_pool_takes_nothing_along(
     and the caller that joined its batch is still sent and answered (it failed with
     ``Redis batch interrupted``)."""
     assert under_gevent(_INTERRUPTED_SCRIPT, redis_server.url, path) == printed
+
+
+_UNENCODABLE_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import sys, uuid
+import gevent, redis
+from core.managers.redis.direct import DirectConnections
+from core.managers.redis.pool import blocking_pool
+
+direct = DirectConnections(redis.Redis.from_pool(blocking_pool(sys.argv[1], 4, 10.0)))
+mine = gevent.spawn(direct.execute, "INCR", f"test:encodable:{uuid.uuid4().hex}")
+theirs = gevent.spawn(direct.execute, "INCR", "\\ud800")  # one batch: no UTF-8 for it
+gevent.joinall([mine, theirs])
+print(mine.value, type(theirs.exception).__name__)
+"""
+
+
+def test_a_command_that_cannot_be_packed_fails_only_its_caller_in_a_batch(
+    redis_server: RedisServer,
+) -> None:
+    """A lone surrogate cannot be sent (UnicodeEncodeError, not redis-py's DataError): the
+    other caller of the batch is still answered (the error failed the whole batch)."""
+    assert under_gevent(_UNENCODABLE_SCRIPT, redis_server.url) == "1 UnicodeEncodeError"

@@ -32,6 +32,9 @@ which share its one hub (monkey-patched threads are greenlets too).
   fails every caller whose reply had not been read, each with the error a single call would
   raise; the connection is disconnected (redis-py does it) and the next batch reconnects.
   Callers whose replies were read before it get them: their commands ran.
+- An opener interrupted (killed, or its own ``gevent.Timeout``) before the write raises alone:
+  the other callers' commands never left, so they go out in a next batch. Interrupted after
+  it, the callers without a reply fail with ``ConnectionError`` (their commands may have run).
 - A batch holds one pooled connection from its write to its last reply, so the pool bound and
   the pool timeout hold as before (fewer connections are in use, not more).
 - After a fork the parent's connections and any open batch are dropped.
@@ -85,16 +88,20 @@ class _Failed:
 
 
 _PENDING = _Failed(redis.ConnectionError("Redis batch ended without this reply"), shared=True)
+#: A follower's reply when the batch's opener was interrupted before the write: send it again.
+_RESEND = object()
 
 
 class _Batch:
     """The calls of one loop turn: their commands, then their replies, and when they are in."""
 
-    __slots__ = ("commands", "done", "replies")
+    __slots__ = ("commands", "done", "replies", "sent")
 
     def __init__(self, first: tuple[Any, ...], done: Any) -> None:
         self.commands = [first]
         self.replies: list[Any] = []
+        #: Whether the write started: from then on a command may have run.
+        self.sent = False
         #: A gevent Event, set once every caller's reply (or failure) is in ``replies``.
         self.done = done
 
@@ -106,12 +113,13 @@ class _Batch:
         for index, args in enumerate(self.commands):
             try:
                 chunks.extend(connection.pack_command(*args))  # type: ignore[no-untyped-call]
-            except redis.DataError as error:  # bad arguments fail their own caller only
+            except (redis.DataError, ValueError, TypeError) as error:  # bad arguments: theirs only
                 replies[index] = _Failed(error, shared=False)
             else:
                 sent.append(index)
         if not sent:
             return
+        self.sent = True
         connection.send_packed_command([b"".join(chunks)])  # type: ignore[no-untyped-call]
         for index in sent:
             try:
@@ -121,8 +129,12 @@ class _Batch:
 
     def fail(self, error: BaseException) -> None:
         """Every caller without a reply yet fails with ``error`` (a connection error), or with
-        a ``ConnectionError`` when the sender itself was interrupted (killed, timed out)."""
-        if not isinstance(error, Exception):
+        a ``ConnectionError`` when the sender itself was interrupted (killed, timed out) after
+        the write; interrupted before it, they are sent again (:data:`_RESEND`)."""
+        if not isinstance(error, redis.RedisError):
+            if not self.sent:
+                self.replies = [_RESEND] * len(self.commands)
+                return
             error = redis.ConnectionError(f"Redis batch interrupted: {type(error).__name__}")
         failed = _Failed(error, shared=True)
         if not self.replies:
@@ -174,6 +186,8 @@ class DirectConnections:
             index = len(batch.commands)
             batch.commands.append(args)
             batch.done.wait()
+            if batch.replies[index] is _RESEND:  # its opener was interrupted before the write
+                return self._coalesced(args)
             return batch.reply(index)
         batch = self._open = _Batch(args, self._event())
         try:
@@ -185,7 +199,7 @@ class DirectConnections:
             if self._open is batch:
                 self._open = None
             batch.fail(error)
-            if not isinstance(error, Exception) or isinstance(batch.replies[0], _Failed):
+            if not isinstance(error, redis.RedisError) or isinstance(batch.replies[0], _Failed):
                 raise
             # the opener's own reply was read before the connection failed: its command ran
         finally:
