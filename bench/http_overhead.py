@@ -59,13 +59,9 @@ import argparse
 import contextlib
 import http.client
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,22 +390,6 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
     return "\n".join(lines), data, met
 
 
-@contextlib.contextmanager
-def _checkout(ref: str) -> Iterator[Path]:
-    """A temporary git worktree of ``ref`` (removed afterwards); the checkout itself for ''."""
-    if not ref:
-        yield harness.ROOT
-        return
-    path = Path(tempfile.mkdtemp(prefix="pb04-bench-before-"))
-    git = ["git", "-C", str(harness.ROOT)]
-    subprocess.run([*git, "worktree", "add", "--detach", str(path), ref], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def peer_token(peer: Gunicorn) -> str:
     status, answer = harness.request("POST", peer.url + "/login")
     if status != 200:
@@ -462,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     with (
         harness.log_dir(args.keep_logs) as logs,
         Stack() as stack,
-        _checkout(args.before) as before_root,
+        harness.checkout(args.before) as before_root,
     ):
         if args.load_cpus:
             stack.pin(args.load_cpus)

@@ -1,7 +1,8 @@
 """Socket capacity of one worker: idle sockets held, a reconnect storm, fan-out to big rooms.
 
     .venv/bin/python -m bench.socket_capacity [--sockets 10000] [--pace 100] [--idle 30]
-        [--storm 10000] [--fanout 1000,10000] [--messages 20] [--smoke]
+        [--storm 10000] [--fanout 1000,10000] [--messages 20] [--memory FRAMES] [--profile]
+        [--before REF] [--rounds 1] [--smoke]
 
 Server: what ``make serve`` runs, ``gunicorn -c gunicorn.conf.py app:app`` (one gevent
 worker, the shipped ``worker_connections``), ``APP_ENV=prod``, against MongoDB, PostgreSQL
@@ -25,7 +26,11 @@ Phases, each judged against the goals of issue 24 (a smoke run judges nothing):
 2. **reconnect storm**: ``--storm`` sockets connect at the same moment (an instance died and
    its clients came here): seconds until all are admitted (goal <= 30 s), refusals by code
    (goal: no ``DEPENDENCY_UNAVAILABLE``), ``/health/live`` meanwhile, presence left after
-   they all leave at once (goal 0).
+   they all leave at once (goal 0), the worker's CPU per admitted socket and the
+   connections the kernel dropped from full accept queues. ``--before REF`` storms the code
+   of commit REF too (a second gunicorn from a temporary git worktree), ``--rounds`` times
+   each in turns; ``--profile`` samples the worker with py-spy during the first storm
+   (``bench/results/socket_capacity-profile-storm.txt``).
 3. **fan-out**: for each size in ``--fanout``, that many sockets (each a user of its own)
    over two instances (a second gunicorn, Redis as the message queue, both workers on the
    server's core), all in one room; ``--messages`` messages from one member, one at a time:
@@ -194,6 +199,8 @@ class Capacity:
 @dataclass
 class Storm:
     sockets: int
+    #: Which code was served: "" this checkout, else the ``--before`` commit.
+    code: str = ""
     connected: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -203,6 +210,8 @@ class Storm:
     health: dict[str, Any] = field(default_factory=dict)
     presence_left: int = 0
     leave_seconds: float = 0.0
+    #: Connections the kernel dropped meanwhile, its accept queue full (machine-wide).
+    listen_overflows: int = 0
 
 
 @dataclass
@@ -324,18 +333,35 @@ def memory_report(server: Gunicorn, result: Capacity) -> None:
 
 
 def storm(
-    args: argparse.Namespace, server: Gunicorn, crowd: JsCrowd, tokens: list[str], redis_url: str
+    args: argparse.Namespace,
+    server: Gunicorn,
+    crowd: JsCrowd,
+    tokens: list[str],
+    redis_url: str,
+    code: str = "",
+    profile: bool = False,
 ) -> Storm:
-    result = Storm(len(tokens))
+    result = Storm(len(tokens), code)
     node_cpu = harness.cpu_seconds(crowd.proc.pid)
     server_cpu = harness.cpu_seconds(server.worker)
-    with HealthProbe(server.url).running() as probe:
-        say(f"storm: {len(tokens)} sockets at the same moment")
+    raw = harness.RESULTS / "socket_capacity-profile-storm.raw"
+    profiling = harness.sampling(server.worker, raw) if profile else contextlib.nullcontext()
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    overflows = harness.tcp_counters().get("ListenOverflows", 0)
+    with HealthProbe(server.url).running() as probe, profiling:
+        say(f"storm: {len(tokens)} sockets at the same moment ({code or 'this checkout'})")
         opened = crowd.open(
             [server.url], tokens, pace=0, timeout=args.storm_timeout, wait=args.connect_wait
         )
     result.health = probe.summary()
+    result.listen_overflows = harness.tcp_counters().get("ListenOverflows", 0) - overflows
     result.server_cpu = harness.cpu_seconds(server.worker) - server_cpu
+    if profile and raw.is_file():
+        per_connect = result.server_cpu / max(opened["connected"], 1) * 1e6
+        out = raw.with_suffix(".txt")
+        summary = harness.profile_summary(raw, 80, per_connect, "connect")
+        out.write_text(f"storm of {len(tokens)}: worker CPU per connect\n{summary}\n")
+        say(f"profile in {out}")
     result.client_cpu = harness.cpu_seconds(crowd.proc.pid) - node_cpu
     result.connected = opened["connected"]
     result.refused = opened["refused"]
@@ -417,7 +443,7 @@ def _met(ok: bool) -> str:
 def report(
     args: argparse.Namespace,
     cap: Capacity | None,
-    st: Storm | None,
+    storms: list[Storm],
     fans: list[Fanout],
 ) -> tuple[str, dict[str, Any], bool]:
     lines = [
@@ -477,38 +503,48 @@ def report(
             cap.health["max_ms"] < GOAL_HEALTH_MS and not cap.health["failures"],
         )
         judge(f"presence left after leaving {cap.presence_left} (goal 0)", not cap.presence_left)
-    if st is not None:
-        rows = [
-            ["sockets at once", f"{st.sockets:,}"],
-            ["admitted", f"{st.connected:,} in {st.seconds:.1f} s"],
-            ["refused", st.refused or "none"],
-            [
-                "connect time per socket",
+    if storms:
+
+        def column(st: Storm) -> list[str]:
+            span = st.seconds or 1.0
+            cores = (st.server_cpu / span, st.client_cpu / span)
+            return [
+                f"{st.sockets:,}",
+                f"{st.connected:,} in {st.seconds:.1f} s",
+                str(st.refused or "none"),
                 f"p50 {st.connect_ms.get('p50') or 0:,.0f} ms, "
                 f"p99 {st.connect_ms.get('p99') or 0:,.0f} ms",
-            ],
-            [
-                "CPU (cores)",
-                f"server {st.server_cpu / st.seconds if st.seconds else 0:.2f}, "
-                f"client {st.client_cpu / st.seconds if st.seconds else 0:.2f}",
-            ],
-            [
-                "/health/live",
+                f"{st.server_cpu / max(st.connected, 1) * 1000:.2f} ms",
+                f"server {cores[0]:.2f}, client {cores[1]:.2f}",
                 f"p50 {st.health['p50_ms']:.1f} ms, p99 {st.health['p99_ms']:.1f} ms, "
                 f"max {st.health['max_ms']:.1f} ms, {st.health['failures']} failed "
                 f"of {st.health['probes']}",
-            ],
-            ["presence left", f"{st.presence_left} ({st.leave_seconds:.1f} s after leaving)"],
-        ]
-        lines += ["2. Reconnect storm", "", harness.table(["", "measured"], rows), ""]
-        unavailable = st.refused.get("DEPENDENCY_UNAVAILABLE", 0)
-        judge(
-            f"storm of {st.sockets:,}: {st.connected:,} admitted in {st.seconds:.1f} s "
-            f"(goal all in <= {GOAL_STORM_SECONDS} s)",
-            st.connected == st.sockets and st.seconds <= GOAL_STORM_SECONDS,
-        )
-        judge(f"DEPENDENCY_UNAVAILABLE {unavailable} (goal 0)", not unavailable)
-        judge(f"presence left after the storm {st.presence_left} (goal 0)", not st.presence_left)
+                f"{st.listen_overflows:,}",
+                f"{st.presence_left} ({st.leave_seconds:.1f} s after leaving)",
+            ]
+
+        measures = [
+            "sockets at once", "admitted", "refused", "connect time per socket",
+            "worker CPU per admitted socket", "CPU (cores)", "/health/live",
+            "accept queue overflows (machine)", "presence left",
+        ]  # fmt: skip
+        columns = [column(st) for st in storms]
+        rows = [[m, *(c[i] for c in columns)] for i, m in enumerate(measures)]
+        headers = ["", *(st.code or "this checkout" for st in storms)]
+        lines += ["2. Reconnect storm", "", harness.table(headers, rows), ""]
+        for st in storms:
+            if st.code:  # the --before commit: measured, not judged
+                continue
+            unavailable = st.refused.get("DEPENDENCY_UNAVAILABLE", 0)
+            judge(
+                f"storm of {st.sockets:,}: {st.connected:,} admitted in {st.seconds:.1f} s "
+                f"(goal all in <= {GOAL_STORM_SECONDS} s)",
+                st.connected == st.sockets and st.seconds <= GOAL_STORM_SECONDS,
+            )
+            judge(f"DEPENDENCY_UNAVAILABLE {unavailable} (goal 0)", not unavailable)
+            judge(
+                f"presence left after the storm {st.presence_left} (goal 0)", not st.presence_left
+            )
     if fans:
         headers = [
             "members", "join s", "join server CPU s", "same, net of idle", "last member p50 ms",
@@ -556,7 +592,7 @@ def report(
     data = {
         "settings": {k: v for k, v in vars(args).items() if k != "layout"},
         "capacity": vars(cap) if cap else None,
-        "storm": vars(st) if st else None,
+        "storms": [vars(st) for st in storms],
         "fanout": [vars(f) for f in fans],
         "summary": summary,
         "goals_met": ok,
@@ -627,6 +663,19 @@ def main(argv: list[str] | None = None) -> int:
         help="trace the worker's allocations (tracemalloc, FRAMES deep; slow) and report "
         "where each idle socket's memory goes",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the worker with py-spy during the storm "
+        "(bench/results/socket_capacity-profile-storm.txt)",
+    )
+    parser.add_argument(
+        "--before",
+        default="",
+        metavar="REF",
+        help="also storm the code of commit REF (a temporary git worktree), in turns",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="storms of each code, in turns")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the kernel")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
@@ -657,9 +706,14 @@ def main(argv: list[str] | None = None) -> int:
         else "no CPU pinning"
     )
 
-    cap = st = None
+    cap = None
+    storms: list[Storm] = []
     fans: list[Fanout] = []
-    with harness.log_dir(args.keep_logs) as logs, Stack() as stack:
+    with (
+        harness.log_dir(args.keep_logs) as logs,
+        Stack() as stack,
+        harness.checkout(args.before if "storm" in phases else "") as before_root,
+    ):
         if load_cpus:
             stack.pin(load_cpus)
         env = stack.app_env(**dict(item.split("=", 1) for item in args.env))
@@ -682,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"issuing {most:,} access tokens")
         tokens = access_tokens(settings, most, "cap")
         servers = [Gunicorn("app:app", env, logs, f"instance-{i}") for i in range(2)]
+        before = Gunicorn("app:app", env, logs, "before", before_root)
         crowd = JsCrowd(node)
         try:
             if load_cpus:
@@ -696,8 +751,22 @@ def main(argv: list[str] | None = None) -> int:
                 cap = capacity(args, first, crowd, tokens[: args.sockets], stack.redis.url)
                 args.loads.append(harness.load_average())
             if "storm" in phases:
-                st = storm(args, first, crowd, tokens[: args.storm], stack.redis.url)
-                args.loads.append(harness.load_average())
+                served = [(first, "")]
+                if args.before:
+                    before.start("/health/ready")
+                    if server_cpus:
+                        harness.pin(before.worker, server_cpus)
+                        if before.child is not None and before.child.proc is not None:
+                            harness.pin(before.child.proc.pid, server_cpus)
+                    warm_up(crowd, before, tokens[:20])
+                    served.append((before, args.before))
+                for turn in range(args.rounds):  # interleaved, each code first in turn
+                    for server, code in served[turn % 2 :] + served[: turn % 2]:
+                        profile = args.profile and not code and turn == 0
+                        storm_tokens = tokens[: args.storm]
+                        url = stack.redis.url
+                        storms.append(storm(args, server, crowd, storm_tokens, url, code, profile))
+                        args.loads.append(harness.load_average())
             if sizes:
                 second = servers[1].start("/health/ready")
                 if server_cpus:
@@ -712,16 +781,16 @@ def main(argv: list[str] | None = None) -> int:
                     args.loads.append(harness.load_average())
         finally:
             crowd.close()
-            for server in servers:
+            for server in [*servers, before]:
                 server.stop()
 
-    text, data, ok = report(args, cap, st, fans)
+    text, data, ok = report(args, cap, storms, fans)
     print(text, flush=True)
     path = harness.save("socket_capacity", text, data, args.smoke)
     say(f"results in {path} (and .json)")
     if args.smoke:
-        failed = (cap and (cap.refused or cap.presence_left)) or (
-            st and (st.refused or st.presence_left)
+        failed = (cap and (cap.refused or cap.presence_left)) or any(
+            st.refused or st.presence_left for st in storms
         )
         return 1 if failed or any(f.lost for f in fans) else 0
     return 0 if ok else 1

@@ -39,10 +39,11 @@ from bench.harness.host import (
     machine_line,
     pin,
     rss_bytes,
+    tcp_counters,
 )
-from bench.harness.profile import profile_summary, profile_while, py_spy
+from bench.harness.profile import profile_summary, profile_while, py_spy, sampling
 from bench.harness.report import log_dir, percentile, save, table
-from bench.harness.servers import Gunicorn, Stack
+from bench.harness.servers import Gunicorn, Stack, checkout
 from bench.harness.wrk import WrkResult, ensure_wrk, run_wrk
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Stack",
     "WrkResult",
     "base_env",
+    "checkout",
     "children",
     "cpu_layout",
     "cpu_seconds",
@@ -79,7 +81,9 @@ __all__ = [
     "request",
     "rss_bytes",
     "run_wrk",
+    "sampling",
     "save",
     "say",
     "table",
+    "tcp_counters",
 ]

@@ -44,6 +44,20 @@ def load_average() -> float:
         return float("nan")
 
 
+def tcp_counters() -> dict[str, int]:
+    """The kernel's TCP counters (``/proc/net/netstat`` TcpExt, this network namespace: every
+    process on the machine adds to them), e.g. ``ListenOverflows``: connections dropped
+    because a listener's accept queue was full (their client retries the SYN after 1 s, 3 s)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
+    return {}
+
+
 def machine_line() -> str:
     m = machine()
     return (
