@@ -22,6 +22,7 @@ follow ``REVOCATION_FAIL_OPEN`` (default closed: 503).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -212,15 +213,7 @@ class RateLimiter(Manager):
         addresses inside it)."""
         if not address:
             return "unknown"
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            return address
-        if isinstance(parsed, ipaddress.IPv6Address):
-            if parsed.ipv4_mapped is not None:
-                return str(parsed.ipv4_mapped)
-            return str(ipaddress.ip_network(f"{parsed}/{self.ipv6_prefix}", strict=False))
-        return str(parsed)
+        return _ip_identifier(address, self.ipv6_prefix)
 
     def bucket(
         self, level: str, identifier: str, limits: Sequence[Limit] | None = None, scope: str = ""
@@ -360,3 +353,18 @@ class RateLimiter(Manager):
 
     def close(self) -> None:
         self.client.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_identifier(address: str, ipv6_prefix: int) -> str:
+    """:meth:`RateLimiter.ip_identifier`, remembered: a request, an Engine.IO opening and a
+    Socket.IO connect each ask for it, mostly for the same few addresses."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
+    return str(parsed)

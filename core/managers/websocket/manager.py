@@ -64,6 +64,7 @@ from core.managers.websocket.models import ChatMessage, Presence, RoomPresence
 from core.managers.websocket.presence import Change, PresenceStore
 from core.managers.websocket.queue import RedisQueue
 from core.managers.websocket.roomlog import Recovery, RoomLog
+from core.managers.websocket.transport import install_handshake
 from core.managers.websocket.typed import ClientEvent, SocketEvents, SocketSession
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,7 @@ class WebSocketManager(Manager):
         super().init_app(app)
         self.socketio.init_app(app)
         install_after_ack(self.socketio.server)
+        install_handshake(self.socketio.server.eio)
         self.socketio.on_event("connect", self._connect)
         self.socketio.on_event("disconnect", self._disconnect)
         eio = self.socketio.server.eio

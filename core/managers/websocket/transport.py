@@ -13,15 +13,30 @@ server does not support an extension).
 Requests under the Engine.IO path go straight to the Engine.IO server: its WSGI middleware
 defines a class for every request under gunicorn (an adapter for eventlet, which is not
 used here), and for a WebSocket that class lives as long as the connection.
+
+**The WebSocket handshake** (:func:`install_handshake`). simple-websocket rebuilds the HTTP
+request from the WSGI environ as text, parses it again with h11, has wsproto validate it and
+write the 101 answer through h11, and keeps the h11 connection for the socket's whole life:
+about an eighth of a connect's worker CPU in a reconnect storm, and memory per socket. The
+server already parsed the request: a well-formed upgrade (the checks wsproto makes: ``GET``,
+``Connection: Upgrade``, ``Upgrade: websocket``, ``Sec-WebSocket-Version: 13``, a
+``Sec-WebSocket-Key``, a ``Host``) is answered from the environ, and the socket keeps only
+wsproto's frame layer; anything else takes the library's own way, so malformed requests
+are refused as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import engineio
+import simple_websocket
+from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from flask import Flask
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import Event
+from wsproto.utilities import generate_accept_token
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,3 +60,75 @@ def socket_app(app: engineio.WSGIApp, flask_app: Flask) -> WSGIApplication:
         return app(environ, start_response)  # type: ignore[no-any-return]
 
     return serve
+
+
+def _upgrade_key(environ: WSGIEnvironment) -> str | None:
+    """The ``Sec-WebSocket-Key`` of a well-formed WebSocket upgrade request (what wsproto
+    checks before accepting one), None for anything else."""
+    tokens = environ.get("HTTP_CONNECTION", "").lower().split(",")
+    if (
+        environ.get("REQUEST_METHOD") != "GET"
+        or not any(token.strip() == "upgrade" for token in tokens)
+        or environ.get("HTTP_UPGRADE", "").lower() != "websocket"
+        or environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13"
+        or not environ.get("HTTP_HOST")
+    ):
+        return None
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    return key if isinstance(key, str) and key else None
+
+
+class _Frames:
+    """What simple-websocket uses of a wsproto ``WSConnection`` once it is open: the frame
+    layer alone (no h11 connection kept for the socket's life)."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self) -> None:
+        self.connection = Connection(ConnectionType.SERVER)
+
+    def send(self, event: Event) -> bytes:
+        return self.connection.send(event)
+
+    def receive_data(self, data: bytes | None) -> None:
+        self.connection.receive_data(data)
+
+    def events(self) -> Iterator[Event]:
+        return self.connection.events()
+
+
+class _Server(simple_websocket.Server):  # type: ignore[misc]
+    """simple-websocket's server side with the handshake answered from the environ."""
+
+    def handshake(self) -> None:
+        key = _upgrade_key(self.environ)
+        if key is None:  # not a plain upgrade: the library's way (and its refusals)
+            super().handshake()
+            return
+        accept = generate_accept_token(key.encode()).decode()
+        self.sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+        )
+        self.ws = _Frames()
+        self.connected = True
+
+
+def install_handshake(eio_server: Any) -> None:
+    """Serve ``eio_server``'s WebSockets (an engine.io ``Server`` on simple-websocket) with
+    the handshake answered from the environ (see the module docstring)."""
+    base = eio_server._async.get("websocket")
+    if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
+        return  # another WebSocket server: left as it is
+
+    class Accepting(base):  # type: ignore[valid-type,misc]
+        def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+            self.ws = _Server(environ, **self.server_args)
+            answer = self.app(self)
+            if self.ws.mode == "gunicorn":
+                raise StopIteration()
+            if self.ws.mode == "werkzeug":
+                raise ConnectionError()
+            return answer
+
+    eio_server._async = {**eio_server._async, "websocket": Accepting}

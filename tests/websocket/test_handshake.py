@@ -1,0 +1,119 @@
+"""The WebSocket handshake answered from the request the server parsed
+(:mod:`core.managers.websocket.transport`), over a raw TCP connection to a served app: a
+well-formed upgrade gets RFC 6455's answer with no extension (even when one is offered) and
+then Engine.IO's open packet; a malformed one is not upgraded and gives its slot back."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from core.testing import Client, manager_of
+from modules.auth.testing import user_with_tokens
+from tests.support.servers import wait_until
+
+Serve = Callable[..., tuple[Any, str]]
+
+#: The sample key of RFC 6455 (section 1.3) and the answer it must get.
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": KEY,
+    "Sec-WebSocket-Version": "13",
+}
+
+
+def upgrade(url: str, headers: dict[str, str]) -> tuple[socket.socket, bytes, bytes]:
+    """A raw Engine.IO websocket opening with ``headers``: the socket, the answer's head
+    and what came after it so far."""
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    lines = ["GET /socket.io/?EIO=4&transport=websocket HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    return sock, head, rest
+
+
+def first_frame(sock: socket.socket, received: bytes) -> tuple[int, bytes]:
+    """(opcode, payload) of the first frame from the server (short, unmasked)."""
+    while len(received) < 2 or len(received) < 2 + (received[1] & 0x7F):
+        chunk = sock.recv(4096)
+        assert chunk, "closed before a frame"
+        received += chunk
+    length = received[1] & 0x7F
+    if length == 126:
+        while len(received) < 4:
+            received += sock.recv(4096)
+        length = int.from_bytes(received[2:4], "big")
+        while len(received) < 4 + length:
+            received += sock.recv(4096)
+        return received[0] & 0x0F, received[4 : 4 + length]
+    return received[0] & 0x0F, received[2 : 2 + length]
+
+
+def header(head: bytes, name: str) -> str | None:
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def test_an_upgrade_is_answered_per_rfc_6455_without_extensions(serve: Serve) -> None:
+    app, url = serve()
+    offered = {**UPGRADE, "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    sock, head, rest = upgrade(url, offered)
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert header(head, "Sec-WebSocket-Accept") == ACCEPT
+        assert (header(head, "Upgrade") or "").lower() == "websocket"
+        assert (header(head, "Connection") or "").lower() == "upgrade"
+        assert header(head, "Sec-WebSocket-Extensions") is None  # the offer is declined
+        opcode, payload = first_frame(sock, rest)
+        assert opcode == 0x1  # text, uncompressed
+        assert payload.startswith(b"0")  # Engine.IO's open packet
+        assert json.loads(payload[1:])["sid"]
+    finally:
+        sock.close()
+    door = manager_of(app).websocket.door
+    wait_until(lambda: door.open_connections() == 0, timeout=30)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Sec-WebSocket-Key": None},
+        {"Sec-WebSocket-Version": "8"},
+        {"Connection": "keep-alive"},
+        {"Upgrade": "h2c"},
+    ],
+    ids=["no-key", "old-version", "no-connection-upgrade", "not-websocket"],
+)
+def test_a_malformed_upgrade_is_not_upgraded_and_gives_its_slot_back(
+    serve: Serve, socket_clients: Callable[[], Client], change: dict[str, str | None]
+) -> None:
+    app, url = serve()
+    headers = {**UPGRADE, **change}
+    sock, head, _ = upgrade(url, {k: v for k, v in headers.items() if v is not None})
+    sock.close()
+    assert not head.startswith(b"HTTP/1.1 101"), head
+    door = manager_of(app).websocket.door
+    wait_until(lambda: door.open_connections() == 0, timeout=30)
+    _, tokens = user_with_tokens(app.test_client())
+    client = socket_clients()
+    client.connect(url, tokens["access_token"])  # the server serves on
+    assert client.sio.connected
