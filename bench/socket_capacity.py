@@ -87,9 +87,18 @@ class HealthProbe:
     """``GET /health/live`` every ``interval`` s on a new connection (as a kubelet probes),
     from a thread; latencies in ms, failures (timeouts, errors, non-200) counted."""
 
-    def __init__(self, url: str, interval: float = 0.05, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        interval: float = 0.05,
+        timeout: float = 5.0,
+        path: str = "/health/live",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.host, _, port = url.removeprefix("http://").partition(":")
         self.port = int(port)
+        self.path = path
+        self.headers = headers or {}
         self.interval = interval
         self.timeout = timeout
         self.samples: list[float] = []
@@ -102,8 +111,10 @@ class HealthProbe:
             began = time.monotonic()
             try:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                conn.request("GET", "/health/live")
-                status = conn.getresponse().status
+                conn.request("GET", self.path, headers=self.headers)
+                answer = conn.getresponse()
+                answer.read()
+                status = answer.status
                 conn.close()
                 if status == 200:
                     self.samples.append((time.monotonic() - began) * 1000)
@@ -130,6 +141,18 @@ class HealthProbe:
             "p99_ms": harness.percentile(self.samples, 99),
             "max_ms": max(self.samples) if self.samples else float("nan"),
         }
+
+
+def side_probe(server: Gunicorn) -> HealthProbe | None:
+    """``GET /metrics`` with ``METRICS_TOKEN`` every 50 ms on ``METRICS_PORT`` when the server
+    has one (``--env METRICS_PORT=... --env METRICS_TOKEN=...``): how long an answer takes
+    from the same worker's loop through a listener of its own (its own accept queue)."""
+    port = server.env.get("METRICS_PORT")
+    token = server.env.get("METRICS_TOKEN", "")
+    if not port:
+        return None
+    headers = {"Authorization": f"Bearer {token}"}
+    return HealthProbe(f"http://127.0.0.1:{port}", path="/metrics", headers=headers)
 
 
 def wait_presence_gone(redis_url: str, timeout: float) -> tuple[int, float]:
@@ -208,6 +231,8 @@ class Storm:
     server_cpu: float = 0.0
     client_cpu: float = 0.0
     health: dict[str, Any] = field(default_factory=dict)
+    #: ``/metrics`` on METRICS_PORT meanwhile (a listener of its own in the same worker).
+    side: dict[str, Any] = field(default_factory=dict)
     presence_left: int = 0
     leave_seconds: float = 0.0
     #: Connections the kernel dropped meanwhile, its accept queue full (machine-wide).
@@ -348,12 +373,15 @@ def storm(
     profiling = harness.sampling(server.worker, raw) if profile else contextlib.nullcontext()
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     overflows = harness.tcp_counters().get("ListenOverflows", 0)
-    with HealthProbe(server.url).running() as probe, profiling:
+    side = side_probe(server)
+    beside = side.running() if side is not None else contextlib.nullcontext()
+    with HealthProbe(server.url).running() as probe, beside, profiling:
         say(f"storm: {len(tokens)} sockets at the same moment ({code or 'this checkout'})")
         opened = crowd.open(
             [server.url], tokens, pace=0, timeout=args.storm_timeout, wait=args.connect_wait
         )
     result.health = probe.summary()
+    result.side = side.summary() if side is not None else {}
     result.listen_overflows = harness.tcp_counters().get("ListenOverflows", 0) - overflows
     result.server_cpu = harness.cpu_seconds(server.worker) - server_cpu
     if profile and raw.is_file():
@@ -520,13 +548,20 @@ def report(
                 f"max {st.health['max_ms']:.1f} ms, {st.health['failures']} failed "
                 f"of {st.health['probes']}",
                 f"{st.listen_overflows:,}",
+                (
+                    f"p50 {st.side['p50_ms']:.1f} ms, p99 {st.side['p99_ms']:.1f} ms, "
+                    f"max {st.side['max_ms']:.1f} ms, {st.side['failures']} failed "
+                    f"of {st.side['probes']}"
+                )
+                if st.side
+                else "-",
                 f"{st.presence_left} ({st.leave_seconds:.1f} s after leaving)",
             ]
 
         measures = [
             "sockets at once", "admitted", "refused", "connect time per socket",
             "worker CPU per admitted socket", "CPU (cores)", "/health/live",
-            "accept queue overflows (machine)", "presence left",
+            "accept queue overflows (machine)", "METRICS_PORT /metrics", "presence left",
         ]  # fmt: skip
         columns = [column(st) for st in storms]
         rows = [[m, *(c[i] for c in columns)] for i, m in enumerate(measures)]
