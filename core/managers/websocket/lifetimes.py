@@ -8,7 +8,8 @@ Every ``SOCKETIO_SWEEP_INTERVAL`` seconds each instance looks at its own sockets
 - a token that expired: ``session_ended {code: TOKEN_EXPIRED}``, then the socket is dropped;
 - one Redis round trip for the rest (one ``EXISTS`` per socket over its token's revocation
   marks and the bans of its address, its user and its user's socket events; a second round
-  trip only for the rare hits, to tell which): ``session_ended {code: TOKEN_REVOKED}`` or
+  trip only for the rare hits, to tell which); the manager hands the sockets over in
+  batches (``manager.SWEEP_BATCH``), a round trip each: ``session_ended {code: TOKEN_REVOKED}`` or
   ``{code: BANNED}``, then the socket is dropped.
 
 ``refresh_session {token}`` swaps a socket's token for a new access token of the same user

@@ -10,9 +10,9 @@
   where every official client reads it (:class:`Refused`). The socket's identity is the
   token's subject, never a client-sent id.
 - Every instance checks its own sockets' tokens every ``SOCKETIO_SWEEP_INTERVAL`` seconds
-  (one Redis round trip for all of them) and disconnects those revoked or expired, telling
-  each why first (``session_ended {code, message}``): logging out disconnects the user's
-  sockets on every instance within about a second.
+  (one Redis round trip per ``SWEEP_BATCH`` sockets) and disconnects those revoked or
+  expired, telling each why first (``session_ended {code, message}``): logging out
+  disconnects the user's sockets on every instance within about a second.
 - Events are declared on :attr:`WebSocketManager.events` (:class:`~.typed.SocketEvents`,
   what a module's ``register_socket_handlers(events)`` gets): the caller must be connected
   with a valid identity, the event counts against ``RATE_LIMIT_SOCKET`` (and its own limit),
