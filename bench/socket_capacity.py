@@ -733,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         "env": ["SOCKETIO_PRESENCE_EVENTS_MAX=5", "SOCKETIO_ROOM_PRESENCE_INTERVAL=0.5"],
     }
     args = harness.parse_args(parser, argv, smoke)
+    if args.before and any(item.startswith("METRICS_PORT=") for item in args.env):
+        parser.error("--before with METRICS_PORT: both servers would listen on it")
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     sizes = [int(s) for s in args.fanout.split(",") if s.strip()] if "fanout" in phases else []
     args.loads = [harness.load_average()]
