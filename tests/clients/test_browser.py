@@ -360,3 +360,37 @@ def test_the_page_shows_how_many_are_in_a_large_room(
     assert not [line for line in page.lines() if line.endswith((" joined", " left"))]
     problems = [entry for entry in page.console() if entry["level"] == "SEVERE"]
     assert problems == [], problems
+
+
+@pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
+def test_the_page_lists_who_is_in_a_room_back_at_the_limit(
+    serve: Serve,
+    browser: Callable[[str], webdriver.Chrome],
+    socket_clients: Callable[[], Client],
+) -> None:
+    """A user the page listed leaves while the room is large (a count, no ``user_left``);
+    the ``room_presence`` that brings the room back to ``SOCKETIO_PRESENCE_EVENTS_MAX``
+    lists who is in it, and the page shows them, not the user who left."""
+    url = serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "2", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"})
+    http = RemoteClient(url)
+    ada, bob, cat = register(http), register(http), register(http)  # type: ignore[arg-type]
+    page = ChatPage(browser("ada"), url)
+    page.log_in(ada["email"])
+    page.join("shrinks")
+    others = []
+    for who in (bob, cat):
+        other = socket_clients()
+        other.connect(url, login(http, who["email"])["access_token"])  # type: ignore[arg-type]
+        room_id = next(
+            r["id"] for r in other.call("list_rooms", {})["rooms"] if r["name"] == "shrinks"
+        )
+        assert other.call("join_room", {"room_id": room_id})["ok"] is True
+        others.append(other)
+    names = sorted([ada["username"], bob["username"]])
+    page.until(lambda: page.members() == f"{', '.join(names)} and 1 more", "the count of 3")
+
+    assert others[0].call("leave_room", {"room_id": room_id}) == {"ok": True}  # bob
+    names = sorted([ada["username"], cat["username"]])
+    page.until(lambda: page.members() == ", ".join(names), f"{names} listed")
+    problems = [entry for entry in page.console() if entry["level"] == "SEVERE"]
+    assert problems == [], problems

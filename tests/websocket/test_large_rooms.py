@@ -59,12 +59,12 @@ def test_a_room_past_the_limit_gets_a_count_instead_of_per_user_events(
     assert len(members["members"]) == 3
     assert {m["user_id"] for m in members["members"]} < everyone
 
-    # Leaving a large room (here by disconnecting): the count again, no user_left.
+    # Leaving a large room (here by disconnecting): the count again, no user_left; back at
+    # the limit, with who is in it.
     dan.socket.close()
-    assert ada.socket.wait_for("room_presence", count=2)[1] == {
-        "room_id": room["id"],
-        "member_count": 3,
-    }
+    back = ada.socket.wait_for("room_presence", count=2)[1]
+    assert back["member_count"] == 3
+    assert [m["user_id"] for m in back["members"]] == sorted([ada.id, bob.id, cat.id])
     assert not about(ada, "user_left", dan)
 
     # Back at the limit: per-user events again.
@@ -130,3 +130,35 @@ def test_presence_events_count_users_not_sockets(
         "members": [{"user_id": ada.id, "username": ada.user["username"]}],
         "member_count": 1,
     }
+
+
+def test_a_room_back_at_the_limit_hears_who_is_in_it(serve: Serve, person: MakePerson) -> None:
+    """A room that shrinks back to ``SOCKETIO_PRESENCE_EVENTS_MAX`` users gets per-user events
+    again, so its members need the list those events start from: who left while the room was
+    large was never said. The ``room_presence`` that brings it back carries ``members``."""
+    app, url = serve(
+        {"SOCKETIO_PRESENCE_EVENTS_MAX": "2", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.3"}
+    )
+    ada, bob, cat = (person(app, url) for _ in range(3))
+    room = ada.call("create_room", {"name": "shrinks"})["room"]
+    ref = {"room_id": room["id"]}
+    assert bob.call("join_room", ref)["member_count"] == 2
+    assert ada.socket.wait_for("user_joined")[0]["user"]["user_id"] == bob.id
+    assert cat.call("join_room", ref)["member_count"] == 3  # past the limit: a count
+    [large] = ada.socket.wait_for("room_presence")
+    assert large == {"room_id": room["id"], "member_count": 3}  # no list in a large room
+
+    # bob (whom ada's list holds) leaves a room of 3: a count, not a user_left.
+    assert bob.call("leave_room", ref) == {"ok": True}
+    back = ada.socket.wait_for("room_presence", count=2)[1]
+    present = sorted([ada, cat], key=lambda who: who.id)
+    assert back == {
+        "room_id": room["id"],
+        "member_count": 2,
+        "members": [{"user_id": p.id, "username": p.user["username"]} for p in present],
+    }
+    assert not about(ada, "user_left", bob)
+
+    # From that list on, the per-user events keep it right.
+    assert cat.call("leave_room", ref) == {"ok": True}
+    assert ada.socket.wait_for("user_left")[0]["user"]["user_id"] == cat.id

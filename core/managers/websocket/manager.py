@@ -543,7 +543,13 @@ class WebSocketManager(Manager):
             return
         try:
             count = self.rooms.count(room)
-            self.emit("room_presence", {"room_id": room, "member_count": count}, room=room)
+            data: dict[str, Any] = {"room_id": room, "member_count": count}
+            if count <= self.settings.socketio_presence_events_max:
+                # Back at the limit: per-user events again, from the list they start from
+                # (who left while the room was large was never said).
+                data["members"] = self.members(room)
+                data["member_count"] = len(data["members"])
+            self.emit("room_presence", data, room=room)
         except RedisManager.unavailable_errors:
             logger.warning("room presence not sent: redis unavailable", extra={"room": room})
 

@@ -34,3 +34,7 @@ class RoomPresence(BaseModel):
     room_id: str
     #: Users with a socket in the room now, on any instance.
     member_count: int
+    #: Every one of them, when the room is back at ``SOCKETIO_PRESENCE_EVENTS_MAX`` users or
+    #: fewer (its ``user_joined``/``user_left`` start again from this list); absent while it
+    #: is larger.
+    members: list[Member] | None = None

@@ -209,9 +209,11 @@
       renderMembers();
       addLine(null, `${user.username} left`);
     });
-    // A room of more than SOCKETIO_PRESENCE_EVENTS_MAX users: how many, now and then.
-    socket.on("room_presence", ({ room_id, member_count }) => {
+    // A room of more than SOCKETIO_PRESENCE_EVENTS_MAX users: how many, now and then; with
+    // everyone in it when it is back at the limit (joins and leaves are told again).
+    socket.on("room_presence", ({ room_id, member_count, members: present }) => {
       if (!room || room_id !== room.id) return;
+      if (present) return setMembers(present, member_count);
       memberCount = Math.max(members.size, member_count);
       renderMembers();
     });
