@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.testing import Client
+from core.testing import Client, manager_of
+from tests.support.presence import presence_left
+from tests.support.servers import wait_until
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -162,3 +164,49 @@ def test_a_room_back_at_the_limit_hears_who_is_in_it(serve: Serve, person: MakeP
     # From that list on, the per-user events keep it right.
     assert cat.call("leave_room", ref) == {"ok": True}
     assert ada.socket.wait_for("user_left")[0]["user"]["user_id"] == cat.id
+
+
+def test_a_crashed_instance_takes_only_its_own_sockets_out_of_the_counts(
+    serve: Serve, person: MakePerson, socket_clients: Callable[[], Client]
+) -> None:
+    """A user with a socket on a live instance and one on an instance that crashes stays in
+    the room when the crashed one is reaped (its socket count goes down by one, no
+    ``user_left``); the user's last socket leaving later is the ``user_left``, and nothing of
+    the room's users or counts is left in Redis."""
+    settings = {"SOCKETIO_PRESENCE_TTL": "1"}
+    app_a, url_a = serve(settings)
+    app_b, url_b = serve(settings)
+    ada, bob, cat = person(app_a, url_a), person(app_a, url_a), person(app_b, url_b)
+    bob_on_b = socket_clients()
+    bob_on_b.connect(url_b, bob.tokens["access_token"])
+    room = ada.call("create_room", {"name": "crash"})["room"]
+    ref = {"room_id": room["id"]}
+    for who in (bob.socket, bob_on_b, cat.socket):
+        assert who.call("join_room", ref)["ok"] is True
+    assert ada.call("room_members", ref)["member_count"] == 3
+
+    # Instance B "crashes" (as in test_instances): its heartbeat stops, its sockets'
+    # presence stays until a live instance reaps it.
+    manager_b = manager_of(app_b).websocket
+    manager_b.sessions.clear()
+    manager_b.close()
+    reaper = manager_of(app_a).websocket
+
+    def cat_present() -> bool:
+        reaper.reap_dead_instances()
+        return any(m["user_id"] == cat.id for m in reaper.members(room["id"]))
+
+    wait_until(lambda: not cat_present(), what="B's sockets reaped", timeout=10)
+    assert ada.socket.wait_for("user_left")[0]["user"]["user_id"] == cat.id
+    after = ada.call("room_members", ref)
+    assert after["member_count"] == 2
+    assert [m["user_id"] for m in after["members"]] == sorted([ada.id, bob.id])
+    assert not about(ada, "user_left", bob)
+
+    # bob's socket on A is his last one in the room now.
+    assert bob.call("leave_room", ref) == {"ok": True}
+    assert ada.socket.wait_for("user_left", count=2)[1]["user"]["user_id"] == bob.id
+    assert ada.call("leave_room", ref) == {"ok": True}
+    redis = manager_of(app_a).redis
+    left = presence_left(redis.client, redis.prefix)
+    assert not [key for key in left if room["id"] in key], left
