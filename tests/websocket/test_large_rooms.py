@@ -210,3 +210,32 @@ def test_a_crashed_instance_takes_only_its_own_sockets_out_of_the_counts(
     redis = manager_of(app_a).redis
     left = presence_left(redis.client, redis.prefix)
     assert not [key for key in left if room["id"] in key], left
+
+
+def test_an_instance_that_shuts_down_sends_the_counts_it_owes(
+    serve: Serve, person: MakePerson
+) -> None:
+    """Closing an instance disconnects its sockets; in a large room their leaves claim the
+    room's next ``room_presence`` on that instance, which sends it before it stops (a
+    deploy must not leave the members elsewhere with the count from before it)."""
+    settings = {"SOCKETIO_PRESENCE_EVENTS_MAX": "1", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "1"}
+    app_a, url_a = serve(settings)
+    app_b, url_b = serve(settings)
+    ada, cat = person(app_b, url_b), person(app_b, url_b)
+    bob = person(app_a, url_a)
+    room = ada.call("create_room", {"name": "deploy"})["room"]
+    ref = {"room_id": room["id"]}
+    assert cat.call("join_room", ref)["ok"] is True
+    assert bob.call("join_room", ref)["ok"] is True
+
+    def counted() -> list[int]:
+        return [e["member_count"] for e in presence_events(ada, "room_presence")]
+
+    wait_until(lambda: counted()[-1:] == [3], what="the count of 3", timeout=15)
+    sent = len(counted())  # one notice, or two if the joins were an interval apart
+
+    manager_of(app_a).websocket.close()  # bob's socket is closed: a leave, claimed on A
+    assert bob.socket.disconnected.wait(15)
+    notices = ada.socket.wait_for("room_presence", count=sent + 1, timeout=15)
+    assert notices[sent] == {"room_id": room["id"], "member_count": 2}
+    assert ada.call("room_members", ref)["member_count"] == 2

@@ -232,6 +232,9 @@ class WebSocketManager(Manager):
             refused=self._opening_refused,
         )
         self._stop = threading.Event()
+        #: The ``room_presence`` notices this instance claimed and has not sent, by task:
+        #: :meth:`close` sends those still waiting (nobody else would until the next change).
+        self._notices: dict[object, str] = {}
         self._threads: list[threading.Thread] = []
         self.messages_in = self.messages_out = 0
         #: The app's Socket.IO events, client and server (``/asyncapi.json`` lists them).
@@ -535,12 +538,20 @@ class WebSocketManager(Manager):
             data = {"room_id": change.room_id, "user": user}
             self.emit(event, data, room=change.room_id, skip_sid=skip_sid)
         elif change.claimed:
-            self.socketio.start_background_task(self._room_presence, change.room_id)
+            token = object()
+            self._notices[token] = change.room_id
+            self.socketio.start_background_task(self._room_presence, token)
 
-    def _room_presence(self, room: str) -> None:
-        """``room_presence`` to ``room`` after the interval its claim lasts (from a task)."""
+    def _room_presence(self, token: object) -> None:
+        """``room_presence`` after the interval its claim lasts (from a task; when this
+        instance closes meanwhile, :meth:`close` sends it)."""
         if self._stop.wait(self.settings.socketio_room_presence_interval + NOTICE_MARGIN):
             return
+        room = self._notices.pop(token, None)
+        if room is not None:
+            self._send_room_presence(room)
+
+    def _send_room_presence(self, room: str) -> None:
         try:
             count = self.rooms.count(room)
             data: dict[str, Any] = {"room_id": room, "member_count": count}
@@ -721,6 +732,11 @@ class WebSocketManager(Manager):
             self.socketio.server.disconnect(sid, ignore_queue=True)
             if self.sessions.pop(sid, None) is not None:
                 self.forget(sid)
+        # The notices claimed here and not sent yet (some by the leaves just above), early:
+        # their claims hold off every other instance's until they expire.
+        owed = {room for token in list(self._notices) if (room := self._notices.pop(token, None))}
+        for room in sorted(owed):
+            self._send_room_presence(room)
         try:
             self.queue.close()
         except (redis.ConnectionError, redis.TimeoutError):
