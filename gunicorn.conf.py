@@ -142,6 +142,13 @@ class JsonLogger(glogging.Logger):
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(formatter)
+        # With the framework's formatter (in the worker), the access line skips the
+        # LogRecord and logging's dispatch: the same line, redacted by the same rules.
+        self._access_line: Any = None
+        if hasattr(formatter, "line"):
+            from core.log import line_writer
+
+            self._access_line = line_writer(self.access_log)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
@@ -149,29 +156,30 @@ class JsonLogger(glogging.Logger):
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         method = environ.get("REQUEST_METHOD", "-")
         path = environ.get("PATH_INFO", "")
-        headers = getattr(resp, "headers", None) or []
-        request_id = next((v for k, v in headers if k.lower() == "x-request-id"), None)
-        # Tracing on: the request's trace, from its traceresponse (00-trace-span-flags).
-        trace = next((v for k, v in headers if k.lower() == "traceresponse"), "").split("-")
-        traced = {"trace_id": trace[1], "span_id": trace[2]} if len(trace) == 4 else {}
-        self.access_log.info(
-            "%s %s %s",
-            method,
-            path,
-            status,
-            extra={
-                "method": method,
-                "path": path,
-                "status": int(status) if str(status).isdigit() else status,
-                "duration_ms": round(request_time.total_seconds() * 1000, 2),
-                "bytes": getattr(resp, "sent", None),
-                "remote_addr": environ.get("REMOTE_ADDR"),
-                "user_agent": environ.get("HTTP_USER_AGENT"),
-                "protocol": environ.get("SERVER_PROTOCOL"),
-                "request_id": request_id,
-                **traced,
-            },
-        )
+        request_id = trace = None
+        for name, value in getattr(resp, "headers", None) or ():
+            lowered = name.lower()
+            if lowered == "x-request-id":
+                request_id = value
+            elif lowered == "traceresponse":  # tracing on: the request's trace
+                trace = value.split("-")  # 00-trace-span-flags
+        fields = {
+            "method": method,
+            "path": path,
+            "status": int(status) if str(status).isdigit() else status,
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            "bytes": getattr(resp, "sent", None),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "protocol": environ.get("SERVER_PROTOCOL"),
+        }
+        if trace is not None and len(trace) == 4:
+            fields["trace_id"], fields["span_id"] = trace[1], trace[2]
+        message = f"{method} {path} {status}"
+        if self._access_line is not None:
+            self._access_line(logging.INFO, message, fields, request_id)
+        else:
+            self.access_log.info(message, extra={**fields, "request_id": request_id})
 
 
 logger_class = JsonLogger

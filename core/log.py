@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import g, has_request_context
@@ -51,6 +51,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 #: IGNORECASE one, and this runs on every string of every log line.
 _MARKERS = re.compile(r"eyj|bearer|basic|pbk_|://|pass|secret|token|api[_-]?key")
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+#: Built once: ``json.dumps`` with options builds an encoder on every call.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+#: (second, its ``YYYY-MM-DDTHH:MM:SS`` in UTC): lines of the same second share the formatting.
+_second: tuple[int, str] = (-1, "")
 
 
 class Redactor:
@@ -98,6 +102,18 @@ def _sensitive_key(key: str) -> bool:
     return _SENSITIVE_KEY.search(key) is not None
 
 
+def _timestamp(created: float) -> str:
+    """``2026-12-02T05:00:00.123Z`` for a ``time.time()`` value (milliseconds truncated, as
+    a LogRecord's ``msecs``)."""
+    global _second
+    whole = int(created)
+    second, text = _second
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int((created - whole) * 1000):03d}Z"
+
+
 def current_request_id() -> str | None:
     if has_request_context():
         request_id: str | None = g.get("request_id")
@@ -126,22 +142,44 @@ class JsonFormatter(_BaseFormatter):
     """One JSON object per line: ts, level, logger, message, request_id, extras, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.line(
+            record.name,
+            record.levelname,
+            record.getMessage(),
+            _extras(record),
+            created=record.created,
+            request_id=getattr(record, "request_id", None) or current_request_id(),
+            exc=self._exception_text(record),
+        )
+
+    def line(
+        self,
+        logger: str,
+        level: str,
+        message: str,
+        fields: Mapping[str, Any],
+        *,
+        created: float,
+        request_id: str | None = None,
+        exc: str | None = None,
+    ) -> str:
+        """The line :meth:`format` writes for a record of these parts, for a caller that has
+        the parts without a record (gunicorn's access line, :func:`write_line`): the same
+        fields in the same order, redacted by the same rules."""
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": self.redactor.text(record.getMessage()),
+            "ts": _timestamp(created),
+            "level": level,
+            "logger": logger,
+            "message": self.redactor.text(message),
         }
-        request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
             entry["request_id"] = request_id
-        for key, value in _extras(record).items():
-            entry[key] = self.redactor.data(value, key)
-        exc = self._exception_text(record)
+        data = self.redactor.data
+        for key, value in fields.items():
+            entry[key] = data(value, key)
         if exc:
             entry["exc"] = exc
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class ConsoleFormatter(_BaseFormatter):
@@ -172,11 +210,68 @@ class _SafeStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     unredacted message and arguments to stderr."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        error = sys.exc_info()[0]
-        name = error.__name__ if error is not None else "error"
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            if sys.__stderr__ is not None:
-                sys.__stderr__.write(f"logging error in {record.name}: {name}\n")
+        _write_failed(record.name)
+
+
+def _write_failed(logger: str) -> None:
+    """Name the failure of a write on the process' own stderr, never the line itself."""
+    error = sys.exc_info()[0]
+    name = error.__name__ if error is not None else "error"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(f"logging error in {logger}: {name}\n")
+
+
+#: ``write(level, message, fields, request_id)``: one line, as ``logger.log`` would write it.
+LineWriter = Callable[[int, str, Mapping[str, Any], "str | None"], None]
+
+
+def line_writer(logger: logging.Logger) -> LineWriter | None:
+    """A writer of ``logger``'s lines that skips the LogRecord and logging's dispatch, for a
+    line written on every request (gunicorn's access line): it writes exactly what
+    ``logger.log(level, message, extra={**fields, "request_id": request_id})`` writes.
+
+    Only where that is all logging would do: the logger has handlers, does not propagate
+    and has no filters, and every handler is a plain stream handler with the framework's
+    :class:`JsonFormatter` and no filter. Otherwise None: use the logger. The logger's level
+    and ``disabled`` are still read on every line.
+    """
+    handlers = tuple(logger.handlers)
+    plain = (logging.StreamHandler, _SafeStreamHandler)
+    if not handlers or logger.propagate or logger.filters:
+        return None
+    if any(
+        type(h) not in plain or h.filters or not isinstance(h.formatter, JsonFormatter)
+        for h in handlers
+    ):
+        return None
+    targets = [(h, h.formatter) for h in handlers if isinstance(h.formatter, JsonFormatter)]
+    name = logger.name
+
+    def write(level: int, message: str, fields: Mapping[str, Any], request_id: str | None) -> None:
+        if not logger.isEnabledFor(level):
+            return
+        created = time.time()
+        level_name = logging.getLevelName(level)
+        for handler, formatter in targets:
+            if level < handler.level:
+                continue
+            handler.acquire()
+            try:
+                line = formatter.line(
+                    name, level_name, message, fields, created=created, request_id=request_id
+                )
+                stream = handler.stream  # type: ignore[attr-defined]
+                stream.write(line + handler.terminator)  # type: ignore[attr-defined]
+                stream.flush()
+            except RecursionError:
+                raise
+            except Exception:  # noqa: BLE001 - as logging's emit: a failed write fails no request
+                _write_failed(name)
+            finally:
+                handler.release()
+
+    return write
 
 
 def framework_handler() -> logging.Handler | None:

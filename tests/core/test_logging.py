@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import create_app
-from core.log import REDACTED, ConsoleFormatter, JsonFormatter, Redactor
+from core.log import REDACTED, ConsoleFormatter, JsonFormatter, Redactor, line_writer
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
@@ -111,3 +113,65 @@ def test_json_formatter_keeps_valid_json_for_odd_values() -> None:
     entry = json.loads(JsonFormatter(Redactor()).format(record))
     assert entry["message"] == 'quote " and \n newline'
     assert entry["blob"] == str(b"\x00\xff")
+
+
+def _logger(name: str, formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, stream
+
+
+def test_the_line_writer_writes_what_the_logger_writes_redacted_alike() -> None:
+    """gunicorn's access line skips the LogRecord (gunicorn.conf.py): the same line, the same
+    redaction, the logger's level still obeyed."""
+    logger, stream = _logger("test.line_writer", JsonFormatter(Redactor([METRICS_TOKEN])))
+    fields = {
+        "method": "GET",
+        "path": f"/things/{JWT}",
+        "status": 200,
+        "duration_ms": 1.5,
+        "bytes": None,
+        "user_agent": f"probe Bearer abc.def {METRICS_TOKEN}",
+        "token": "plain-looking",
+    }
+    message = f"GET /things/{JWT} 200"
+    logger.info(message, extra={**fields, "request_id": "req-1"})
+    write = line_writer(logger)
+    assert write is not None
+    write(logging.INFO, message, fields, "req-1")
+    write(logging.DEBUG, "below the logger's level", {}, None)
+    logger.disabled = True
+    write(logging.INFO, "a disabled logger", {}, None)
+
+    output = stream.getvalue()
+    by_logger, by_writer = [json.loads(line) for line in output.splitlines()]
+    for line in (by_logger, by_writer):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line.pop("ts"))
+    assert list(by_writer.items()) == list(by_logger.items())
+    assert list(by_writer)[:5] == ["level", "logger", "message", "request_id", "method"]
+    assert by_writer["path"] == f"/things/{REDACTED}"
+    assert by_writer["message"] == f"GET /things/{REDACTED} 200"
+    assert by_writer["user_agent"] == f"probe Bearer {REDACTED} {REDACTED}"
+    assert by_writer["token"] == REDACTED
+    for secret in (JWT, METRICS_TOKEN, "abc.def", "plain-looking"):
+        assert secret not in output
+
+
+def test_the_line_writer_is_refused_where_logging_would_do_more() -> None:
+    json_formatter = JsonFormatter(Redactor())
+    logger, _ = _logger("test.line_writer.console", ConsoleFormatter(Redactor()))
+    assert line_writer(logger) is None  # not the JSON lines
+    logger, _ = _logger("test.line_writer.filtered", json_formatter)
+    logger.addFilter(lambda record: True)
+    assert line_writer(logger) is None
+    logger, _ = _logger("test.line_writer.propagating", json_formatter)
+    logger.propagate = True
+    assert line_writer(logger) is None
+    logger, _ = _logger("test.line_writer.handler_filter", json_formatter)
+    logger.handlers[0].addFilter(lambda record: True)
+    assert line_writer(logger) is None

@@ -86,10 +86,18 @@ def test_one_gevent_worker_serves_concurrent_requests_metrics_and_json_access_lo
         timeout=5,
     )
     assert item.status_code == 200
+    # The access line is written without a LogRecord (decision 95), redacted all the same.
+    token = jwt.encode({"sub": "someone"}, "x" * 32, algorithm="HS256")
+    leaky = requests.get(
+        f"{server.url}/public/metered/items/{token}",
+        headers={"X-Request-ID": "req-gunicorn-2", "User-Agent": f"probe Bearer {token}"},
+        timeout=5,
+    )
+    assert leaky.status_code == 200
     assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 404
     metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     route = "/public/metered/items/<item_id>"
-    assert sample(metrics, "http_requests_total", method="GET", route=route, status="200") == 1
+    assert sample(metrics, "http_requests_total", method="GET", route=route, status="200") == 2
     slow = {"method": "GET", "route": "/public/probe/slow", "status": "200"}
     assert sample(metrics, "http_requests_total", **slow) == 5
     assert sample(metrics, "dependency_up", dependency="postgres") == 1
@@ -104,6 +112,19 @@ def test_one_gevent_worker_serves_concurrent_requests_metrics_and_json_access_lo
     assert entry["status"] == 200
     assert entry["duration_ms"] >= 0
     assert "hunter2" not in server.output()
+    [redacted] = [line for line in access if line.get("request_id") == "req-gunicorn-2"]
+    assert list(redacted) == [
+        "ts", "level", "logger", "message", "request_id", "method", "path", "status",
+        "duration_ms", "bytes", "remote_addr", "user_agent", "protocol",
+    ]  # fmt: skip
+    assert redacted["message"] == "GET /public/metered/items/[REDACTED] 200"
+    assert redacted["path"] == "/public/metered/items/[REDACTED]"
+    assert redacted["user_agent"] == "probe Bearer [REDACTED]"
+    assert redacted["level"] == "INFO"
+    assert redacted["remote_addr"] == "127.0.0.1"
+    assert redacted["protocol"] == "HTTP/1.1"
+    assert isinstance(redacted["bytes"], int)
+    assert token not in server.output()
     assert sum(1 for line in access if line["path"] == "/public/probe/slow") == 5
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)
