@@ -119,7 +119,7 @@ def layer(metrics: MetricsManager) -> Layer:
 
     def started() -> None:
         g._metrics_start = time.perf_counter()
-        metrics.http_in_flight.inc()
+        metrics.request_started()
 
     def record(response: Response) -> None:
         start = g.get("_metrics_start")
@@ -142,6 +142,6 @@ def layer(metrics: MetricsManager) -> Layer:
 
     def finished() -> None:
         if g.pop("_metrics_start", None) is not None:
-            metrics.http_in_flight.dec()
+            metrics.request_finished()
 
     return Layer("metrics", before=started, after=record, failed=failed, finished=finished)

@@ -64,6 +64,48 @@ def test_latency_lands_in_the_right_histogram_buckets(client: FlaskClient) -> No
     assert 0.3 <= total < 0.5
 
 
+def test_request_metrics_read_as_prometheus_client_metrics_in_both_formats(
+    client: FlaskClient,
+) -> None:
+    """The request metrics are kept in plain counters (docs/decisions.md): a scrape shows a
+    counter, a histogram and a gauge with their ``_created`` series, in both formats."""
+    for seconds in ("0", "0.3"):
+        assert client.get(f"/public/probe/slow?seconds={seconds}").status_code == 200
+    labels = {"method": "GET", "route": "/public/probe/slow", "status": "200"}
+
+    text = scrape(client)
+    assert "# TYPE http_requests_total counter" in text
+    assert "# TYPE http_request_duration_seconds histogram" in text
+    assert "# TYPE http_requests_in_flight gauge" in text
+    assert sample(text, "http_requests_total", **labels) == 2
+    created = sample(text, "http_requests_created", **labels)
+    assert created is not None
+    assert created == sample(text, "http_request_duration_seconds_created", **labels)
+    buckets = [
+        sample(text, "http_request_duration_seconds_bucket", **labels, le=le)
+        for le in ("0.25", "+Inf")
+    ]
+    assert buckets == [1, 2]  # cumulative: +Inf is the count
+    assert sample(text, "http_request_duration_seconds_count", **labels) == 2
+
+    response = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert response.content_type.startswith("application/openmetrics-text")
+    open_metrics = response.get_data(as_text=True)
+    assert "# TYPE http_requests counter" in open_metrics
+    assert sample(open_metrics, "http_requests_total", **labels) == 2
+    assert sample(open_metrics, "http_requests_created", **labels) == created
+    assert sample(open_metrics, "http_request_duration_seconds_count", **labels) == 2
+
+
+def test_the_request_metrics_names_cannot_be_defined_again(app: Flask) -> None:
+    metrics: MetricsManager = manager_of(app).metrics
+    for name in ("http_requests_total", "http_request_duration_seconds"):
+        with pytest.raises(ValueError, match="Duplicated"):
+            metrics.counter(name, "again", ("method", "route", "status"))
+    with pytest.raises(ValueError, match="Duplicated"):
+        metrics.gauge("http_requests_in_flight", "again")
+
+
 def test_in_flight_gauge_counts_the_scrape_itself_and_nothing_left_over(
     client: FlaskClient,
 ) -> None:

@@ -42,7 +42,10 @@ instead of the app's ``/metrics``.
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,9 +58,11 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from core.managers.base import HealthResult, Manager
 from core.managers.metrics.server import Admit, MetricsServer
@@ -145,6 +150,106 @@ class _DependencyCollector:
         return ()
 
 
+def _native_lock() -> Any:
+    """A lock of the operating system even under gevent's monkey-patching, where
+    ``threading.Lock`` is a cooperative lock costing microseconds per acquisition. Safe for a
+    critical section that cannot yield (a few additions): no greenlet switch can happen while
+    it is held, so no other greenlet of the thread ever waits on it."""
+    try:
+        from gevent.monkey import get_original
+    except ImportError:  # pragma: no cover - gevent is a requirement
+        return threading.Lock()
+    return get_original("_thread", "allocate_lock")()
+
+
+class _Series:
+    """One (method, route, status): observations per latency bucket, their sum, created."""
+
+    __slots__ = ("buckets", "created", "total")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size
+        self.total = 0.0
+        self.created = time.time()
+
+
+class _RequestMetrics:
+    """``http_requests_total``, ``http_request_duration_seconds`` and
+    ``http_requests_in_flight``, kept in plain counters and exposed at scrape time.
+
+    prometheus_client's metrics take a lock on every update: five per request (the counter,
+    the histogram's sum and its bucket, the in-flight gauge up and down), each a cooperative
+    lock under gevent. Here a request takes one native lock per update (:func:`_native_lock`),
+    the request count is the histogram's count (they count the same requests), and a scrape
+    shows exactly what prometheus_client's Counter, Histogram and Gauge would: the same
+    families, samples, labels and values, ``_created`` included unless
+    ``PROMETHEUS_DISABLE_CREATED_SERIES`` is set.
+    """
+
+    LABELS = ("method", "route", "status")
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        bounds = [float(b) for b in buckets]
+        if bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._bounds = tuple(bounds)
+        self._le = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
+        self._series: dict[tuple[str, str, int], _Series] = {}
+        self._lock = _native_lock()
+        self.in_flight = 0
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:  # the label values are bounded: methods, route templates, statuses
+            series = self._series.setdefault(key, _Series(len(self._bounds)))
+        index = bisect.bisect_left(self._bounds, seconds)  # the first bound >= seconds
+        with self._lock:
+            series.buckets[index] += 1
+            series.total += seconds
+
+    def started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def collect(self) -> Iterator[Metric]:
+        created = prometheus_metrics._use_created
+        requests = Metric("http_requests", "HTTP requests", "counter")
+        duration = Metric(
+            "http_request_duration_seconds", "HTTP request latency until the response", "histogram"
+        )
+        for (method, route, status), series in list(self._series.items()):
+            labels = {"method": method, "route": route, "status": str(status)}
+            with self._lock:
+                counts, total = list(series.buckets), series.total
+            count = 0.0
+            for le, observed in zip(self._le, counts, strict=True):
+                count += observed
+                duration.add_sample(f"{duration.name}_bucket", {**labels, "le": le}, count)
+            requests.add_sample("http_requests_total", labels, count)
+            if created:
+                requests.add_sample("http_requests_created", labels, series.created)
+            duration.add_sample(f"{duration.name}_count", labels, count)
+            duration.add_sample(f"{duration.name}_sum", labels, total)
+            if created:
+                duration.add_sample(f"{duration.name}_created", labels, series.created)
+        yield requests
+        yield duration
+        yield GaugeMetricFamily(
+            "http_requests_in_flight", "HTTP requests being served", value=self.in_flight
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        # The names only: the registry then refuses a second metric of the same name.
+        yield Metric("http_requests", "HTTP requests", "counter")
+        yield Metric("http_request_duration_seconds", "", "histogram")
+        yield GaugeMetricFamily("http_requests_in_flight", "")
+
+
 class MetricsManager(Manager):
     """Prometheus metrics of one app; ``app.extensions["metrics"]``, ``app_manager.metrics``."""
 
@@ -166,13 +271,8 @@ class MetricsManager(Manager):
         self._dependencies = _DependencyCollector()
         self.registry.register(self._dependencies)
 
-        http = ("method", "route", "status")
-        self.http_requests = self.counter("http_requests_total", "HTTP requests", http)
-        self.http_duration = self.histogram(
-            "http_request_duration_seconds", "HTTP request latency until the response", http
-        )
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self.http_in_flight = self.gauge("http_requests_in_flight", "HTTP requests being served")
+        self._requests = _RequestMetrics(LATENCY_BUCKETS)
+        self.registry.register(self._requests)
         self.http_exceptions = self.counter(
             "http_exceptions_total", "Unexpected exceptions raised by views", ("route", "exception")
         )
@@ -269,16 +369,17 @@ class MetricsManager(Manager):
 
     # -- what features record ----------------------------------------------------------------
 
+    def request_started(self) -> None:
+        """An HTTP request began (``http_requests_in_flight``; :mod:`core.http.metrics`)."""
+        self._requests.started()
+
+    def request_finished(self) -> None:
+        """The request of a :meth:`request_started` ended, whatever happened."""
+        self._requests.finished()
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """One finished HTTP request (called by :mod:`core.http.metrics`)."""
-        children = self._request_children.get((method, route, status))
-        if children is None:  # the label values are bounded: methods, route templates, statuses
-            labels = (method, route, str(status))
-            children = self.http_requests.labels(*labels), self.http_duration.labels(*labels)
-            self._request_children[(method, route, status)] = children
-        count, duration = children
-        count.inc()
-        duration.observe(seconds)
+        """One answered HTTP request (called by :mod:`core.http.metrics`)."""
+        self._requests.observe(method, route, status, seconds)
 
     def http_exception(self, route: str, error: BaseException) -> None:
         self.http_exceptions.labels(route, self._codes(type(error).__name__)).inc()
