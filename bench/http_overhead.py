@@ -27,6 +27,10 @@ Cases:
     request sampled, exported over OTLP/HTTP to a sink that drops it: ``bench/otlp_sink.py``):
     what tracing costs when on; off, (c) is the figure (no tracing code runs)
 
+Every case that presents no credential of its own ((a), (b0), (b)) is sent the same
+``Authorization: Bearer`` header as (c), so gunicorn parses the same request bytes for bare
+Flask as for the framework; they ignore it (``--plain-baseline``: no header, as before).
+
 Rate limits are set far above the load (every level still counted) so nothing is refused.
 Per case and round, ``--connections`` (4) keep-alive connections for ``--seconds``, which
 keeps the worker CPU-bound (requests/s, latency under load, worker CPU; the rounds add up),
@@ -303,6 +307,9 @@ def report(results: list[Measured], args: argparse.Namespace) -> tuple[str, dict
     lines = [
         harness.machine_line(),
         f"gunicorn -c gunicorn.conf.py (1 gevent worker) for every app; {pinned}",
+        "(a), (b0), (b): no Authorization header (--plain-baseline)"
+        if args.plain_baseline
+        else "(a), (b0), (b) get the same Authorization: Bearer header as (c) (ignored)",
         f"load average (1 min) before the run and after each round: {loads}",
         "",
         f"Under load: wrk -t{args.threads} -c{args.connections} --latency, "
@@ -426,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve --before REF with hiredis hidden (a REF from before it was required)",
     )
+    parser.add_argument(
+        "--plain-baseline",
+        action="store_true",
+        help="send (a), (b0) and (b) no Authorization header (the method before issue 24)",
+    )
     smoke = {"seconds": 1.0, "rounds": 1, "warmup": 0.0, "single_seconds": 1.0, "sample": 5}
     args = harness.parse_args(parser, argv, smoke)
     wanted = [key.strip() for key in args.cases.split(",") if key.strip()]
@@ -485,13 +497,14 @@ def main(argv: list[str] | None = None) -> int:
             bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
             api_key = {"X-API-Key": harness.create_api_key(env)}
             peer_bearer = {"Authorization": f"Bearer {peer_token(peer)}"}
+            # The same request bytes for every case that needs no credential of its own: bare
+            # Flask and the public routes ignore the header, but gunicorn parses it for all.
+            same = {} if args.plain_baseline else bearer
             cases = [
-                Case(
-                    "a", "bare Flask GET /ping", "GET", "/ping", {}, count_redis=False, server=bare
-                ),
+                Case("a", "bare Flask GET /ping", "GET", "/ping", same, None, False, bare),
                 Case("p", "peer GET /ping", "GET", "/ping", peer_bearer, server=peer),
-                Case("b0", "exempt GET /public/bench/exempt", "GET", "/public/bench/exempt", {}),
-                Case("b", "public GET /public/bench/ping", "GET", "/public/bench/ping", {}),
+                Case("b0", "exempt GET /public/bench/exempt", "GET", "/public/bench/exempt", same),
+                Case("b", "public GET /public/bench/ping", "GET", "/public/bench/ping", same),
                 Case("c", "JWT GET /userauth/bench/ping", "GET", "/userauth/bench/ping", bearer),
                 Case(
                     "c-py",
@@ -533,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                         server=before,
                     )
                     for key, path, headers in (
-                        ("b0", "/public/bench/exempt", {}),
+                        ("b0", "/public/bench/exempt", same),
                         ("c", "/userauth/bench/ping", bearer),
                     )
                 ]
