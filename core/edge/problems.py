@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
@@ -137,7 +137,35 @@ def request_id_of(incoming: str | None) -> str:
     """The request id: the client's ``X-Request-ID`` when well-formed, else a new one."""
     if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return secrets.token_hex(16)
+    return new_request_id()
+
+
+#: Generated ids drawn from one read of the OS's random source: 32 hex digits each.
+_ID_BATCH = 256
+_ids: Iterator[str] = iter(())
+
+
+def new_request_id() -> str:
+    """32 hex digits from the OS's random source (as ``secrets.token_hex(16)``), read 256 ids
+    at a time: one ``getrandom`` call per request cost more than the rest of the id's work.
+    Taking one is a list iterator's ``next``, atomic under the GIL; a process forked from
+    this one starts with a batch of its own."""
+    global _ids
+    request_id = next(_ids, None)
+    if request_id is None:
+        raw = os.urandom(16 * _ID_BATCH).hex()
+        batch = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        request_id, _ids = batch[0], iter(batch[1:])
+    return request_id
+
+
+def _forget_ids() -> None:
+    global _ids
+    _ids = iter(())
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_ids)
 
 
 def problem_json(error: ApiError, request_id: str | None = None) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,33 @@ def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced(
         assert len(replaced.headers["X-Request-ID"]) == 32
 
 
+def test_generated_request_ids_are_distinct_hex_across_batches_and_forks(
+    offline_client: FlaskClient,
+) -> None:
+    """Generated ids are read from the OS's random source 256 at a time (docs/decisions.md):
+    every one is 32 hex digits and none repeats, across batches and in a forked process."""
+    generated = [offline_client.get("/health/live").headers["X-Request-ID"] for _ in range(600)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in generated)
+    assert len(set(generated)) == len(generated)
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: the ids left in the parent's batch must not be handed out again
+        try:
+            os.close(read)
+            ids = [offline_client.get("/health/live").headers["X-Request-ID"] for _ in range(5)]
+            os.write(write, " ".join(ids).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        in_child = pipe.read().split()
+    assert os.waitpid(child, 0)[1] == 0
+    in_parent = [offline_client.get("/health/live").headers["X-Request-ID"] for _ in range(5)]
+    assert len(in_child) == 5
+    assert not set(in_child) & set(in_parent)
+
+
 def test_security_headers_are_on_every_response_and_hsts_only_over_https(
     offline_client: FlaskClient,
 ) -> None:
@@ -112,3 +141,4 @@ def test_security_headers_are_on_every_response_and_hsts_only_over_https(
         assert "Strict-Transport-Security" not in response.headers
     https = offline_client.get("/health/live", headers={"X-Forwarded-Proto": "https"})
     assert https.headers["Strict-Transport-Security"].startswith("max-age=")
+
