@@ -23,7 +23,7 @@ from core.edge.bearer import bearer_token
 from core.edge.endpoint import Endpoint
 from core.edge.principal import PUBLIC
 from core.errors import NotFound
-from core.http.pipeline import Layer
+from core.http.pipeline import Layer, add_missing
 from core.http.routing import Routing
 from core.managers.admission import Admission, Caller
 from core.managers.rate_limiter import Quota
@@ -59,11 +59,7 @@ def layer(admission: Admission, routing: Routing) -> Layer:
 
     def after(response: Response) -> None:
         quota: Quota | None = g.get("rate_limit_quota")
-        if quota is None:
-            return
-        headers = response.headers
-        for name, value in quota.header_items():
-            if name not in headers:
-                headers.add(name, value)
+        if quota is not None:
+            add_missing(response.headers, quota.header_items())
 
     return Layer("admission", before=before, after=after)

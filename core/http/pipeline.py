@@ -13,12 +13,13 @@ untrusted peer changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, g, request
 from flask_cors.core import get_cors_options, set_cors_headers
+from werkzeug.datastructures import Headers
 
 from core.edge.json import load_json
 from core.edge.problems import REQUEST_ID_HEADER, request_id_of
@@ -124,14 +125,20 @@ def cors_layer(app: Flask, settings: Settings) -> Layer | None:
     return Layer("cors", after=after)
 
 
+def add_missing(headers: Headers, items: Iterable[tuple[str, str]]) -> None:
+    """Append each ``(name, value)`` the response has no header of that name for (a view's
+    own header wins): one pass over the headers, where a ``name in headers`` per item scans
+    them each time and raises a KeyError inside Werkzeug for every miss."""
+    present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
+    for name, value in items:
+        if name.lower() not in present:
+            headers.add(name, value)
+
+
 def headers_layer() -> Layer:
     def after(response: Response) -> None:
-        headers = response.headers
-        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
-        defaults = _SECURE_DEFAULT_HEADERS if request.is_secure else _DEFAULT_HEADERS
-        for name, value in defaults:
-            if name.lower() not in present:
-                headers.add(name, value)
+        secure = request.is_secure
+        add_missing(response.headers, _SECURE_DEFAULT_HEADERS if secure else _DEFAULT_HEADERS)
 
     return Layer("headers", after=after)
 

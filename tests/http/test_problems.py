@@ -142,3 +142,17 @@ def test_security_headers_are_on_every_response_and_hsts_only_over_https(
     https = offline_client.get("/health/live", headers={"X-Forwarded-Proto": "https"})
     assert https.headers["Strict-Transport-Security"].startswith("max-age=")
 
+
+def test_a_views_own_headers_win_over_the_pipelines_whatever_their_case(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/public/probe/own-headers")
+    assert response.status_code == 200
+    headers = response.headers
+    assert headers.getlist("Cache-Control") == ["max-age=60"]
+    assert headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert headers.getlist("X-RateLimit-Limit") == ["7"]
+    # What the view did not set is still added, once each.
+    for name in ("X-Content-Type-Options", "Referrer-Policy", "X-RateLimit-Remaining"):
+        assert len(headers.getlist(name)) == 1, name
+    assert len(headers.getlist("X-Request-ID")) == 1

@@ -90,6 +90,16 @@ def client_ip() -> ResponseReturnValue:
     return jsonify(ip=request.remote_addr, scheme=request.scheme)
 
 
+@bp.get("/public/probe/own-headers")
+def own_headers() -> ResponseReturnValue:
+    """Sets, in lower case, headers the pipeline otherwise adds: the view's must win."""
+    response = jsonify(own=True)
+    response.headers["cache-control"] = "max-age=60"
+    response.headers["x-frame-options"] = "SAMEORIGIN"
+    response.headers["x-ratelimit-limit"] = "7"
+    return response
+
+
 @bp.post("/public/probe/docs")
 def insert_doc() -> ResponseReturnValue:
     """Writes to MongoDB, for outage tests."""
