@@ -18,35 +18,59 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
+def native_lock() -> Any:
+    """A lock of the operating system even under gevent's monkey-patching, where
+    ``threading.Lock`` is a cooperative lock costing microseconds per acquisition. Only for a
+    critical section that cannot yield (a few additions): no greenlet switch can happen while
+    it is held, so no other greenlet of the thread ever waits on it."""
+    try:
+        from gevent.monkey import get_original
+    except ImportError:  # pragma: no cover - gevent is a requirement
+        return threading.Lock()
+    return get_original("_thread", "allocate_lock")()
+
+
 class Lifecycle:
     def __init__(self) -> None:
         self.draining = threading.Event()
         self._in_flight = 0
+        #: Guards the count, taken twice per request: a native lock (:func:`native_lock`).
+        self._count = native_lock()
+        #: For :meth:`wait_idle` only: a request ending takes it only while someone waits.
         self._idle = threading.Condition()
+        self._waiting = 0
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
     def begin(self) -> None:
-        with self._idle:
+        with self._count:
             self._in_flight += 1
 
     def end(self) -> None:
-        with self._idle:
+        with self._count:
             self._in_flight -= 1
-            if self._in_flight <= 0:
+            idle = self._in_flight <= 0
+        # A waiter counts itself under the condition before it reads the count, so either it
+        # reads this end's count or this end sees it waiting and wakes it.
+        if idle and self._waiting:
+            with self._idle:
                 self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False when ``timeout`` ran out first."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._in_flight > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
+            self._waiting += 1
+            try:
+                while self._in_flight > 0:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._idle.wait(remaining)
+            finally:
+                self._waiting -= 1
         return True
 
 

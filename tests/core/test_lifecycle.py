@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from app import create_app
 from core.devstack import free_port
 from core.errors import StartupError
+from core.lifecycle import Lifecycle
 from core.testing import AppFactory, manager_of
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -72,3 +74,24 @@ def test_prod_with_missing_settings_prints_every_problem_and_exits(tmp_path: Pat
     for name in ("MONGODB_URI", "POSTGRES_DSN", "REDIS_URL", "JWT_SECRET", "ENCRYPTION_KEY"):
         assert f"{name} is required in prod" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_waiting_for_idle_wakes_when_the_last_request_ends_and_times_out_otherwise() -> None:
+    """The count is kept under a native lock and the condition taken only while someone
+    waits (docs/decisions.md): the waiter is still woken by the last request's end."""
+    lifecycle = Lifecycle()
+    assert lifecycle.wait_idle(0)
+    lifecycle.begin()
+    lifecycle.begin()
+    assert not lifecycle.wait_idle(0.05)  # two in flight: the timeout runs out
+
+    answers: list[bool] = []
+    waiter = threading.Thread(target=lambda: answers.append(lifecycle.wait_idle(60)))
+    waiter.start()
+    lifecycle.end()
+    assert lifecycle.in_flight == 1
+    assert waiter.is_alive()  # one still in flight: it keeps waiting
+    lifecycle.end()
+    waiter.join(60)
+    assert answers == [True]
+    assert lifecycle.in_flight == 0

@@ -64,6 +64,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from core.lifecycle import native_lock
 from core.managers.base import HealthResult, Manager
 from core.managers.metrics.server import Admit, MetricsServer
 
@@ -150,18 +151,6 @@ class _DependencyCollector:
         return ()
 
 
-def _native_lock() -> Any:
-    """A lock of the operating system even under gevent's monkey-patching, where
-    ``threading.Lock`` is a cooperative lock costing microseconds per acquisition. Safe for a
-    critical section that cannot yield (a few additions): no greenlet switch can happen while
-    it is held, so no other greenlet of the thread ever waits on it."""
-    try:
-        from gevent.monkey import get_original
-    except ImportError:  # pragma: no cover - gevent is a requirement
-        return threading.Lock()
-    return get_original("_thread", "allocate_lock")()
-
-
 class _Series:
     """One (method, route, status): observations per latency bucket, their sum, created."""
 
@@ -179,14 +168,12 @@ class _RequestMetrics:
 
     prometheus_client's metrics take a lock on every update: five per request (the counter,
     the histogram's sum and its bucket, the in-flight gauge up and down), each a cooperative
-    lock under gevent. Here a request takes one native lock per update (:func:`_native_lock`),
-    the request count is the histogram's count (they count the same requests), and a scrape
-    shows exactly what prometheus_client's Counter, Histogram and Gauge would: the same
-    families, samples, labels and values, ``_created`` included unless
-    ``PROMETHEUS_DISABLE_CREATED_SERIES`` is set.
+    lock under gevent. Here each update takes one native lock
+    (:func:`core.lifecycle.native_lock`), the request count is the histogram's count (they
+    count the same requests), and a scrape shows exactly what prometheus_client's Counter,
+    Histogram and Gauge would: the same families, samples, labels and values, ``_created``
+    included unless ``PROMETHEUS_DISABLE_CREATED_SERIES`` is set.
     """
-
-    LABELS = ("method", "route", "status")
 
     def __init__(self, buckets: Sequence[float]) -> None:
         bounds = [float(b) for b in buckets]
@@ -195,7 +182,7 @@ class _RequestMetrics:
         self._bounds = tuple(bounds)
         self._le = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
         self._series: dict[tuple[str, str, int], _Series] = {}
-        self._lock = _native_lock()
+        self._lock = native_lock()
         self.in_flight = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
