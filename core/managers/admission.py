@@ -25,7 +25,7 @@ once: a bad one is named by :meth:`Admission.problems` at start-up.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ ENGINEIO_OPEN = Endpoint(kind="route", name="engineio.open", auth=PUBLIC, open_i
 SOCKET_CONNECT = Endpoint(
     kind="event", name="connect", auth=JWT, summary="Open a Socket.IO session."
 )
+#: Access tokens whose Principal is remembered (:meth:`Admission._user`), per process.
+_USERS_MAX = 4096
 #: Answers what a setting of that public name holds (``LoadedSettings.value_of``).
 SettingOf = Callable[[str], Any]
 
@@ -134,6 +136,10 @@ class Admission(Manager):
         # prod, or a METRICS_PORT of their own: the app's port serves operators nobody then
         self._operator_closed = token is None and (settings.is_prod or bool(settings.metrics_port))
         self._plans: dict[tuple[str, str], _Plan] = {}
+        #: Per access token: the claims ``jwt.decode`` answered (the same object while the
+        #: token stays in its verified cache), their Principal and revocation marks, all
+        #: read-only: a client's next requests reuse them instead of building them again.
+        self._users: dict[str, tuple[Mapping[str, Any], Principal, tuple[Revocation, ...]]] = {}
         define(state)  # the maintenance machine the gate reads
 
     # -- the one function -------------------------------------------------------------------
@@ -182,7 +188,7 @@ class Admission(Manager):
 
     def _authenticate(
         self, endpoint: Endpoint, caller: Caller
-    ) -> tuple[Principal | None, list[Revocation]]:
+    ) -> tuple[Principal | None, Sequence[Revocation]]:
         """The caller and the revocation marks of its credential; raises 401."""
         if caller.session is not None:
             # Checked at connect (required then) and by the socket sweep every interval: an
@@ -203,11 +209,14 @@ class Admission(Manager):
             return None, []
         raise Unauthorized("A bearer token or an API key is required.", code="AUTH_REQUIRED")
 
-    def _user(self, token: str | None) -> tuple[Principal, list[Revocation]]:
+    def _user(self, token: str | None) -> tuple[Principal, Sequence[Revocation]]:
         if not token:
             raise Unauthorized("A bearer access token is required.", code="AUTH_REQUIRED")
         # Signature and claims here (CPU only); the revocation marks go in the limiter call.
-        claims = self.jwt.decode(token)
+        claims = self.jwt.decode(token)  # its time claims and type are checked every time
+        known = self._users.get(token)
+        if known is not None and known[0] is claims:
+            return known[1], known[2]
         principal = Principal(
             "user",
             claims["sub"],
@@ -215,7 +224,11 @@ class Admission(Manager):
             roles=frozenset(claims.get("roles", ())),
             claims=claims,
         )
-        return principal, self._token_marks(claims)
+        marks = tuple(self._token_marks(claims))
+        if len(self._users) >= _USERS_MAX:
+            self._users.clear()
+        self._users[token] = (claims, principal, marks)
+        return principal, marks
 
     def _token_marks(self, claims: Mapping[str, Any], *, required: bool = True) -> list[Revocation]:
         keys = self.jwt.revocation_keys(claims)

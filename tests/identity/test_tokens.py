@@ -385,6 +385,22 @@ def test_flask_jwt_rotate_for_ed25519_prints_a_new_key_and_the_current_public_ke
     assert result.output.count("-----BEGIN PUBLIC KEY-----") == 1
 
 
+def test_remembered_tokens_each_keep_their_own_user(client: FlaskClient) -> None:
+    """Admission remembers each access token's principal (docs/decisions.md): requests
+    alternating between logins each get their own user, and a revoked one is refused."""
+    first_user, first = user_with_tokens(client)
+    second_user, second = user_with_tokens(client)
+    for _ in range(3):
+        for user, pair in ((first_user, first), (second_user, second)):
+            me = client.get("/userauth/me", headers=bearer(pair["access_token"]))
+            assert me.status_code == 200
+            assert me.get_json() == {"user": user}
+    logout = client.post("/userauth/logout", headers=bearer(first["access_token"]), json={})
+    assert logout.status_code == 204
+    problem(client.get("/userauth/me", headers=bearer(first["access_token"])), 401, "TOKEN_REVOKED")
+    assert client.get("/userauth/me", headers=bearer(second["access_token"])).status_code == 200
+
+
 def test_a_remembered_token_still_expires_and_keeps_its_type(make_app: AppFactory) -> None:
     client = make_app({"JWT_ACCESS_TTL": "2"}).test_client()
     _, pair = user_with_tokens(client)
