@@ -38,10 +38,13 @@ def layer(admission: Admission, routing: Routing) -> Layer:
     def before() -> None:
         name = request.endpoint or ""
         endpoint = endpoints.get(name, UNMATCHED)
+        # Straight from the WSGI environ (what request.remote_addr and request.headers read):
+        # Werkzeug's header view raises and catches a KeyError for every absent header.
+        environ = request.environ
         caller = Caller(
-            ip=request.remote_addr,
-            bearer=bearer_token(request.headers.get("Authorization")),
-            api_key=request.headers.get("X-API-Key", "").strip() or None,
+            ip=environ.get("REMOTE_ADDR"),
+            bearer=bearer_token(environ.get("HTTP_AUTHORIZATION")),
+            api_key=environ.get("HTTP_X_API_KEY", "").strip() or None,
             preflight=request.method == "OPTIONS",
             request_id=g.get("request_id"),
         )

@@ -63,8 +63,10 @@ def layer(store: IdempotencyStore) -> Layer:
 
     def before() -> Response | None:
         g.idempotency = None
+        if request.method not in _WRITES:
+            return None
         key = request.headers.get(HEADER)
-        if key is None or request.method not in _WRITES:
+        if key is None:
             return None
         principal = g.get("principal")
         endpoint: Endpoint | None = g.get("endpoint")

@@ -125,7 +125,9 @@ def layer(metrics: MetricsManager) -> Layer:
         start = g.get("_metrics_start")
         if start is None:
             return
-        method = request.method if request.method in _METHODS else "OTHER"
+        method = request.method
+        if method not in _METHODS:
+            method = "OTHER"
         status = response.status_code
         metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
         if status in _AUTH_STATUSES:
