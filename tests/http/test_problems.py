@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import multiprocessing
 import re
 from pathlib import Path
 
@@ -113,19 +113,17 @@ def test_generated_request_ids_are_distinct_hex_across_batches_and_forks(
     assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in generated)
     assert len(set(generated)) == len(generated)
 
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: the ids left in the parent's batch must not be handed out again
-        try:
-            os.close(read)
-            ids = [offline_client.get("/health/live").headers["X-Request-ID"] for _ in range(5)]
-            os.write(write, " ".join(ids).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        in_child = pipe.read().split()
-    assert os.waitpid(child, 0)[1] == 0
+    fork = multiprocessing.get_context("fork")
+    receiving, sending = fork.Pipe(duplex=False)
+
+    def in_a_child() -> None:  # the ids left in the parent's batch must not be handed out again
+        sending.send([offline_client.get("/health/live").headers["X-Request-ID"] for _ in "12345"])
+
+    child = fork.Process(target=in_a_child)
+    child.start()
+    in_child = receiving.recv() if receiving.poll(60) else []
+    child.join(60)
+    assert child.exitcode == 0
     in_parent = [offline_client.get("/health/live").headers["X-Request-ID"] for _ in range(5)]
     assert len(in_child) == 5
     assert not set(in_child) & set(in_parent)
