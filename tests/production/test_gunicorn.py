@@ -86,7 +86,7 @@ def test_one_gevent_worker_serves_concurrent_requests_metrics_and_json_access_lo
         timeout=5,
     )
     assert item.status_code == 200
-    # The access line is written without a LogRecord (decision 95), redacted all the same.
+    # The access line is written without a LogRecord (decision 100), redacted all the same.
     token = jwt.encode({"sub": "someone"}, "x" * 32, algorithm="HS256")
     leaky = requests.get(
         f"{server.url}/public/metered/items/{token}",
