@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import Callable
 
+import prometheus_client
 import pytest
 import requests
 from flask import Flask
@@ -95,6 +96,24 @@ def test_request_metrics_read_as_prometheus_client_metrics_in_both_formats(
     assert sample(open_metrics, "http_requests_total", **labels) == 2
     assert sample(open_metrics, "http_requests_created", **labels) == created
     assert sample(open_metrics, "http_request_duration_seconds_count", **labels) == 2
+
+
+def test_request_metrics_leave_out_created_series_when_prometheus_client_does(
+    client: FlaskClient,
+) -> None:
+    """``PROMETHEUS_DISABLE_CREATED_SERIES`` (read by prometheus_client at import) holds for
+    the request metrics as for prometheus_client's own."""
+    assert client.get("/public/metered/items/c1").status_code == 200
+    labels = {"method": "GET", "route": "/public/metered/items/<item_id>", "status": "200"}
+    prometheus_client.disable_created_metrics()
+    try:
+        text = scrape(client)
+    finally:
+        prometheus_client.enable_created_metrics()
+    assert sample(text, "http_requests_total", **labels) == 1
+    assert "http_requests_created" not in text
+    assert "http_request_duration_seconds_created" not in text
+    assert sample(scrape(client), "http_requests_created", **labels) is not None
 
 
 def test_the_request_metrics_names_cannot_be_defined_again(app: Flask) -> None:

@@ -204,7 +204,8 @@ class _RequestMetrics:
             self.in_flight -= 1
 
     def collect(self) -> Iterator[Metric]:
-        created = prometheus_metrics._use_created
+        # PROMETHEUS_DISABLE_CREATED_SERIES, as prometheus_client reads it for its own metrics
+        created = getattr(prometheus_metrics, "_use_created", True)
         requests = Metric("http_requests", "HTTP requests", "counter")
         duration = Metric(
             "http_request_duration_seconds", "HTTP request latency until the response", "histogram"
