@@ -117,3 +117,47 @@ def test_a_malformed_upgrade_is_not_upgraded_and_gives_its_slot_back(
     client = socket_clients()
     client.connect(url, tokens["access_token"])  # the server serves on
     assert client.sio.connected
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
+    """A client frame (masked, as RFC 6455 requires of a client)."""
+    mask = b"\x01\x02\x03\x04"
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    elif len(payload) < 1 << 16:
+        head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def close_code(sock: socket.socket, received: bytes) -> int | None:
+    """The code of the server's close frame (frames before it skipped), None if the
+    connection ended without one."""
+    while True:
+        while len(received) < 2 or len(received) < 2 + (received[1] & 0x7F):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None
+            received += chunk
+        opcode, payload = first_frame(sock, received)
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big")
+        received = received[2 + (4 if received[1] & 0x7F == 126 else 0) + len(payload) :]
+
+
+def test_a_message_over_the_buffer_limit_is_refused_while_it_comes(serve: Serve) -> None:
+    """Engine.IO refuses a message longer than ``SOCKETIO_MAX_BUFFER`` only once it has
+    all come; the WebSocket ends one as soon as it has come past the limit (1009), so a
+    client (not yet connected, even) cannot have the worker hold a message without end."""
+    app, url = serve({"SOCKETIO_MAX_BUFFER": "4096"})
+    sock, head, rest = upgrade(url, UPGRADE)
+    try:
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        sock.sendall(masked_frame(0x1, b"4" + b"a" * 5000, fin=False))  # never finished
+        assert close_code(sock, rest) == 1009  # MESSAGE_TOO_BIG
+    finally:
+        sock.close()
+    door = manager_of(app).websocket.door
+    wait_until(lambda: door.open_connections() == 0, timeout=30)

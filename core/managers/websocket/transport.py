@@ -120,10 +120,15 @@ def install_handshake(eio_server: Any) -> None:
     base = eio_server._async.get("websocket")
     if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
         return  # another WebSocket server: left as it is
+    # Engine.IO refuses a message over its limit once all of it has come; engine.io builds
+    # its WebSocket with no arguments, so simple-websocket had no limit and held a message
+    # without end (an unconnected client's, even). With one it closes with 1009 as soon as
+    # a message goes past it.
+    limits = {"max_message_size": eio_server.max_http_buffer_size}
 
     class Accepting(base):  # type: ignore[valid-type,misc]
         def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-            self.ws = _Server(environ, **self.server_args)
+            self.ws = _Server(environ, **{**limits, **self.server_args})
             answer = self.app(self)
             if self.ws.mode == "gunicorn":
                 raise StopIteration()
