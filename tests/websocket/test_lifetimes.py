@@ -16,9 +16,11 @@ import requests
 import socketio
 
 from core.app_manager import get_app_manager
+from core.devstack import RedisServer
+from core.managers.websocket import manager as websocket_manager
 from core.testing import TEST_JWT_SECRET, Client, bearer, expired_access_token
-from modules.auth.testing import login
-from tests.support.servers import wait_until
+from modules.auth.testing import login, user_with_tokens
+from tests.support.servers import stopped, wait_until
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -63,6 +65,34 @@ def test_refresh_session_keeps_the_socket_past_its_first_token(
     [ended] = ada.socket.wait_for("session_ended", timeout=6)
     assert ended["code"] == "TOKEN_EXPIRED"
     assert time.time() >= exp_of(token)
+
+
+def test_an_expired_token_ends_its_socket_while_redis_is_down(
+    serve: Serve,
+    person: MakePerson,
+    socket_clients: Callable[[], Client],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Revocations and bans cannot be checked without Redis, expiry can: the sweep still
+    ends a socket whose token expired, in its batch or in one after a batch that failed
+    (one socket per batch here, the live one first)."""
+    monkeypatch.setattr(websocket_manager, "SWEEP_BATCH", 1)
+    app, url = serve()
+    bob = person(app, url)  # a token of the default lifetime: checked in Redis every sweep
+    _, tokens = user_with_tokens(app.test_client())
+    claims = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})
+    claims["exp"] = int(time.time()) + 3
+    kid = pyjwt.get_unverified_header(tokens["access_token"])["kid"]
+    short = pyjwt.encode(claims, TEST_JWT_SECRET, "HS256", headers={"kid": kid})
+    ada = socket_clients()
+    ada.connect(url, short)
+    with stopped(redis_server):
+        [ended] = ada.wait_for("session_ended", timeout=20)
+        assert ended["code"] == "TOKEN_EXPIRED"
+        assert time.time() >= claims["exp"]
+        wait_until(ada.disconnected.is_set, timeout=20)
+        assert not bob.socket.disconnected.is_set()
 
 
 def test_refresh_session_refuses_other_users_and_bad_tokens_and_keeps_the_old_one(

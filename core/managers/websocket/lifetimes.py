@@ -10,7 +10,9 @@ Every ``SOCKETIO_SWEEP_INTERVAL`` seconds each instance looks at its own sockets
   marks and the bans of its address, its user and its user's socket events; a second round
   trip only for the rare hits, to tell which); the manager hands the sockets over in
   batches (``manager.SWEEP_BATCH``), a round trip each: ``session_ended {code: TOKEN_REVOKED}`` or
-  ``{code: BANNED}``, then the socket is dropped.
+  ``{code: BANNED}``, then the socket is dropped. A batch whose round trip fails (Redis
+  down) still has its expired tokens ended (:meth:`Lifetimes.expired`), and the batches
+  after it go on.
 
 ``refresh_session {token}`` swaps a socket's token for a new access token of the same user
 (signature, claims and revocation checked like a connect's); a refused one leaves the old
@@ -105,9 +107,8 @@ class Lifetimes:
                 self._notify(
                     session.sid, "session_expiring", {"expires_at": expires_at(session.claims)}
                 )
-        expired = [s for s in sessions if s.claims["exp"] <= now]
+        endings = self.expired(sessions, now)
         live = [s for s in sessions if s.claims["exp"] > now]
-        endings = [Ending(s, "TOKEN_EXPIRED") for s in expired]
         if not live:
             return endings
         client = self.redis.client
@@ -126,6 +127,12 @@ class Lifetimes:
             for s, was_revoked in zip(hits, revoked, strict=True)
         )
         return endings
+
+    def expired(self, sessions: list[S], now: float | None = None) -> list[Ending[S]]:
+        """The sessions whose token expired (no Redis needed: what the sweep still ends
+        while Redis is down)."""
+        now = time.time() if now is None else now
+        return [Ending(s, "TOKEN_EXPIRED") for s in sessions if s.claims["exp"] <= now]
 
     def forget(self, sid: str) -> None:
         self._noticed.pop(sid, None)

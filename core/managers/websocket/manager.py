@@ -648,7 +648,7 @@ class WebSocketManager(Manager):
             try:
                 self.sweep()
             except (*RedisManager.unavailable_errors, DependencyUnavailable):
-                logger.warning("socket token sweep skipped: redis unavailable")
+                logger.warning("socket token sweep incomplete: redis unavailable")
             except Exception:  # a bug, or an error Redis answers: the next sweep may pass
                 logger.exception("socket token sweep failed")
 
@@ -665,19 +665,29 @@ class WebSocketManager(Manager):
         expired or was revoked, or whose address or user is banned (:mod:`.lifetimes`)."""
         dropped = []
         sessions = list(self.sessions.values())
-        endings = []
+        failure: Exception | None = None
         for start in range(0, len(sessions), SWEEP_BATCH):
-            endings += self.lifetimes.sweep(sessions[start : start + SWEEP_BATCH])
-        for ending in endings:
-            sid = ending.session.sid
-            # Straight to the socket, ahead of the disconnect: the client learns whether to
-            # refresh and reconnect (expired) or to log in again (revoked).
-            self._send_here(sid, "session_ended", {"code": ending.code, "message": ending.message})
-            self.socketio.server.disconnect(sid, ignore_queue=True)
-            if self.sessions.pop(sid, None) is not None:
-                self.metrics.socket_disconnected()
-                self.forget(sid)
-            dropped.append(sid)
+            batch = sessions[start : start + SWEEP_BATCH]
+            try:
+                endings = self.lifetimes.sweep(batch)
+            except Exception as error:  # noqa: BLE001 - raised once the other batches are done
+                # The batch's revocations and bans are unknown (Redis down, say), its
+                # expired tokens are not: they end all the same, and the next batch goes on.
+                failure = failure or error
+                endings = self.lifetimes.expired(batch)
+            for ending in endings:
+                sid = ending.session.sid
+                # Straight to the socket, ahead of the disconnect: the client learns whether
+                # to refresh and reconnect (expired) or to log in again (revoked).
+                data = {"code": ending.code, "message": ending.message}
+                self._send_here(sid, "session_ended", data)
+                self.socketio.server.disconnect(sid, ignore_queue=True)
+                if self.sessions.pop(sid, None) is not None:
+                    self.metrics.socket_disconnected()
+                    self.forget(sid)
+                dropped.append(sid)
+        if failure is not None:
+            raise failure
         return dropped
 
     def _refresh_session(self, session: SocketSession, data: RefreshSession) -> dict[str, Any]:
