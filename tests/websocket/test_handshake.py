@@ -93,6 +93,23 @@ def test_an_upgrade_is_answered_per_rfc_6455_without_extensions(serve: Serve) ->
     wait_until(lambda: door.open_connections() == 0, timeout=30)
 
 
+@pytest.mark.parametrize("key", ["x\rSet-Cookie: a=b", "x\nSet-Cookie: a=b", "x\x00y"])
+def test_a_key_never_reaches_the_answer_but_through_its_hash(serve: Serve, key: str) -> None:
+    """The threaded dev server lets control characters through in a header (gunicorn
+    answers 400): nothing of the key is written as it came, and an upgrade's answer is
+    RFC 6455's three headers alone."""
+    _, url = serve()
+    sock, head, _ = upgrade(url, {**UPGRADE, "Sec-WebSocket-Key": key})
+    sock.close()
+    assert head, "no answer"
+    assert b"set-cookie" not in head.lower(), head
+    assert b"\x00" not in head, head
+    lines = head.split(b"\r\n")
+    if lines[0].startswith(b"HTTP/1.1 101 "):
+        names = sorted(line.partition(b":")[0].lower() for line in lines[1:])
+        assert names == [b"connection", b"sec-websocket-accept", b"upgrade"], head
+
+
 @pytest.mark.parametrize(
     "change",
     [
