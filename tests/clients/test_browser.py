@@ -329,6 +329,30 @@ def test_the_page_refreshes_its_session_in_band_before_the_token_expires(
     assert driver.execute_script("return window.__sockets.length") == 1
 
 
+def _page_and_two_joining(
+    url: str,
+    browser: Callable[[str], webdriver.Chrome],
+    socket_clients: Callable[[], Client],
+    room: str,
+) -> tuple[ChatPage, tuple[dict[str, Any], ...], list[Client], str, list[dict[str, Any]]]:
+    """ada's page joins (creates) ``room``; bob and cat join it over Socket.IO, one after the
+    other: the page, the three users, bob's and cat's clients, the room id, their join acks."""
+    http = RemoteClient(url)
+    people = (register(http), register(http), register(http))  # type: ignore[arg-type]
+    page = ChatPage(browser("ada"), url)
+    page.log_in(people[0]["email"])
+    page.join(room)
+    others, acks = [], []
+    room_id = ""
+    for who in people[1:]:
+        other = socket_clients()
+        other.connect(url, login(http, who["email"])["access_token"])  # type: ignore[arg-type]
+        room_id = next(r["id"] for r in other.call("list_rooms", {})["rooms"] if r["name"] == room)
+        acks.append(other.call("join_room", {"room_id": room_id}))
+        others.append(other)
+    return page, people, others, room_id, acks
+
+
 @pytest.mark.parametrize("serve", ["gunicorn"], indirect=True)
 def test_the_page_shows_how_many_are_in_a_large_room(
     serve: Serve,
@@ -338,21 +362,13 @@ def test_the_page_shows_how_many_are_in_a_large_room(
     """Past ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a room sends ``room_presence`` (a count)
     instead of ``user_joined``/``user_left``: the page lists whom it knows and how many
     more there are, and says nobody joined or left."""
-    url = serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "1", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"})
-    http = RemoteClient(url)
-    ada, bob, cat = register(http), register(http), register(http)  # type: ignore[arg-type]
-    page = ChatPage(browser("ada"), url)
-    page.log_in(ada["email"])
-    page.join("crowd")
-    others = []
-    for who in (bob, cat):
-        other = socket_clients()
-        other.connect(url, login(http, who["email"])["access_token"])  # type: ignore[arg-type]
-        room_id = next(
-            r["id"] for r in other.call("list_rooms", {})["rooms"] if r["name"] == "crowd"
-        )
-        assert other.call("join_room", {"room_id": room_id})["member_count"] == len(others) + 2
-        others.append(other)
+    page, (ada, _, _), others, room_id, acks = _page_and_two_joining(
+        serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "1", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"}),
+        browser,
+        socket_clients,
+        "crowd",
+    )
+    assert [ack["member_count"] for ack in acks] == [2, 3]
     page.until(lambda: page.members() == f"{ada['username']} and 2 more", "the count of 3")
 
     assert others[1].call("leave_room", {"room_id": room_id}) == {"ok": True}
@@ -371,21 +387,13 @@ def test_the_page_lists_who_is_in_a_room_back_at_the_limit(
     """A user the page listed leaves while the room is large (a count, no ``user_left``);
     the ``room_presence`` that brings the room back to ``SOCKETIO_PRESENCE_EVENTS_MAX``
     lists who is in it, and the page shows them, not the user who left."""
-    url = serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "2", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"})
-    http = RemoteClient(url)
-    ada, bob, cat = register(http), register(http), register(http)  # type: ignore[arg-type]
-    page = ChatPage(browser("ada"), url)
-    page.log_in(ada["email"])
-    page.join("shrinks")
-    others = []
-    for who in (bob, cat):
-        other = socket_clients()
-        other.connect(url, login(http, who["email"])["access_token"])  # type: ignore[arg-type]
-        room_id = next(
-            r["id"] for r in other.call("list_rooms", {})["rooms"] if r["name"] == "shrinks"
-        )
-        assert other.call("join_room", {"room_id": room_id})["ok"] is True
-        others.append(other)
+    page, (ada, bob, cat), others, room_id, acks = _page_and_two_joining(
+        serve({"SOCKETIO_PRESENCE_EVENTS_MAX": "2", "SOCKETIO_ROOM_PRESENCE_INTERVAL": "0.5"}),
+        browser,
+        socket_clients,
+        "shrinks",
+    )
+    assert [ack["ok"] for ack in acks] == [True, True]
     names = sorted([ada["username"], bob["username"]])
     page.until(lambda: page.members() == f"{', '.join(names)} and 1 more", "the count of 3")
 
