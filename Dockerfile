@@ -73,7 +73,7 @@ RUN python -m compileall -q /app
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
-EXPOSE 8000 9464
+EXPOSE 8000 9464 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('PORT', '8000'), timeout=3)"]
 ENTRYPOINT ["gunicorn", "--config", "/app/gunicorn.conf.py"]

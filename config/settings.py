@@ -256,6 +256,12 @@ class Settings(SettingsModel):
     audit_digest_key: str | None = secret(None)
     #: Serve /metrics on this separate port instead of the app's port (None: the app's port).
     metrics_port: int | None = Field(None, ge=1, le=65535)
+    #: Answer ``GET /health/live`` on this port too, from a thread beside the worker's loop
+    #: (core/http/liveness.py): fast while the loop is busy, 503 once it lags past
+    #: LIVENESS_MAX_LAG. None: not served (the app's port answers /health/live either way).
+    health_port: int | None = Field(None, ge=1, le=65535)
+    #: Seconds the worker's loop may be late on its beat before HEALTH_PORT answers 503.
+    liveness_max_lag: float = Field(10.0, gt=0)
 
     # Socket.IO.
     socketio_ping_interval: float = Field(25.0, gt=0)
@@ -377,6 +383,7 @@ class Settings(SettingsModel):
         "vault_transit_key",
         "docs_enabled",
         "metrics_port",
+        "health_port",
         "audit_digest_key",
         "otel_exporter_otlp_endpoint",
         "otel_exporter_otlp_traces_endpoint",

@@ -93,7 +93,7 @@ def build(manager: AppManager) -> Flask:
     routing = app.extensions[ROUTING] = Routing()
 
     stack.install(app, manager, routing)  # the HTTP stack: core.http.stack.HTTP_STACK
-    app.register_blueprint(health.bp)
+    health.install(app, manager)
     http_metrics.install(app, manager)
     manager.modules.load(app, manager, manager.websocket.events)
     for module, directory in manager.modules.migration_dirs():

@@ -1,24 +1,55 @@
 """Operational routes: liveness, readiness and module status.
 
-``/health/live`` checks nothing but the process. ``/health/ready`` runs every dependency check
-in parallel, each bounded by ``HEALTH_CHECK_TIMEOUT``, so one hung dependency cannot hang the
-probe; it answers 503 while any check fails or while the process is draining. It is public
-and exempt from limits, so the result is shared (``AppManager.readiness``): one run per
-``HEALTH_READY_CACHE_SECONDS``, concurrent callers wait for the run in flight. Draining is
-never cached.
+``/health/live`` checks nothing but the process; with ``HEALTH_PORT`` it is answered on that
+port too, from a thread beside the worker's loop (:mod:`core.http.liveness`).
+``/health/ready`` runs every dependency check in parallel, each bounded by
+``HEALTH_CHECK_TIMEOUT``, so one hung dependency cannot hang the probe; it answers 503 while
+any check fails or while the process is draining. It is public and exempt from limits, so the
+result is shared (``AppManager.readiness``): one run per ``HEALTH_READY_CACHE_SECONDS``,
+concurrent callers wait for the run in flight. Draining is never cached.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from core.app_manager import get_app_manager
 from core.edge.principal import OPERATOR, PUBLIC
+from core.http.liveness import LivenessPort, LoopBeat, live_answer
 from core.http.routes import Routes
 
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from core.app_manager import AppManager
+
 bp = Routes("health", __name__)
+
+
+def install(app: Flask, app_manager: AppManager) -> None:
+    """Register the health routes, and serve ``HEALTH_PORT`` from ``app.started`` to
+    ``app.stopping`` when it is set."""
+    app.register_blueprint(bp)
+    settings = app_manager.settings
+    if settings.health_port is None:
+        return
+    beat = LoopBeat()
+    port = LivenessPort(
+        settings.host, settings.health_port, live_answer(beat, settings.liveness_max_lag)
+    )
+
+    def start(**_: Any) -> None:
+        beat.start()
+        port.start()
+
+    def stop(**_: Any) -> None:
+        port.stop()
+        beat.stop()
+
+    app_manager.hooks.register("app.started", start, strict=True)
+    app_manager.hooks.register("app.stopping", stop)
 
 
 class Live(BaseModel):

@@ -148,7 +148,11 @@ def test_probes_hit_health_routes_that_exist_in_the_app(rendered: Rendered, app:
     probes = {name: container[name] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
     for probe in probes.values():
         assert probe["httpGet"]["path"] in routes
-        assert probe["httpGet"]["port"] == "http"
+    # Liveness on HEALTH_PORT (answered beside the loop, core/http/liveness.py); the others on
+    # the app's port, where they prove the app serves.
+    assert probes["livenessProbe"]["httpGet"]["port"] == "health"
+    assert probes["startupProbe"]["httpGet"]["port"] == "http"
+    assert probes["readinessProbe"]["httpGet"]["port"] == "http"
     # Liveness checks only the process: a store outage must not restart pods.
     assert probes["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert probes["readinessProbe"]["httpGet"]["path"] == "/health/ready"
@@ -163,11 +167,15 @@ def test_ports_agree_between_settings_gunicorn_container_service_and_ingress(
     http, metrics = rendered.container_port("http"), rendered.container_port("metrics")
     assert http == int(config["PORT"])
     assert metrics == int(config["METRICS_PORT"])
+    assert rendered.container_port("health") == int(config["HEALTH_PORT"])
     assert gunicorn_config(config)["bind"] == [f"{config['HOST']}:{http}"]
 
     service = rendered.one("Service")
     container_port_names = {port["name"] for port in rendered.container["ports"]}
-    assert {port["targetPort"] for port in service["spec"]["ports"]} == container_port_names
+    # every port but the kubelet's (HEALTH_PORT) is behind the Service
+    assert {port["targetPort"] for port in service["spec"]["ports"]} == container_port_names - {
+        "health"
+    }
     backend = rendered.one("Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
     assert backend["service"]["name"] == service["metadata"]["name"]
     assert backend["service"]["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
@@ -279,7 +287,8 @@ def test_network_policy_allows_only_dns_the_stores_and_vault_out(rendered: Rende
 
     ports = {port["name"] for port in rendered.container["ports"]}
     ingress = [p["port"] for rule in policy["ingress"] for p in rule["ports"]]
-    assert sorted(ingress) == sorted(ports)
+    # every port is opened to its one source, but the kubelet's (from the node: no rule)
+    assert sorted(ingress) == sorted(ports - {"health"})
     sources = {
         rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         for rule in policy["ingress"]

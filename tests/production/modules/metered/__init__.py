@@ -1,4 +1,5 @@
-"""Routes with URL variables, a failing view and a PostgreSQL wait, for the production tests."""
+"""Routes with URL variables, a failing view, a PostgreSQL wait and a held loop, for the
+production tests."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ def pg_sleep() -> ResponseReturnValue:
     seconds = float(request.args.get("seconds", "1"))
     get_app_manager().database.postgres.execute("SELECT pg_sleep(%s)", (seconds,))
     return jsonify(slept=seconds)
+
+
+@bp.get("/public/metered/hold-loop")
+def hold_loop() -> ResponseReturnValue:
+    """Holds the worker's loop (a sleep that does not yield under gevent): a stalled loop."""
+    from gevent.monkey import get_original
+
+    seconds = float(request.args.get("seconds", "1"))
+    get_original("time", "sleep")(seconds)
+    return jsonify(held=seconds)
 
 
 class Module(BaseModule):
