@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis import Redis
 
 from core.devstack import RedisServer
 from core.testing import Client, bearer, manager_of
-from tests.support.servers import wait_until
+from tests.support.servers import stopped, wait_until
 from tests.websocket.conftest import Person
 
 Serve = Callable[..., tuple[Any, str]]
@@ -165,3 +166,86 @@ def test_the_heartbeat_and_the_sweep_outlive_an_error_redis_answers(
     )
     assert response.status_code == 204
     assert ada.socket.disconnected.wait(15)  # the sweep runs again
+
+
+def test_a_disconnect_while_redis_is_down_is_settled_once_it_answers(
+    serve: Serve, person: MakePerson, redis_server: RedisServer
+) -> None:
+    """Bob's socket closes while Redis is down, so its instance cannot remove his presence
+    then: it owes it, and once Redis answers again its next heartbeat removes it. The room
+    hears that he left, and every member list, on either instance, is true again."""
+    # A beat every 2 s, alive for 8 s: the outage takes nobody for dead.
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "12"})
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "12"})
+    ada, bob = person(app_a, url_a), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "outage"})["room"]
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    [joined] = ada.socket.wait_for("user_joined")
+    assert joined["user"]["user_id"] == bob.id
+    manager_b = manager_of(app_b).websocket
+
+    with stopped(redis_server):
+        bob.socket.close()
+        wait_until(lambda: not manager_b.sessions, what="bob's disconnect handled")
+
+    [left] = ada.socket.wait_for("user_left", timeout=30)
+    assert left == {"room_id": room["id"], "user": joined["user"]}
+    members = ada.call("room_members", {"room_id": room["id"]})
+    assert [m["user_id"] for m in members["members"]] == [ada.id]
+    assert members["member_count"] == 1
+    # A newcomer on bob's instance is told the same.
+    cid = person(app_b, url_b)
+    ack = cid.call("join_room", {"room_id": room["id"]})
+    assert {m["user_id"] for m in ack["members"]} == {ada.id, cid.id}
+    assert ack["member_count"] == 2
+    # Nothing of bob's socket is left to count against him either.
+    admin = Redis.from_url(redis_server.url)
+    assert admin.scard(manager_b.redis.key("ws", "user", bob.id, "sids")) == 0
+
+
+def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_gone(
+    serve: Serve, person: MakePerson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B was taken for dead and records its sockets again; bob's socket disconnects while B
+    writes his, after his disconnect found nothing to remove. No hook pauses the restore, so
+    the test disconnects bob from inside the write of his record (the real one, to the real
+    Redis, runs right after); B checks after its write and removes him again."""
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "600"})
+    ada, bob, cid = person(app_a, url_a), person(app_b, url_b), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "restore"})["room"]
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    assert cid.call("join_room", {"room_id": room["id"]})["ok"] is True
+    manager_a = manager_of(app_a).websocket
+    manager_b = manager_of(app_b).websocket
+    [bob_sid] = [s.sid for s in manager_b.sessions.values() if s.user_id == bob.id]
+    manager_b.redis.client.delete(
+        manager_b.redis.key("ws", "instance", manager_b.instance, "alive")
+    )
+    assert manager_a.reap_dead_instances() == 2  # bob's and cid's sockets, taken for dead
+
+    record = manager_b.rooms._record_socket
+
+    def disconnecting_first(pipe: Any, sid: str, *args: Any) -> None:
+        if sid == bob_sid:
+            bob.socket.close()
+            # B's disconnect handler ran (found nothing to remove) and the socket left its
+            # rooms here.
+            wait_until(
+                lambda: (
+                    bob_sid not in manager_b.sessions
+                    and not manager_b.socketio.server.rooms(bob_sid, namespace="/")
+                ),
+                what="bob's disconnect handled",
+            )
+        record(pipe, sid, *args)
+
+    monkeypatch.setattr(manager_b.rooms, "_record_socket", disconnecting_first)
+    manager_b.heartbeat()  # B is alive after all: cid is back, bob is not
+    monkeypatch.undo()
+
+    members = ada.call("room_members", {"room_id": room["id"]})
+    assert {m["user_id"] for m in members["members"]} == {ada.id, cid.id}
+    assert members["member_count"] == 2
+    assert manager_a.reap_dead_instances() == 0
+    assert not manager_b.rooms.is_in(room["id"], bob_sid)

@@ -79,6 +79,15 @@ NOTICE_MARGIN = 0.05
 #: probe waited.
 SWEEP_BATCH = 500
 
+#: Sockets whose presence this instance owes Redis at most (a write Redis did not answer,
+#: settled at a later heartbeat): past it the oldest debt is dropped, and that socket's
+#: presence stays until this instance dies (every other instance's reap removes it then).
+OWED_MAX = 50_000
+
+#: Times one settling of a socket writes its presence again when the socket's rooms moved
+#: while it wrote; after that the socket is owed to the next heartbeat.
+SETTLE_TRIES = 3
+
 
 class SessionEnded(BaseModel):
     """Why the server is about to drop this socket."""
@@ -236,6 +245,9 @@ class WebSocketManager(Manager):
         #: :meth:`close` sends those still waiting (nobody else would until the next change).
         self._notices: dict[object, str] = {}
         self._threads: list[threading.Thread] = []
+        #: This instance's sockets whose presence Redis may hold wrongly (a write it did not
+        #: answer), oldest first, with their user when known: :meth:`settle_presence`.
+        self._owed: dict[str, dict[str, str] | None] = {}
         self.messages_in = self.messages_out = 0
         #: The app's Socket.IO events, client and server (``/asyncapi.json`` lists them).
         self.events = SocketEvents(self._serve)
@@ -405,13 +417,19 @@ class WebSocketManager(Manager):
         user = admit(self.admission, auth, request.remote_addr)
         ip = self.rate_limiter.ip_identifier(request.remote_addr)
         session = SocketSession(sid, user.id, user.name, user.claims, ip)
-        if not self.rooms.register_socket(
-            sid,
-            session.user_id,
-            session.username,
-            self.instance,
-            self.settings.socketio_max_sockets_per_user,
-        ):
+        try:
+            registered = self.rooms.register_socket(
+                sid,
+                session.user_id,
+                session.username,
+                self.instance,
+                self.settings.socketio_max_sockets_per_user,
+            )
+        except RedisManager.unavailable_errors:
+            # Refused, and maybe recorded (the answer lost, or the over-cap undo failed).
+            self._owe(sid, session.user)
+            raise
+        if not registered:
             raise TooManyRequests(
                 "Too many open sockets for this user; close one first.",
                 code="TOO_MANY_SOCKETS",
@@ -431,18 +449,96 @@ class WebSocketManager(Manager):
             self.metrics.socket_disconnected()
             self.forget(sid)
 
-    def forget(self, sid: str) -> None:
-        """Drop a socket's presence and tell the rooms it was in that its user left."""
+    def forget(self, sid: str, user: dict[str, str] | None = None) -> None:
+        """Drop the presence of a socket of this instance that is gone, and tell the rooms it
+        was in that its user left (``user``: whose it was, when known); owed when Redis does
+        not answer."""
         self.delivery.forget(sid)
         self.lifetimes.forget(sid)
+        self._settle(sid, user)
+
+    def _drop(self, sid: str, user: dict[str, str] | None = None) -> None:
+        """Remove a socket's presence (any instance's) and tell its rooms; raises when Redis
+        does not answer."""
+        with self.gate:
+            info, changes = self.rooms.drop_socket(sid, (user or {}).get("user_id", ""))
+        if not info.get("username") and user is not None:
+            info["username"] = user.get("username", "")
+        left = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
+        for change in changes:
+            self._announce("user_left", change, left)
+
+    def _settle(self, sid: str, user: dict[str, str] | None = None) -> None:
+        """Make Redis hold the truth about this instance's socket ``sid`` (:meth:`_reconcile`);
+        when Redis does not answer, owe it (:meth:`settle_presence`)."""
         try:
+            self._reconcile(sid, user)
+        except RedisManager.unavailable_errors:
+            logger.warning(
+                "socket presence not cleaned: redis unavailable (owed until it answers)",
+                extra={"sid": sid},
+            )
+            self._owe(sid, user)
+
+    def _reconcile(self, sid: str, user: dict[str, str] | None = None) -> None:
+        """Write the presence of this instance's socket ``sid`` as the instance knows it: none
+        when it is gone (a sid never comes back), else the socket in the rooms it is in here.
+        Checked after the write: a disconnect, join or leave meanwhile changes what the
+        instance knows before it writes Redis, so one seen after the write is written again,
+        and one not seen writes after this (decision 101)."""
+        for _ in range(SETTLE_TRIES):
+            session = self.sessions.get(sid)
+            if session is None:
+                self._drop(sid, user)
+                return
+            rooms = self._rooms_here(sid)
             with self.gate:
-                info, changes = self.rooms.drop_socket(sid)
-                user = {"user_id": info.get("user_id", ""), "username": info.get("username", "")}
-                for change in changes:
-                    self._announce("user_left", change, user)
-        except (redis.ConnectionError, redis.TimeoutError):
-            logger.warning("socket presence not cleaned: redis unavailable", extra={"sid": sid})
+                left, entered = self.rooms.settle_socket(
+                    sid, session.user_id, session.username, self.instance, rooms
+                )
+            for change in left:
+                self._announce("user_left", change, session.user)
+            for change in entered:
+                self._announce("user_joined", change, session.user, skip_sid=sid)
+            if sid in self.sessions and self._rooms_here(sid) == rooms:
+                return
+            user = session.user
+        self._owe(sid, user)
+
+    def _rooms_here(self, sid: str) -> list[str]:
+        """The rooms this instance's socket ``sid`` is in, sorted (its own room not)."""
+        return sorted(r for r in self.socketio.server.rooms(sid, namespace="/") if r != sid)
+
+    def _owe(self, sid: str, user: dict[str, str] | None) -> None:
+        """Remember that Redis may hold ``sid``'s presence wrongly (bounded: ``OWED_MAX``)."""
+        known = self._owed.pop(sid, None)
+        self._owed[sid] = user or known
+        if len(self._owed) > OWED_MAX:
+            oldest = next(iter(self._owed))
+            self._owed.pop(oldest, None)
+            logger.error("socket presence debt dropped: too many owed", extra={"sid": oldest})
+
+    def owed(self) -> int:
+        """How many sockets' presence this instance owes Redis."""
+        return len(self._owed)
+
+    def settle_presence(self) -> int:
+        """Settle the presence this instance owes (oldest first; stops at the first write
+        Redis does not answer, the rest waits for the next beat); returns how many settled."""
+        settled = 0
+        for sid in list(self._owed):
+            if sid not in self._owed:
+                continue
+            user = self._owed.pop(sid)
+            try:
+                self._reconcile(sid, user)
+            except RedisManager.unavailable_errors:
+                self._owe(sid, user)
+                raise
+            settled += 1
+        if settled:
+            logger.info("socket presence settled", extra={"sockets": settled})
+        return settled
 
     def emit(
         self, event: str, data: dict[str, Any], room: str, skip_sid: str | None = None
@@ -498,6 +594,7 @@ class WebSocketManager(Manager):
         the socket before any live message of the room with a higher ``seq``
         (:mod:`~core.managers.websocket.delivery`)."""
         self.delivery.hold(session.sid, room)
+        was_here = room in self.socketio.server.rooms(session.sid, namespace="/")
         try:
             join_room(room, sid=session.sid, namespace="/")
             recovery = self.log.since(room, since)
@@ -505,12 +602,18 @@ class WebSocketManager(Manager):
             self.delivery.release(session.sid, room, None)
             raise
         after_ack(lambda: self.delivery.release(session.sid, room, recovery.seq))
-        change = self.rooms.enter(room, session.sid, session.user_id, session.username)
+        try:
+            change = self.rooms.enter(room, session.sid, session.user_id, session.username)
+        except RedisManager.unavailable_errors:
+            # Not in the room, as the error ack says; the script may have run all the same.
+            if not was_here:
+                self.socketio.server.leave_room(session.sid, room, namespace="/")
+            self._owe(session.sid, session.user)
+            raise
         if not self.is_connected(session.sid):
             # The socket left meanwhile: its disconnect cleaned up already and would not again,
             # and may have read the socket's rooms before this one was entered.
-            self.rooms.leave(room, session.sid, session.user_id)
-            self.forget(session.sid)
+            self.forget(session.sid, session.user)
         else:
             self._announce("user_joined", change, session.user, skip_sid=session.sid)
         return recovery
@@ -518,11 +621,21 @@ class WebSocketManager(Manager):
     def leave(self, session: SocketSession, room: str) -> bool:
         """Take ``session``'s socket out of ``room`` (the others get ``user_left`` when it was
         the user's last socket there, or a ``room_presence`` in a large room); False when the
-        socket was not in it."""
-        change = self.rooms.leave(room, session.sid, session.user_id)
+        socket was not in it. Out of the room here first, then in Redis: what this instance
+        knows moves before what it writes (:meth:`_reconcile` relies on it)."""
+        server = self.socketio.server
+        was_here = room in server.rooms(session.sid, namespace="/")
+        server.leave_room(session.sid, room, namespace="/")
+        try:
+            change = self.rooms.leave(room, session.sid, session.user_id)
+        except RedisManager.unavailable_errors:
+            # Still in the room, as the error ack says; the script may have run all the same.
+            if was_here:
+                server.enter_room(session.sid, room, namespace="/")
+            self._owe(session.sid, session.user)
+            raise
         if not change.moved:
             return False
-        self.socketio.server.leave_room(session.sid, room, namespace="/")
         self._announce("user_left", change, session.user)
         return True
 
@@ -607,27 +720,33 @@ class WebSocketManager(Manager):
     def heartbeat(self) -> None:
         """One beat: alive for 2/3 of ``SOCKETIO_PRESENCE_TTL`` (four beats missed make this
         instance dead, found within 1/6 more by another's beat: its presence is gone within
-        the TTL); presence restored if it was taken for dead; dead instances cleaned; rooms
+        the TTL); presence restored if it was taken for dead; the presence it owes (writes
+        Redis did not answer) settled; dead instances cleaned; rooms
         empty for ``SOCKETIO_ROOM_EMPTY_TTL`` handed to the ``socket.room_empty`` hook (the
         feature that made a room deletes it), each on one instance."""
         if self.rooms.heartbeat(self.instance, self.settings.socketio_presence_ttl * 2 / 3):
             self.restore_presence()
+        self.settle_presence()
         self.reap_dead_instances()
         for room in self.rooms.expired_empty(self.settings.socketio_room_empty_ttl):
             self.hooks.emit("socket.room_empty", room_id=room)
 
     def restore_presence(self) -> int:
-        """Record this instance's sockets again (another instance took it for dead)."""
-        server = self.socketio.server
-        for session in list(self.sessions.values()):
-            rooms = [r for r in server.rooms(session.sid, namespace="/") if r != session.sid]
-            for change in self.rooms.restore_socket(
-                session.sid, session.user_id, session.username, self.instance, rooms
-            ):
-                self._announce("user_joined", change, session.user, skip_sid=session.sid)
-        if self.sessions:
-            logger.warning("socket presence restored", extra={"sockets": len(self.sessions)})
-        return len(self.sessions)
+        """Record this instance's sockets again (another instance took it for dead), each
+        checked after its write (:meth:`_reconcile`: one that disconnected meanwhile is
+        removed again); those not written when Redis stops answering are owed."""
+        sids = list(self.sessions)
+        for done, sid in enumerate(sids):
+            try:
+                self._reconcile(sid)
+            except RedisManager.unavailable_errors:
+                for rest in sids[done:]:
+                    session = self.sessions.get(rest)
+                    self._owe(rest, session.user if session is not None else None)
+                raise
+        if sids:
+            logger.warning("socket presence restored", extra={"sockets": len(sids)})
+        return len(sids)
 
     def reap_dead_instances(self) -> int:
         """Remove the presence of sockets whose instance stopped heartbeating."""
@@ -636,7 +755,7 @@ class WebSocketManager(Manager):
             if instance == self.instance or not self.rooms.claim_reap(instance):
                 continue
             for sid in self.rooms.instance_sids(instance):
-                self.forget(sid)
+                self._drop(sid)  # raises when Redis does not answer: reaped again later
                 reaped += 1
             self.rooms.forget_instance(instance)
             logger.info("dead socket instance cleaned", extra={"instance": instance})

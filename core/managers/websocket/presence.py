@@ -21,7 +21,9 @@ set of sockets and the per-user counts always move together, whichever instance 
 every cost of a join or a leave is O(1) in the room's size (decision 96). A socket's presence
 is removed when it disconnects; an instance that stops heartbeating is
 presumed crashed and any other instance removes its sockets' presence. An instance that was
-only slow finds itself unlisted at its next heartbeat and records its sockets again.
+only slow finds itself unlisted at its next heartbeat and records its sockets again. A write
+of an instance's own socket that Redis did not answer is owed and settled at a later
+heartbeat (``WebSocketManager.settle_presence``, decision 101).
 """
 
 from __future__ import annotations
@@ -250,13 +252,16 @@ class PresenceStore:
         """How many users have a socket in the room, on any instance."""
         return int(self.client.hlen(self.redis.key(NAMESPACE, "room", room_id, "users")))
 
-    def drop_socket(self, sid: str) -> tuple[dict[str, str], list[Change]]:
+    def drop_socket(self, sid: str, user_id: str = "") -> tuple[dict[str, str], list[Change]]:
         """Remove a socket's presence everywhere; returns its user and what leaving each of
-        its rooms changed."""
+        its rooms changed. ``user_id`` is whose it is when its record is gone already (a
+        join that entered a room after the socket's disconnect had removed it)."""
         info = {
             text(k): text(v)
             for k, v in self.client.hgetall(self.redis.key(NAMESPACE, "sid", sid)).items()
         }
+        if user_id and not info.get("user_id"):
+            info["user_id"] = user_id
         rooms = sorted(
             text(r) for r in self.client.smembers(self.redis.key(NAMESPACE, "sid", sid, "rooms"))
         )
@@ -286,15 +291,20 @@ class PresenceStore:
             added, _ = pipe.execute()
         return bool(added)
 
-    def restore_socket(
+    def settle_socket(
         self, sid: str, user_id: str, username: str, instance: str, room_ids: Iterable[str]
-    ) -> list[Change]:
-        """Record a live socket's presence again in ``room_ids``, the rooms it is in (after its
-        instance was taken for dead); returns what entering each changed."""
+    ) -> tuple[list[Change], list[Change]]:
+        """Record a live socket's presence as its instance knows it: the socket, in exactly
+        ``room_ids`` (after its instance was taken for dead, or a write that failed); returns
+        what leaving the rooms it is recorded in and should not be, and entering its rooms,
+        changed."""
+        rooms = sorted(set(room_ids))
         with self.client.pipeline(transaction=True) as pipe:
             self._record_socket(pipe, sid, user_id, username, instance)
-            pipe.execute()
-        return self._enter(sid, user_id, username, sorted(room_ids))
+            pipe.smembers(self.redis.key(NAMESPACE, "sid", sid, "rooms"))
+            recorded = {text(r) for r in pipe.execute()[-1]}
+        left = self._leave(sid, user_id, sorted(recorded.difference(rooms)))
+        return left, self._enter(sid, user_id, username, rooms)
 
     def dead_instances(self) -> list[str]:
         instances = sorted(
