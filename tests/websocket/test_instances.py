@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
+import socketio
 from redis import Redis
 
 from core.devstack import RedisServer
 from core.testing import Client, bearer, manager_of
+from modules.auth.testing import user_with_tokens
 from tests.support.servers import stopped, wait_until
 from tests.websocket.conftest import Person
 
@@ -249,3 +252,64 @@ def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_go
     assert members["member_count"] == 2
     assert manager_a.reap_dead_instances() == 0
     assert not manager_b.rooms.is_in(room["id"], bob_sid)
+
+
+def test_a_join_whose_answer_redis_lost_leaves_no_member_behind(
+    serve: Serve, person: MakePerson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis runs the join's script but its answer never comes (a timeout after the write):
+    the ack says DEPENDENCY_UNAVAILABLE, so the socket is not in the room here, and the
+    instance's next heartbeat takes it out of Redis too."""
+    app, url = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    ada, bob = person(app, url), person(app, url)
+    room = ada.call("create_room", {"name": "lost join"})["room"]
+    manager = manager_of(app).websocket
+    enter = manager.rooms._enter
+
+    def answer_lost(*args: Any) -> Any:
+        enter(*args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(manager.rooms, "_enter", answer_lost)
+    ack = bob.call("join_room", {"room_id": room["id"]})
+    monkeypatch.undo()
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+
+    manager.heartbeat()
+    members = ada.call("room_members", {"room_id": room["id"]})
+    assert [m["user_id"] for m in members["members"]] == [ada.id]
+    assert members["member_count"] == 1
+    sent = bob.call("send_message", {"room_id": room["id"], "body": "am I in?"})
+    assert sent["error"]["code"] == "NOT_IN_ROOM"
+    # Joining again works as a first join: the room hears it.
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    assert [e["user"]["user_id"] for e in ada.socket.wait_for("user_joined")] == [bob.id]
+
+
+def test_a_connect_whose_registration_answer_redis_lost_holds_no_socket_of_the_user(
+    serve: Serve, socket_clients: Callable[[], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis records a connecting socket but its answer never comes: the connect is refused
+    (DEPENDENCY_UNAVAILABLE) and the next heartbeat removes the record, so it does not count
+    against the user's cap of one socket."""
+    app, url = serve({"SOCKETIO_PRESENCE_TTL": "600", "SOCKETIO_MAX_SOCKETS_PER_USER": "1"})
+    _, tokens = user_with_tokens(app.test_client())
+    manager = manager_of(app).websocket
+    register = manager.rooms.register_socket
+
+    def answer_lost(*args: Any) -> bool:
+        register(*args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(manager.rooms, "register_socket", answer_lost)
+    refused = socket_clients()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(url, tokens["access_token"])
+    monkeypatch.undo()
+    assert refused.connect_error["code"] == "DEPENDENCY_UNAVAILABLE"
+
+    manager.heartbeat()
+    again = socket_clients()
+    again.connect(url, tokens["access_token"])  # not TOO_MANY_SOCKETS
+    assert again.call("list_rooms", {})["ok"] is True
