@@ -248,6 +248,7 @@ class WebSocketManager(Manager):
         #: This instance's sockets whose presence Redis may hold wrongly (a write it did not
         #: answer), oldest first, with their user when known: :meth:`settle_presence`.
         self._owed: dict[str, dict[str, str] | None] = {}
+        self._owed_lock = threading.Lock()
         self.messages_in = self.messages_out = 0
         #: The app's Socket.IO events, client and server (``/asyncapi.json`` lists them).
         self.events = SocketEvents(self._serve)
@@ -511,25 +512,26 @@ class WebSocketManager(Manager):
 
     def _owe(self, sid: str, user: dict[str, str] | None) -> None:
         """Remember that Redis may hold ``sid``'s presence wrongly (bounded: ``OWED_MAX``)."""
-        known = self._owed.pop(sid, None)
-        self._owed[sid] = user or known
-        if len(self._owed) > OWED_MAX:
-            oldest = next(iter(self._owed))
-            self._owed.pop(oldest, None)
+        with self._owed_lock:
+            known = self._owed.pop(sid, None)
+            self._owed[sid] = user or known
+            oldest = next(iter(self._owed)) if len(self._owed) > OWED_MAX else None
+            if oldest is not None:
+                del self._owed[oldest]
+        if oldest is not None:
             logger.error("socket presence debt dropped: too many owed", extra={"sid": oldest})
-
-    def owed(self) -> int:
-        """How many sockets' presence this instance owes Redis."""
-        return len(self._owed)
 
     def settle_presence(self) -> int:
         """Settle the presence this instance owes (oldest first; stops at the first write
         Redis does not answer, the rest waits for the next beat); returns how many settled."""
         settled = 0
-        for sid in list(self._owed):
-            if sid not in self._owed:
-                continue
-            user = self._owed.pop(sid)
+        with self._owed_lock:
+            owed = list(self._owed)
+        for sid in owed:
+            with self._owed_lock:
+                if sid not in self._owed:
+                    continue
+                user = self._owed.pop(sid)
             try:
                 self._reconcile(sid, user)
             except RedisManager.unavailable_errors:
