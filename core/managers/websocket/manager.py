@@ -486,7 +486,7 @@ class WebSocketManager(Manager):
         when it is gone (a sid never comes back), else the socket in the rooms it is in here.
         Checked after the write: a disconnect, join or leave meanwhile changes what the
         instance knows before it writes Redis, so one seen after the write is written again,
-        and one not seen writes after this (decision 101)."""
+        and one not seen writes after this (decision 102)."""
         for _ in range(SETTLE_TRIES):
             session = self.sessions.get(sid)
             if session is None:

@@ -23,7 +23,7 @@ is removed when it disconnects; an instance that stops heartbeating is
 presumed crashed and any other instance removes its sockets' presence. An instance that was
 only slow finds itself unlisted at its next heartbeat and records its sockets again. A write
 of an instance's own socket that Redis did not answer is owed and settled at a later
-heartbeat (``WebSocketManager.settle_presence``, decision 101).
+heartbeat (``WebSocketManager.settle_presence``, decision 102).
 """
 
 from __future__ import annotations
