@@ -313,3 +313,34 @@ def test_a_connect_whose_registration_answer_redis_lost_holds_no_socket_of_the_u
     again = socket_clients()
     again.connect(url, tokens["access_token"])  # not TOO_MANY_SOCKETS
     assert again.call("list_rooms", {})["ok"] is True
+
+
+def test_a_leave_whose_answer_redis_lost_leaves_the_socket_in_the_room(
+    serve: Serve, person: MakePerson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis runs the leave's script but its answer never comes: the ack says
+    DEPENDENCY_UNAVAILABLE, so the socket is still in the room, and the next heartbeat records
+    it there again: listed, and able to send to it."""
+    app, url = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    ada, bob = person(app, url), person(app, url)
+    room = ada.call("create_room", {"name": "lost leave"})["room"]
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    manager = manager_of(app).websocket
+    leave = manager.rooms._leave
+
+    def answer_lost(*args: Any) -> Any:
+        leave(*args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(manager.rooms, "_leave", answer_lost)
+    ack = bob.call("leave_room", {"room_id": room["id"]})
+    monkeypatch.undo()
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+
+    manager.heartbeat()
+    members = ada.call("room_members", {"room_id": room["id"]})
+    assert {m["user_id"] for m in members["members"]} == {ada.id, bob.id}
+    sent = bob.call("send_message", {"room_id": room["id"], "body": "still here"})
+    assert sent["ok"] is True
+    assert bob.socket.wait_for("message") == [sent["message"]]
