@@ -211,8 +211,8 @@ def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_go
 ) -> None:
     """B was taken for dead and records its sockets again; bob's socket disconnects while B
     writes his, after his disconnect found nothing to remove. No hook pauses the restore, so
-    the test disconnects bob from inside the write of his record (the real one, to the real
-    Redis, runs right after); B checks after its write and removes him again."""
+    the test disconnects bob from inside the call that writes his presence (the real one, to
+    the real Redis, runs right after); B checks after its write and removes him again."""
     app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
     app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "600"})
     ada, bob, cid = person(app_a, url_a), person(app_b, url_b), person(app_b, url_b)
@@ -227,9 +227,9 @@ def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_go
     )
     assert manager_a.reap_dead_instances() == 2  # bob's and cid's sockets, taken for dead
 
-    record = manager_b.rooms._record_socket
+    restore = manager_b.rooms.restore_socket
 
-    def disconnecting_first(pipe: Any, sid: str, *args: Any) -> None:
+    def disconnecting_first(sid: str, *args: Any) -> Any:
         if sid == bob_sid:
             bob.socket.close()
             # B's disconnect handler ran (found nothing to remove) and the socket left its
@@ -241,9 +241,9 @@ def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_go
                 ),
                 what="bob's disconnect handled",
             )
-        record(pipe, sid, *args)
+        return restore(sid, *args)
 
-    monkeypatch.setattr(manager_b.rooms, "_record_socket", disconnecting_first)
+    monkeypatch.setattr(manager_b.rooms, "restore_socket", disconnecting_first)
     manager_b.heartbeat()  # B is alive after all: cid is back, bob is not
     monkeypatch.undo()
 
@@ -264,13 +264,13 @@ def test_a_join_whose_answer_redis_lost_leaves_no_member_behind(
     ada, bob = person(app, url), person(app, url)
     room = ada.call("create_room", {"name": "lost join"})["room"]
     manager = manager_of(app).websocket
-    enter = manager.rooms._enter
+    enter = manager.rooms.enter
 
     def answer_lost(*args: Any) -> Any:
         enter(*args)
         raise redis.TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr(manager.rooms, "_enter", answer_lost)
+    monkeypatch.setattr(manager.rooms, "enter", answer_lost)
     ack = bob.call("join_room", {"room_id": room["id"]})
     monkeypatch.undo()
     assert ack["ok"] is False
@@ -326,13 +326,13 @@ def test_a_leave_whose_answer_redis_lost_leaves_the_socket_in_the_room(
     room = ada.call("create_room", {"name": "lost leave"})["room"]
     assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
     manager = manager_of(app).websocket
-    leave = manager.rooms._leave
+    leave = manager.rooms.leave
 
     def answer_lost(*args: Any) -> Any:
         leave(*args)
         raise redis.TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr(manager.rooms, "_leave", answer_lost)
+    monkeypatch.setattr(manager.rooms, "leave", answer_lost)
     ack = bob.call("leave_room", {"room_id": room["id"]})
     monkeypatch.undo()
     assert ack["ok"] is False
