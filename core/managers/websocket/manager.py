@@ -494,7 +494,7 @@ class WebSocketManager(Manager):
                 return
             rooms = self._rooms_here(sid)
             with self.gate:
-                left, entered = self.rooms.settle_socket(
+                left, entered = self.rooms.restore_socket(
                     sid, session.user_id, session.username, self.instance, rooms
                 )
             for change in left:

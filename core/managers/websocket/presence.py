@@ -291,7 +291,7 @@ class PresenceStore:
             added, _ = pipe.execute()
         return bool(added)
 
-    def settle_socket(
+    def restore_socket(
         self, sid: str, user_id: str, username: str, instance: str, room_ids: Iterable[str]
     ) -> tuple[list[Change], list[Change]]:
         """Record a live socket's presence as its instance knows it: the socket, in exactly
