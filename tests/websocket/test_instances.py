@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ import socketio
 from redis import Redis
 
 from core.devstack import RedisServer
+from core.managers.websocket import manager as websocket_manager
 from core.testing import Client, bearer, manager_of
 from modules.auth.testing import user_with_tokens
 from tests.support.servers import stopped, wait_until
@@ -171,15 +173,26 @@ def test_the_heartbeat_and_the_sweep_outlive_an_error_redis_answers(
     assert ada.socket.disconnected.wait(15)  # the sweep runs again
 
 
+def hears_the_queue_again(member: Person, room_id: str) -> None:
+    """Once Redis is back, until ``member``'s instance is subscribed to the message queue
+    again (python-socketio retries with a growing pause): its own message comes back to it.
+    An event published before then is lost to that instance, as any emit is."""
+    for _ in range(30):
+        member.call("send_message", {"room_id": room_id, "body": "anyone?"})
+        with contextlib.suppress(AssertionError):
+            member.socket.wait_for("message", timeout=1)
+            return
+    raise AssertionError("the message queue never came back")
+
+
 def test_a_disconnect_while_redis_is_down_is_settled_once_it_answers(
     serve: Serve, person: MakePerson, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Bob's socket closes while Redis is down, so its instance cannot remove his presence
     then: it owes it, and once Redis answers again its next heartbeat removes it. The room
     hears that he left, and every member list, on either instance, is true again."""
-    # A beat every 2 s, alive for 8 s: the outage takes nobody for dead.
-    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "12"})
-    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "12"})
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "600"})
     ada, bob = person(app_a, url_a), person(app_b, url_b)
     room = ada.call("create_room", {"name": "outage"})["room"]
     assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
@@ -196,7 +209,11 @@ def test_a_disconnect_while_redis_is_down_is_settled_once_it_answers(
         )
         assert not manager_b.sessions
 
-    [left] = ada.socket.wait_for("user_left", timeout=30)
+    hears_the_queue_again(ada, room["id"])
+    members = ada.call("room_members", {"room_id": room["id"]})
+    assert {m["user_id"] for m in members["members"]} == {ada.id, bob.id}  # owed, not settled
+    manager_b.heartbeat()  # B's next beat
+    [left] = ada.socket.wait_for("user_left")
     assert left == {"room_id": room["id"], "user": joined["user"]}
     members = ada.call("room_members", {"room_id": room["id"]})
     assert [m["user_id"] for m in members["members"]] == [ada.id]
@@ -349,3 +366,50 @@ def test_a_leave_whose_answer_redis_lost_leaves_the_socket_in_the_room(
     sent = bob.call("send_message", {"room_id": room["id"], "body": "still here"})
     assert sent["ok"] is True
     assert bob.socket.wait_for("message") == [sent["message"]]
+
+
+def test_past_owed_max_the_oldest_debt_waits_for_its_instance_to_be_reaped(
+    serve: Serve,
+    person: MakePerson,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The debt is bounded: with room for one, bob's (the older) is dropped when cid's comes,
+    cid is settled once Redis answers and bob stays listed until B is taken for dead."""
+    monkeypatch.setattr(websocket_manager, "OWED_MAX", 1)
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "600"})  # beats only when called here
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "600"})
+    ada, bob, cid = person(app_a, url_a), person(app_b, url_b), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "bounded"})["room"]
+    for member in (bob, cid):
+        assert member.call("join_room", {"room_id": room["id"]})["ok"] is True
+    manager_a = manager_of(app_a).websocket
+    manager_b = manager_of(app_b).websocket
+
+    def logged(text: str, count: int = 1) -> bool:
+        return len([r for r in caplog.records if text in r.getMessage()]) >= count
+
+    with stopped(redis_server):
+        bob.socket.close()
+        wait_until(lambda: logged("presence not cleaned"), what="bob's removal failed")
+        cid.socket.close()
+        wait_until(lambda: logged("presence not cleaned", 2), what="cid's removal failed")
+        assert logged("socket presence debt dropped")
+
+    hears_the_queue_again(ada, room["id"])
+    manager_b.heartbeat()
+    [left] = ada.socket.wait_for("user_left")
+    assert left["user"]["user_id"] == cid.id
+    members = ada.call("room_members", {"room_id": room["id"]})["members"]
+    assert {m["user_id"] for m in members} == {ada.id, bob.id}
+
+    # B is taken for dead (its heartbeat gone): A's reap removes what B could not.
+    manager_b.close()
+    manager_b.redis.client.delete(
+        manager_b.redis.key("ws", "instance", manager_b.instance, "alive")
+    )
+
+    assert manager_a.reap_dead_instances() == 1
+    members = ada.call("room_members", {"room_id": room["id"]})["members"]
+    assert [m["user_id"] for m in members] == [ada.id]
