@@ -413,3 +413,30 @@ def test_past_owed_max_the_oldest_debt_waits_for_its_instance_to_be_reaped(
     assert manager_a.reap_dead_instances() == 1
     members = ada.call("room_members", {"room_id": room["id"]})["members"]
     assert [m["user_id"] for m in members] == [ada.id]
+
+
+def test_the_heartbeat_loop_settles_what_it_owes_by_itself(
+    serve: Serve, person: MakePerson, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No beat called here: B's own heartbeat thread settles bob's debt once Redis is back."""
+    app_a, url_a = serve({"SOCKETIO_PRESENCE_TTL": "12"})  # a beat every 2 s, alive for 8 s
+    app_b, url_b = serve({"SOCKETIO_PRESENCE_TTL": "12"})
+    ada, bob = person(app_a, url_a), person(app_b, url_b)
+    room = ada.call("create_room", {"name": "by itself"})["room"]
+    assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
+    with stopped(redis_server):
+        bob.socket.close()
+        wait_until(
+            lambda: any("presence not cleaned" in r.getMessage() for r in caplog.records),
+            what="bob's removal failed",
+        )
+
+    def members() -> set[str] | None:
+        time.sleep(0.5)  # within the socket's rate limit
+        ack = ada.call("room_members", {"room_id": room["id"]})
+        if not ack["ok"]:  # Redis not answering yet
+            return None
+        return {m["user_id"] for m in ack["members"]}
+
+    wait_until(lambda: members() == {ada.id}, what="bob settled", timeout=20)
+    assert any("socket presence settled" in r.getMessage() for r in caplog.records)
