@@ -231,6 +231,26 @@ def test_gunicorn_settings_follow_the_app_settings_and_the_one_worker_model() ->
     assert gunicorn_config({"SHUTDOWN_TIMEOUT": "2.5"})["graceful_timeout"] == 3 + 10
 
 
+def test_the_worker_freezes_what_start_up_made_and_collects_garbage_less_often() -> None:
+    """In a reconnect storm the default thresholds spent a quarter of the worker's CPU
+    scanning the sockets it held (docs/performance.md); the worker's hook raises them."""
+    script = (
+        "import gc, json, runpy, sys\n"
+        f"config = runpy.run_path({str(ROOT / 'gunicorn.conf.py')!r})\n"
+        "before = gc.get_threshold()\n"
+        "config['collect_less']()\n"
+        "print(json.dumps([before, gc.get_threshold(), gc.get_freeze_count()]))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, after, frozen = json.loads(found.stdout)
+    assert before == [700, 10, 10]  # Python's defaults, untouched until the worker's hook
+    assert after == list(gunicorn_config()["GC_THRESHOLDS"])
+    assert after[0] >= 10_000
+    assert frozen > 1_000  # the modules and classes of start-up, out of every collection
+
+
 def forged_admin_token(secret: str) -> str:
     """What an attacker mints with a JWT secret published in the repository."""
     now = int(time.time())
