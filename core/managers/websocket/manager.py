@@ -319,8 +319,11 @@ class WebSocketManager(Manager):
         self.socketio.init_app(app)
         install_after_ack(self.socketio.server)
         install_handshake(self.socketio.server.eio)
-        self.socketio.on_event("connect", self._connect)
-        self.socketio.on_event("disconnect", self._disconnect)
+        # The framework's own connect and disconnect go to python-socketio's server straight:
+        # flask-socketio would build a Flask request context (a Request, the URL adapter, a
+        # session) around each, and neither reads one (decision 101). Events keep it.
+        self.socketio.server.on("connect", self._connect)
+        self.socketio.server.on("disconnect", self._disconnect)
         eio = self.socketio.server.eio
         self.door.watch(eio.on, eio.handlers)
 
@@ -394,13 +397,13 @@ class WebSocketManager(Manager):
 
     # -- connect / disconnect -------------------------------------------------------------
 
-    def _connect(self, auth: Any = None) -> bool:
-        """Admit a connect (False: its client left while it waited; refused quietly)."""
-        sid: str = request.sid  # type: ignore[attr-defined]
+    def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        """Admit the connect of socket ``sid`` over the Engine.IO connection opened with
+        ``environ`` (False: its client left while it waited; refused quietly)."""
         self.connecting.add(sid)
         try:
             with self.gate:
-                session = self._admit_connect(sid, auth)
+                session = self._admit_connect(sid, auth, environ.get("REMOTE_ADDR"))
         except Exception as exc:  # noqa: BLE001 - the error mapper logs what is unexpected
             error = api_error(exc, self.dependency_of, event="connect")
             self.metrics.socket_refused(error.code)
@@ -416,14 +419,15 @@ class WebSocketManager(Manager):
         self.metrics.socket_connected()
         return True
 
-    def _admit_connect(self, sid: str, auth: Any) -> SocketSession | None:
-        """The session of an admitted connect (its presence recorded), None when the client
-        left while the connect waited at the gate; raises the ApiError that refuses it."""
+    def _admit_connect(self, sid: str, auth: Any, address: str | None) -> SocketSession | None:
+        """The session of an admitted connect from ``address`` (the client's, after the
+        trusted proxies) with its presence recorded, None when the client left while the
+        connect waited at the gate; raises the ApiError that refuses it."""
         if not self._still_open(sid):
             return None
         self._refuse_while_draining(None)
-        user = admit(self.admission, auth, request.remote_addr)
-        ip = self.rate_limiter.ip_identifier(request.remote_addr)
+        user = admit(self.admission, auth, address)
+        ip = self.rate_limiter.ip_identifier(address)
         session = SocketSession(sid, user.id, user.name, user.claims, ip)
         try:
             registered = self.rooms.register_socket(
@@ -451,8 +455,7 @@ class WebSocketManager(Manager):
         eio_socket = server.eio.sockets.get(server.manager.eio_sid_from_sid(sid, "/"))
         return eio_socket is not None and not eio_socket.closed
 
-    def _disconnect(self, *_: Any) -> None:
-        sid: str = request.sid  # type: ignore[attr-defined]
+    def _disconnect(self, sid: str, *_: Any) -> None:
         if self.sessions.pop(sid, None) is not None:
             self.metrics.socket_disconnected()
             self.forget(sid)
