@@ -12,7 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import simple_websocket
+from wsproto.events import TextMessage
 
+from core.managers.websocket.transport import _Frames, _Server
 from core.testing import Client, manager_of
 from modules.auth.testing import user_with_tokens
 from tests.support.servers import wait_until
@@ -178,3 +181,52 @@ def test_a_message_over_the_buffer_limit_is_refused_while_it_comes(serve: Serve)
         sock.close()
     door = manager_of(app).websocket.door
     wait_until(lambda: door.open_connections() == 0, timeout=30)
+
+
+def test_a_plain_upgrade_builds_the_librarys_websocket_without_its_h11_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pin of ``transport._Server``, which does simple-websocket's ``__init__`` itself
+    for a plain upgrade: the same attributes as the library's own instance (one it adds
+    fails this), the same answer, the same frames; and no h11 connection."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/socket.io/",
+        "QUERY_STRING": "EIO=4&transport=websocket",
+        "HTTP_HOST": "example.test",
+        "HTTP_CONNECTION": "Upgrade",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_SEC_WEBSOCKET_VERSION": "13",
+        "HTTP_SEC_WEBSOCKET_KEY": KEY,
+    }
+    connections: list[Any] = []
+    library_connection = simple_websocket.ws.WSConnection
+
+    def counted(*args: Any) -> Any:
+        connections.append(library_connection(*args))
+        return connections[-1]
+
+    monkeypatch.setattr(simple_websocket.ws, "WSConnection", counted)
+    built = {}
+    for kind in (simple_websocket.Server, _Server):
+        ours, theirs = socket.socketpair()
+        theirs.settimeout(10)
+        try:
+            ws = kind({**environ, "werkzeug.socket": ours}, max_message_size=1000)
+            answer = theirs.recv(4096)
+            frame = ws.ws.send(TextMessage(data="0{}"))
+            built[kind] = (ws, answer, frame)
+        finally:
+            theirs.close()  # its reader thread ends
+    (library, answer, frame), (served, our_answer, our_frame) = built.values()
+    assert sorted(vars(served)) == sorted(vars(library))
+    assert type(served.ws) is _Frames  # only wsproto's frame layer
+    assert len(connections) == 1  # the library's; none built for ours (h11 and its handshake)
+    for name in ("mode", "subprotocol", "subprotocols", "receive_bytes", "ping_interval"):
+        assert getattr(served, name) == getattr(library, name), name
+    for name in ("max_message_size", "is_server", "close_reason", "pong_received"):
+        assert getattr(served, name) == getattr(library, name), name
+    assert header(our_answer, "Sec-WebSocket-Accept") == header(answer, "Sec-WebSocket-Accept")
+    assert header(our_answer, "Sec-WebSocket-Accept") == ACCEPT
+    assert our_frame == frame
+    assert served.thread.name.endswith("(simple_websocket.Base._thread)")

@@ -27,6 +27,9 @@ are refused as before.
 
 from __future__ import annotations
 
+import selectors
+import socket
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from flask import Flask
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Event
+from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import generate_accept_token
 
 if TYPE_CHECKING:
@@ -98,20 +102,79 @@ class _Frames:
 
 
 class _Server(simple_websocket.Server):  # type: ignore[misc]
-    """simple-websocket's server side with the handshake answered from the environ."""
+    """simple-websocket's server side with the handshake answered from the environ.
 
-    def handshake(self) -> None:
-        key = _upgrade_key(self.environ)
-        if key is None:  # not a plain upgrade: the library's way (and its refusals)
-            super().handshake()
+    simple-websocket 1.1 builds a wsproto ``WSConnection`` (an h11 connection and its
+    handshake state) before its handshake, for every socket: its ``__init__`` and
+    ``Base.__init__`` are done here for a plain upgrade, with the same attributes, and only
+    wsproto's frame layer (``tests/websocket/test_handshake.py`` fails if the library's
+    instances grow an attribute these do not have). Anything else is the library's own."""
+
+    def __init__(
+        self,
+        environ: WSGIEnvironment,
+        subprotocols: Any = None,
+        receive_bytes: int = 4096,
+        ping_interval: float | None = None,
+        max_message_size: int | None = None,
+        thread_class: Any = None,
+        event_class: Any = None,
+        selector_class: Any = None,
+    ) -> None:
+        key = _upgrade_key(environ)
+        mode, sock = _server_socket(environ)
+        if key is None or sock is None or subprotocols:  # the library's way and refusals
+            super().__init__(
+                environ,
+                subprotocols=subprotocols,
+                receive_bytes=receive_bytes,
+                ping_interval=ping_interval,
+                max_message_size=max_message_size,
+                thread_class=thread_class,
+                event_class=event_class,
+                selector_class=selector_class,
+            )
             return
-        accept = generate_accept_token(key.encode()).decode()
-        self.sock.sendall(
+        # simple_websocket.Server.__init__
+        self.environ = environ
+        self.subprotocols: list[str] = []
+        self.mode = mode
+        # simple_websocket.Base.__init__, its handshake answered from the environ
+        self.subprotocol = None
+        self.sock = sock
+        self.receive_bytes = receive_bytes
+        self.ping_interval = ping_interval
+        self.max_message_size = max_message_size
+        self.pong_received = True
+        self.input_buffer: list[bytes | str] = []
+        self.incoming_message = None
+        self.incoming_message_len = 0
+        self.connected = False
+        self.is_server = True
+        self.close_reason = CloseReason.NO_STATUS_RCVD
+        self.close_message = None
+        self.selector_class = selector_class or selectors.DefaultSelector
+        self.event = (event_class or threading.Event)()
+        accept = generate_accept_token(key.encode())
+        sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
         self.ws = _Frames()
         self.connected = True
+        self.thread = (thread_class or threading.Thread)(target=self._thread)
+        self.thread.name = self.thread.name.replace("(_thread)", "(simple_websocket.Base._thread)")
+        self.thread.start()
+
+
+def _server_socket(environ: WSGIEnvironment) -> tuple[str, socket.socket | None]:
+    """The client's socket as simple-websocket finds it under Werkzeug's or gunicorn's server
+    (its ``mode``); none under any other."""
+    for mode in ("werkzeug", "gunicorn"):
+        sock = environ.get(f"{mode}.socket")
+        if sock is not None:
+            return mode, sock
+    return "unknown", None
 
 
 def install_handshake(eio_server: Any) -> None:
