@@ -124,10 +124,15 @@ def test_connect_checks_revocation_limits_and_bans_in_one_round_trip(
         socket_clients().connect(url, ada.tokens["access_token"])
 
     commands = client_commands(redis_url, connect)
-    scripts = [c for c in commands if c.startswith(("EVALSHA", "EVAL "))]
+    evaluated = [c for c in commands if c.startswith(("EVALSHA", "EVAL "))]
+    scripts = [c for c in evaluated if ":rl:" in c]
     # One round trip per request: the Engine.IO opening (the door: the ip level), then the
     # Socket.IO CONNECT (the guard: revocation and both levels).
     assert len(scripts) == 2, commands
+    # Then the socket's presence, recorded by one script of its own (no rate-limit key).
+    assert evaluated[:2] == scripts, commands
+    assert len(evaluated) == 3, commands
+    assert f":ws:user:{ada.id}:sids" in evaluated[2], commands
     # Nothing else reads before the guards' scripts: the presence writes come after them.
     assert commands[0].startswith("EVALSHA"), commands
     assert commands[1].startswith("EVALSHA"), commands

@@ -99,6 +99,21 @@ return out
 """
 
 
+# KEYS: the socket's record, its instance's sockets, its user's sockets. ARGV: sid, user_id,
+# username, instance, most sockets per user. 1: recorded; 0: over the cap, nothing recorded.
+_REGISTER = """
+local sid = ARGV[1]
+redis.call('SADD', KEYS[3], sid)
+if redis.call('SCARD', KEYS[3]) > tonumber(ARGV[5]) then
+  redis.call('SREM', KEYS[3], sid)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'username', ARGV[3], 'instance', ARGV[4])
+redis.call('SADD', KEYS[2], sid)
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Change:
     """What a socket entering or leaving a room changed there."""
@@ -127,6 +142,7 @@ class PresenceStore:
         self.notice_ms = max(1, int(notice_seconds * 1000))
         self.enter_script = redis_manager.register_script("presence_enter", _ENTER)
         self.leave_script = redis_manager.register_script("presence_leave", _LEAVE)
+        self.register_script = redis_manager.register_script("presence_register", _REGISTER)
 
     # -- presence ---------------------------------------------------------------------------
 
@@ -144,20 +160,14 @@ class PresenceStore:
         self, sid: str, user_id: str, username: str, instance: str, max_per_user: int
     ) -> bool:
         """Record the socket; False (and nothing recorded) when the user would have more
-        than ``max_per_user`` sockets. Added, then counted, then undone if over: concurrent
-        connects can never exceed the cap."""
-        with self.client.pipeline(transaction=True) as pipe:
-            self._record_socket(pipe, sid, user_id, username, instance)
-            pipe.scard(self.redis.key(NAMESPACE, "user", user_id, "sids"))
-            count = pipe.execute()[-1]
-        if count <= max_per_user:
-            return True
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.srem(self.redis.key(NAMESPACE, "user", user_id, "sids"), sid)
-            pipe.srem(self.redis.key(NAMESPACE, "instance", instance, "sids"), sid)
-            pipe.delete(self.redis.key(NAMESPACE, "sid", sid))
-            pipe.execute()
-        return False
+        than ``max_per_user`` sockets. One script: added, counted and undone if over at
+        once, so concurrent connects can never exceed the cap (nor refuse each other)."""
+        keys = [
+            f"{NAMESPACE}:sid:{sid}",
+            f"{NAMESPACE}:instance:{instance}:sids",
+            f"{NAMESPACE}:user:{user_id}:sids",
+        ]
+        return bool(self.register_script(keys, [sid, user_id, username, instance, max_per_user]))
 
     def _keys(self, sid: str, room_ids: list[str]) -> list[str]:
         """The scripts' keys (logical names: the script registry namespaces them)."""
