@@ -149,6 +149,36 @@ def test_connect_checks_revocation_limits_and_bans_in_one_round_trip(
     assert refused_code(socket_clients(), url, ada.tokens["access_token"]) == "TOKEN_REVOKED"
 
 
+def test_connect_behind_a_trusted_proxy_counts_the_clients_address(
+    serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
+) -> None:
+    """The CONNECT's handler reads the address from the environ the opening came with (no
+    Flask request of its own): the client's, after the trusted proxy, as the opening's."""
+    app, url = serve({"TRUSTED_PROXIES": "1", "SOCKETIO_SWEEP_INTERVAL": "60"})
+    ada = person(app, url)
+    redis_url = manager_of(app).settings.redis_url
+    client = socket_clients()
+
+    def connect() -> None:
+        client.sio.connect(
+            url,
+            auth={"token": ada.tokens["access_token"]},
+            headers={"X-Forwarded-For": "198.51.100.9"},
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+
+    commands = client_commands(redis_url, connect)
+    scripts = [c for c in commands if c.startswith("EVALSHA") and ":rl:" in c]
+    assert len(scripts) == 2, commands
+    for script in scripts:  # the opening's, then the CONNECT's
+        assert ":rl:ban:ip:198.51.100.9" in script, script
+        assert ":rl:ban:ip:127.0.0.1" not in script, script
+    assert f":rl:ban:user:{ada.id}" in scripts[1]
+    sessions = manager_of(app).websocket.sessions.values()
+    assert [s.ip for s in sessions if s.sid == client.sio.get_sid()] == ["198.51.100.9"]
+
+
 def test_sockets_per_user_are_capped_over_every_connect(
     serve: Serve, socket_clients: Callable[[], Client], person: MakePerson
 ) -> None:
