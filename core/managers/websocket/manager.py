@@ -321,7 +321,7 @@ class WebSocketManager(Manager):
         install_handshake(self.socketio.server.eio)
         # The framework's own connect and disconnect go to python-socketio's server straight:
         # flask-socketio would build a Flask request context (a Request, the URL adapter, a
-        # session) around each, and neither reads one (decision 102). Events keep it.
+        # session) around each, and neither reads one (decision 103). Events keep it.
         self.socketio.server.on("connect", self._connect)
         self.socketio.server.on("disconnect", self._disconnect)
         eio = self.socketio.server.eio
