@@ -17,13 +17,13 @@ its quota in the ``X-RateLimit-*`` headers.
 
 from __future__ import annotations
 
-from flask import Response, g, request
+from flask import Response, g
 
 from core.edge.bearer import bearer_token
 from core.edge.endpoint import Endpoint
 from core.edge.principal import PUBLIC
 from core.errors import NotFound
-from core.http.pipeline import Layer, add_missing
+from core.http.pipeline import Layer, add_missing, current
 from core.http.routing import Routing
 from core.managers.admission import Admission, Caller
 from core.managers.rate_limiter import Quota
@@ -36,6 +36,7 @@ def layer(admission: Admission, routing: Routing) -> Layer:
     endpoints, resolvers = routing.endpoints, routing.resolvers
 
     def before() -> None:
+        request, context = current()
         name = request.endpoint or ""
         endpoint = endpoints.get(name, UNMATCHED)
         # Straight from the WSGI environ (what request.remote_addr and request.headers read):
@@ -46,7 +47,7 @@ def layer(admission: Admission, routing: Routing) -> Layer:
             bearer=bearer_token(environ.get("HTTP_AUTHORIZATION")),
             api_key=environ.get("HTTP_X_API_KEY", "").strip() or None,
             preflight=request.method == "OPTIONS",
-            request_id=g.get("request_id"),
+            request_id=context.get("request_id"),
         )
         resolve = resolvers.get(name)
         if resolve is not None:
@@ -55,10 +56,10 @@ def layer(admission: Admission, routing: Routing) -> Layer:
             except NotFound:
                 admission.admit(endpoint, caller)  # counted like any guess, then 404
                 raise
-        g.endpoint = endpoint
+        context.endpoint = endpoint
         admitted = admission.admit(endpoint, caller)
-        g.principal = admitted.principal
-        g.rate_limit_quota = admitted.quota
+        context.principal = admitted.principal
+        context.rate_limit_quota = admitted.quota
 
     def after(response: Response) -> None:
         quota: Quota | None = g.get("rate_limit_quota")

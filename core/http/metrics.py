@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
+from werkzeug.routing import Rule
 
 from core.app_manager import AppManager, get_app_manager
 from core.edge.bearer import bearer_token
@@ -29,7 +30,7 @@ from core.edge.endpoint import Endpoint
 from core.edge.principal import OPERATOR, PUBLIC
 from core.edge.problems import DependencyOf, api_error, unexpected
 from core.errors import ApiError
-from core.http.pipeline import Layer
+from core.http.pipeline import Layer, current
 from core.http.routes import Routes
 from core.managers.admission import Admission, Caller
 from core.managers.metrics import UNMATCHED, MetricsManager
@@ -70,7 +71,10 @@ def scrape() -> ResponseReturnValue:
 
 def route_label() -> str:
     """The matched URL rule (``/things/<thing_id>``), never the raw path."""
-    rule = request.url_rule
+    return _route_of(request.url_rule)
+
+
+def _route_of(rule: Rule | None) -> str:
     return rule.rule if rule is not None else UNMATCHED
 
 
@@ -122,18 +126,20 @@ def layer(metrics: MetricsManager) -> Layer:
         metrics.request_started()
 
     def record(response: Response) -> None:
-        start = g.get("_metrics_start")
+        request, context = current()
+        start = context.get("_metrics_start")
         if start is None:
             return
         method = request.method
         if method not in _METHODS:
             method = "OTHER"
         status = response.status_code
-        metrics.observe_request(method, route_label(), status, time.perf_counter() - start)
+        route = _route_of(request.url_rule)
+        metrics.observe_request(method, route, status, time.perf_counter() - start)
         if status in _AUTH_STATUSES:
-            endpoint: Endpoint | None = g.get("endpoint")
+            endpoint: Endpoint | None = context.get("endpoint")
             policy = endpoint.auth if endpoint is not None and endpoint.name else None
-            problem: ApiError | None = g.get("problem")
+            problem: ApiError | None = context.get("problem")
             code = problem.code if problem is not None else "UNKNOWN"
             metrics.auth_failure(policy or "none", code)
 
