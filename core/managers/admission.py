@@ -61,8 +61,6 @@ ENGINEIO_OPEN = Endpoint(kind="route", name="engineio.open", auth=PUBLIC, open_i
 SOCKET_CONNECT = Endpoint(
     kind="event", name="connect", auth=JWT, summary="Open a Socket.IO session."
 )
-#: Access tokens whose Principal is remembered (:meth:`Admission._user`), per process.
-_USERS_MAX = 4096
 #: Answers what a setting of that public name holds (``LoadedSettings.value_of``).
 SettingOf = Callable[[str], Any]
 
@@ -136,10 +134,6 @@ class Admission(Manager):
         # prod, or a METRICS_PORT of their own: the app's port serves operators nobody then
         self._operator_closed = token is None and (settings.is_prod or bool(settings.metrics_port))
         self._plans: dict[tuple[str, str], _Plan] = {}
-        #: Per access token: the claims ``jwt.decode`` answered (the same object while the
-        #: token stays in its verified cache), their Principal and revocation marks, all
-        #: read-only: a client's next requests reuse them instead of building them again.
-        self._users: dict[str, tuple[Mapping[str, Any], Principal, tuple[Revocation, ...]]] = {}
         define(state)  # the maintenance machine the gate reads
 
     # -- the one function -------------------------------------------------------------------
@@ -212,11 +206,14 @@ class Admission(Manager):
     def _user(self, token: str | None) -> tuple[Principal, Sequence[Revocation]]:
         if not token:
             raise Unauthorized("A bearer access token is required.", code="AUTH_REQUIRED")
-        # Signature and claims here (CPU only); the revocation marks go in the limiter call.
-        claims = self.jwt.decode(token)  # its time claims and type are checked every time
-        known = self._users.get(token)
-        if known is not None and known[0] is claims:
-            return known[1], known[2]
+        # Signature and claims here (CPU only; the time claims and type on every request); the
+        # revocation marks go in the limiter call. The Principal and the marks are made once
+        # per token and kept in the JWT manager's cache with its verified claims.
+        return self.jwt.decode_as(token, self._user_of)
+
+    def _user_of(self, claims: Mapping[str, Any]) -> tuple[Principal, tuple[Revocation, ...]]:
+        """An access token's Principal and revocation marks (read-only: later requests with
+        the same token share them)."""
         principal = Principal(
             "user",
             claims["sub"],
@@ -224,11 +221,7 @@ class Admission(Manager):
             roles=frozenset(claims.get("roles", ())),
             claims=claims,
         )
-        marks = tuple(self._token_marks(claims))
-        if len(self._users) >= _USERS_MAX:
-            self._users.clear()
-        self._users[token] = (claims, principal, marks)
-        return principal, marks
+        return principal, tuple(self._token_marks(claims))
 
     def _token_marks(self, claims: Mapping[str, Any], *, required: bool = True) -> list[Revocation]:
         keys = self.jwt.revocation_keys(claims)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -44,6 +44,18 @@ def token_revoked() -> Unauthorized:
 
 _REQUIRED = ["exp", "iat", "nbf", "sub", "jti", "type", "iss", "aud", "fam"]
 _VERIFIED_MAX = 4096  # tokens remembered as verified, per process
+Made = TypeVar("Made")
+
+
+class _Verified:
+    """A token whose signature was verified: its read-only claims, and what callers made of
+    them (:meth:`JWTManager.decode_as`), which live and go with it."""
+
+    __slots__ = ("claims", "made")
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        self.claims = claims
+        self.made: dict[Callable[[Mapping[str, Any]], Any], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ class JWTManager(Manager):
         self._keys = {key.kid: key.key for key in keys}
         #: kid -> when it stopped signing, for the previous keys.
         self._retired = {key.kid: key.retired_at for key in keys if key.retired_at is not None}
-        self._verified: dict[str, Mapping[str, Any]] = {}
+        self._verified: dict[str, _Verified] = {}
         self.access_ttl = settings.jwt_access_ttl
         self.refresh_ttl = settings.jwt_refresh_ttl
 
@@ -159,17 +171,38 @@ class JWTManager(Manager):
         that token, so they are read-only (lists become tuples): a view that changed them
         would change what the next request is allowed to do.
         """
-        claims = self._verified.get(token)
-        if claims is not None:
-            self._check_times(claims)
-            if claims["type"] != expected_type:
+        return self._verified_entry(token, expected_type).claims
+
+    def decode_as(
+        self,
+        token: str,
+        make: Callable[[Mapping[str, Any]], Made],
+        expected_type: str = ACCESS,
+    ) -> Made:
+        """``make(claims)`` of a token :meth:`decode` accepts, checked as it checks on every
+        call, but made once while the token stays remembered as verified: what a caller
+        builds from a token's claims (admission: its Principal and revocation marks) is kept
+        in the token's entry of the one bounded cache, and goes with it. ``make`` must be
+        the same callable every time and its result read-only: later calls share it."""
+        entry = self._verified_entry(token, expected_type)
+        try:
+            return cast(Made, entry.made[make])
+        except KeyError:
+            result = entry.made[make] = make(entry.claims)
+            return result
+
+    def _verified_entry(self, token: str, expected_type: str) -> _Verified:
+        entry = self._verified.get(token)
+        if entry is not None:
+            self._check_times(entry.claims)
+            if entry.claims["type"] != expected_type:
                 raise Unauthorized("The token is invalid.", code="TOKEN_INVALID")
-            return claims
-        claims = _read_only(self._decode(token, expected_type))
+            return entry
+        entry = _Verified(_read_only(self._decode(token, expected_type)))
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
-        self._verified[token] = claims
-        return claims
+        self._verified[token] = entry
+        return entry
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = time.time()
