@@ -34,7 +34,8 @@ class Lifecycle:
     def __init__(self) -> None:
         self.draining = threading.Event()
         self._in_flight = 0
-        #: Guards the count, taken twice per request: a native lock (:func:`native_lock`).
+        self._requests = 0
+        #: Guards the counts, taken twice per request: a native lock (:func:`native_lock`).
         self._count = native_lock()
         #: For :meth:`wait_idle` only: a request ending takes it only while someone waits.
         self._idle = threading.Condition()
@@ -42,15 +43,35 @@ class Lifecycle:
 
     @property
     def in_flight(self) -> int:
+        """What the drain waits for: HTTP requests and other work (:meth:`begin`)."""
         return self._in_flight
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests being served (:class:`InFlightMiddleware`): the
+        ``http_requests_in_flight`` gauge."""
+        return self._requests
+
     def begin(self) -> None:
+        """Work the drain waits for besides requests (the sockets' drain)."""
         with self._count:
             self._in_flight += 1
 
     def end(self) -> None:
+        self._end(0)
+
+    def begin_request(self) -> None:
+        with self._count:
+            self._in_flight += 1
+            self._requests += 1
+
+    def end_request(self) -> None:
+        self._end(1)
+
+    def _end(self, requests: int) -> None:
         with self._count:
             self._in_flight -= 1
+            self._requests -= requests
             idle = self._in_flight <= 0
         # A waiter counts itself under the condition before it reads the count, so either it
         # reads this end's count or this end sees it waiting and wakes it.
@@ -96,13 +117,13 @@ class InFlightMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(self.exclude_prefixes):
             return self.excluded_app(environ, start_response)
-        self.lifecycle.begin()
+        self.lifecycle.begin_request()
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            self.lifecycle.end()
+            self.lifecycle.end_request()
             raise
-        return _ClosingIterable(body, self.lifecycle.end)
+        return _ClosingIterable(body, self.lifecycle.end_request)
 
 
 class _ClosingIterable:

@@ -62,9 +62,9 @@ def layer(store: IdempotencyStore) -> Layer:
     route's, or the action named by ``POST /actions/<name>``) in ``g.endpoint``."""
 
     def before() -> Response | None:
-        g.idempotency = None
-        if request.method not in _WRITES:
+        if request.method not in _WRITES:  # g.idempotency stays unset: nothing reserved
             return None
+        g.idempotency = None
         key = request.headers.get(HEADER)
         if key is None:
             return None

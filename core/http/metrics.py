@@ -4,7 +4,9 @@ The instrumentation is the ``metrics`` layer of the HTTP stack (:mod:`core.http.
 inside the request id, so timing starts before any refusal (a 401 from the auth policy is
 counted too). On the way out it records method, route template and status, and for 401/403 the
 problem code the error path left in ``g.problem``; the error path tells it of unexpected
-exceptions (by type); the in-flight count ends when the request does, whatever happened.
+exceptions (by type). ``http_requests_in_flight`` reads the in-flight count the drain keeps
+(:class:`core.lifecycle.InFlightMiddleware`: from the request's arrival until the server closes
+its response, whatever happened).
 
 ``/metrics`` uses the ``operator`` policy (bearer ``METRICS_TOKEN`` when set) and is rate
 limited and banned like any route, so the token cannot be guessed at speed (issue 22). With
@@ -84,6 +86,8 @@ def install(app: Flask, app_manager: AppManager) -> None:
     if metrics.port is None:
         app.register_blueprint(bp)
     metrics.track_readiness(app_manager.ready, lambda: app_manager.redis.memory)
+    lifecycle = app_manager.lifecycle
+    metrics.count_in_flight(lambda: lifecycle.requests)
     admit = port_admission(
         app_manager.admission,
         app_manager.settings.metrics_token is not None,
@@ -123,7 +127,6 @@ def layer(metrics: MetricsManager) -> Layer:
 
     def started() -> None:
         g._metrics_start = time.perf_counter()
-        metrics.request_started()
 
     def record(response: Response) -> None:
         request, context = current()
@@ -148,8 +151,4 @@ def layer(metrics: MetricsManager) -> Layer:
         if cause is not None:
             metrics.http_exception(route_label(), cause)
 
-    def finished() -> None:
-        if g.pop("_metrics_start", None) is not None:
-            metrics.request_finished()
-
-    return Layer("metrics", before=started, after=record, failed=failed, finished=finished)
+    return Layer("metrics", before=started, after=record, failed=failed)

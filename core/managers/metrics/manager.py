@@ -170,7 +170,9 @@ class _RequestMetrics:
     the histogram's sum and its bucket, the in-flight gauge up and down), each a cooperative
     lock under gevent. Here each update takes one native lock
     (:func:`core.lifecycle.native_lock`), the request count is the histogram's count (they
-    count the same requests), and a scrape shows exactly what prometheus_client's Counter,
+    count the same requests), the in-flight gauge reads the count the drain keeps (one count
+    of the requests being served, not two: :meth:`MetricsManager.count_in_flight`), and a
+    scrape shows exactly what prometheus_client's Counter,
     Histogram and Gauge would: the same families, samples, labels and values, ``_created``
     included unless ``PROMETHEUS_DISABLE_CREATED_SERIES`` is set.
     """
@@ -183,7 +185,9 @@ class _RequestMetrics:
         self._le = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._lock = native_lock()
-        self.in_flight = 0
+        #: Answers the requests being served: the in-flight count the drain keeps
+        #: (:attr:`core.lifecycle.Lifecycle.requests`), one count for both.
+        self.in_flight: Callable[[], int] = lambda: 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -194,14 +198,6 @@ class _RequestMetrics:
         with self._lock:
             series.buckets[index] += 1
             series.total += seconds
-
-    def started(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-
-    def finished(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
 
     def collect(self) -> Iterator[Metric]:
         # PROMETHEUS_DISABLE_CREATED_SERIES, as prometheus_client reads it for its own metrics
@@ -228,7 +224,7 @@ class _RequestMetrics:
         yield requests
         yield duration
         yield GaugeMetricFamily(
-            "http_requests_in_flight", "HTTP requests being served", value=self.in_flight
+            "http_requests_in_flight", "HTTP requests being served", value=self.in_flight()
         )
 
     def describe(self) -> Iterable[Metric]:
@@ -357,13 +353,10 @@ class MetricsManager(Manager):
 
     # -- what features record ----------------------------------------------------------------
 
-    def request_started(self) -> None:
-        """An HTTP request began (``http_requests_in_flight``; :mod:`core.http.metrics`)."""
-        self._requests.started()
-
-    def request_finished(self) -> None:
-        """The request of a :meth:`request_started` ended, whatever happened."""
-        self._requests.finished()
+    def count_in_flight(self, requests: Callable[[], int]) -> None:
+        """Where ``http_requests_in_flight`` reads the HTTP requests being served: the app's
+        in-flight count (:attr:`core.lifecycle.Lifecycle.requests`; :mod:`core.http.metrics`)."""
+        self._requests.in_flight = requests
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered HTTP request (called by :mod:`core.http.metrics`)."""
