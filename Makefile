@@ -124,6 +124,7 @@ bench-smoke: bench-deps
 	$(BIN)/python -m bench.auth_primitives --smoke
 	$(BIN)/python -m bench.soak --smoke
 	$(BIN)/python -m bench.socket_capacity --smoke
+	$(BIN)/python -m bench.http_instructions --smoke
 
 ## The proving ground of issue 21 (docs/performance.md, "Cluster"): three production instances
 ## behind Debian's HAProxy, 104 sockets (socket.io-client and python-socketio) chatting in rooms
