@@ -149,7 +149,9 @@ def main() -> int:
     from bench.harness.common import say
     from bench.harness.report import save
     from bench.harness.servers import Stack, checkout
+    from bench.harness.wrk import ensure_tool
 
+    ensure_tool("valgrind")  # callgrind_control comes with it
     rows: dict[str, list[int]] = {}
     with Stack() as stack, checkout(args.before) as before:
         env = stack.app_env()

@@ -1,4 +1,5 @@
-"""Load from ``wrk`` (apt-installed when missing) and its results."""
+"""Load from ``wrk`` (apt-installed when missing, as other Debian tools: :func:`ensure_tool`)
+and its results."""
 
 from __future__ import annotations
 
@@ -12,23 +13,30 @@ from typing import Any
 from bench.harness.common import BENCH, say
 
 
-def ensure_wrk() -> str:
-    """The wrk binary; installs Debian's package when missing and we are root."""
-    found = shutil.which("wrk")
+def ensure_tool(command: str, package: str | None = None) -> str:
+    """The path of ``command``; installs Debian's ``package`` (default: the command's name)
+    when it is missing and we are root."""
+    package = package or command
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0:
-        raise SystemExit("wrk is not installed: run `sudo apt-get install -y wrk`")
-    say("wrk is missing: apt-get install -y wrk")
+        raise SystemExit(f"{command} is not installed: run `sudo apt-get install -y {package}`")
+    say(f"{command} is missing: apt-get install -y {package}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    install = ["apt-get", "install", "-y", "-q", package]
     if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
         subprocess.run(install, env=env, check=True)
-    found = shutil.which("wrk")
+    found = shutil.which(command)
     if not found:
-        raise SystemExit("wrk could not be installed")
+        raise SystemExit(f"{command} could not be installed")
     return found
+
+
+def ensure_wrk() -> str:
+    """The wrk binary (:func:`ensure_tool`)."""
+    return ensure_tool("wrk")
 
 
 @dataclass
