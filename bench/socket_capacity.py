@@ -39,7 +39,10 @@ Phases, each judged against the goals of issue 24 (a smoke run judges nothing):
    p99 < 1 s for 10,000 members), per delivery the time until that member has it, and
    deliveries per second of worker CPU (both workers). Filling the room is timed too: past
    ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a join tells nobody but a coalesced
-   ``room_presence`` (decision 96), so it costs the same in a room of 10,000 as of 100.
+   ``room_presence`` (decision 96), so it costs the same in a room of 10,000 as of 100. ``--before REF``
+   fans out from a second pair of instances serving commit REF too, ``--rounds`` times each
+   in turns; the µs of worker CPU per delivery net of idle is the figure to compare on a
+   shared machine.
 
 ``worker_connections`` (0, the default): what ``gunicorn.conf.py`` ships, or more when the
 largest phase needs it (each fan-out instance holds half the room), with
@@ -281,6 +284,8 @@ class Fanout:
     join_server_cpu: float = 0.0
     #: Both workers' CPU with the sockets idle (pings, token sweeps), in cores.
     idle_cores: float = 0.0
+    #: Which code was served: "" this checkout, else the ``--before`` commit.
+    code: str = ""
 
     @property
     def per_core(self) -> float:
@@ -298,6 +303,11 @@ class Fanout:
         count = self.deliveries.get("count") or 0
         busy = self.server_cpu - self.idle_cores * self.seconds
         return count / busy if busy > 0 else float("nan")
+
+    @property
+    def us_per_delivery_net(self) -> float:
+        """Worker CPU per delivery over what the idle sockets take, in µs."""
+        return 1e6 / self.per_core_net if self.per_core_net == self.per_core_net else 0.0
 
 
 # -- phases ------------------------------------------------------------------------------------
@@ -441,10 +451,11 @@ def fanout(
     tokens: list[str],
     redis_url: str,
     settle: float,
+    code: str = "",
 ) -> Fanout:
     size = len(tokens)
-    result = Fanout(size)
-    say(f"fan-out: a room of {size} over {len(servers)} instances")
+    result = Fanout(size, code=code)
+    say(f"fan-out: a room of {size} over {len(servers)} instances {code or 'this checkout'}")
     opened = crowd.open([s.url for s in servers], tokens, pace=args.pace, wait=args.connect_wait)
     if opened["connected"] != size:
         raise RuntimeError(f"fan-out: {opened['connected']} of {size} connected: {opened}")
@@ -612,13 +623,15 @@ def report(
             )
     if fans:
         headers = [
-            "members", "join s", "join server CPU s", "same, net of idle", "last member p50 ms",
+            "code", "members", "join s", "join server CPU s", "same, net of idle", "last member p50 ms",
             "last member p99 ms", "delivery p50 ms", "delivery p99 ms", "delivery max ms",
-            "deliveries/s per worker core", "same, net of idle", "idle server CPU (cores)",
+            "deliveries/s per worker core", "same, net of idle", "µs per delivery, net of idle",
+            "idle server CPU (cores)",
             "server CPU (cores)", "client CPU (cores)", "lost",
         ]  # fmt: skip
         rows = [
             [
+                f.code or "this checkout",
                 f"{f.size:,}",
                 f.join_seconds,
                 f.join_server_cpu,
@@ -630,6 +643,7 @@ def report(
                 f.deliveries["max"],
                 f.per_core,
                 f.per_core_net,
+                f.us_per_delivery_net,
                 f.idle_cores,
                 f.server_cpu / f.seconds if f.seconds else 0.0,
                 f.client_cpu / f.seconds if f.seconds else 0.0,
@@ -644,6 +658,8 @@ def report(
             "",
         ]
         for f in fans:
+            if f.code:  # the --before commit: measured, not judged
+                continue
             p99 = f.complete["p99"] or float("inf")
             judge(
                 f"fan-out to {f.size:,}: p99 until the last member {p99:.0f} ms, lost {f.lost}"
@@ -779,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     with (
         harness.log_dir(args.keep_logs) as logs,
         Stack() as stack,
-        harness.checkout(args.before if "storm" in phases else "") as before_root,
+        harness.checkout(args.before if "storm" in phases or sizes else "") as before_root,
     ):
         if load_cpus:
             stack.pin(load_cpus)
@@ -804,7 +820,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens = access_tokens(settings, most, "cap")
         servers = [Gunicorn("app:app", env, logs, f"instance-{i}") for i in range(2)]
         before = Gunicorn("app:app", env, logs, "before", before_root)
-        for server in (*servers, before):  # as the manifests ship: the liveness probe's port
+        before_pair = [Gunicorn("app:app", env, logs, f"before-{i}", before_root) for i in (0, 1)]
+        for server in (*servers, before, *before_pair):  # as the manifests ship: liveness's port
             server.env["HEALTH_PORT"] = str(free_port())
         crowd = JsCrowd(node)
         try:
@@ -840,17 +857,30 @@ def main(argv: list[str] | None = None) -> int:
                 second = servers[1].start("/health/ready")
                 if server_cpus:
                     harness.pin(second.worker, server_cpus)
-                for size in sizes:
-                    # Past the limit the joins' last room_presence comes an interval later.
-                    large = size > settings.socketio_presence_events_max
-                    settle = 1.0 + (settings.socketio_room_presence_interval if large else 0.0)
-                    fans.append(
-                        fanout(args, servers, crowd, tokens[:size], stack.redis.url, settle)
-                    )
-                    args.loads.append(harness.load_average())
+                pairs = [(servers, "")]
+                if args.before:
+                    for server in before_pair:
+                        started = server.start("/health/ready")
+                        if server_cpus:
+                            harness.pin(started.worker, server_cpus)
+                    warm_up(crowd, before_pair[0], tokens[:20])
+                    pairs.append((before_pair, args.before))
+                for turn in range(args.rounds if args.before else 1):
+                    for pair, code in pairs[turn % 2 :] + pairs[: turn % 2]:  # in turns
+                        for size in sizes:
+                            # Past the limit the joins' last room_presence comes an interval
+                            # later.
+                            large = size > settings.socketio_presence_events_max
+                            settle = 1.0 + (
+                                settings.socketio_room_presence_interval if large else 0.0
+                            )
+                            room = tokens[:size]
+                            url = stack.redis.url
+                            fans.append(fanout(args, pair, crowd, room, url, settle, code))
+                            args.loads.append(harness.load_average())
         finally:
             crowd.close()
-            for server in [*servers, before]:
+            for server in [*servers, before, *before_pair]:
                 server.stop()
 
     text, data, ok = report(args, cap, storms, fans)

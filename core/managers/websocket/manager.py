@@ -59,6 +59,7 @@ from core.managers.redis import RedisManager
 from core.managers.websocket.delivery import Delivery, after_ack, install_after_ack
 from core.managers.websocket.door import OPENING_ROUTE, EngineIODoor
 from core.managers.websocket.drain import effective_spread_ms, run_drain, schedule
+from core.managers.websocket.frames import DirectFrames
 from core.managers.websocket.guard import HandshakeReaper, admit
 from core.managers.websocket.lifetimes import Lifetimes, expires_at
 from core.managers.websocket.models import ChatMessage, Presence, RoomPresence
@@ -215,6 +216,8 @@ class WebSocketManager(Manager):
         self.queue = RedisQueue(redis.new_client("python-base-04-socketio"), channel)
         self.delivery = Delivery(self._send_here)
         self.queue.delivery = self.delivery
+        #: A room message's frame written straight to its members' websockets (gevent).
+        self.frames = DirectFrames()
         self.socketio = SocketIO(
             async_mode=async_mode(),
             client_manager=self.queue,
@@ -319,6 +322,8 @@ class WebSocketManager(Manager):
         self.socketio.init_app(app)
         install_after_ack(self.socketio.server)
         install_handshake(self.socketio.server.eio)
+        if self.frames.install(self.socketio.server.eio):
+            self.queue.frames = self.frames
         # The framework's own connect and disconnect go to python-socketio's server straight:
         # flask-socketio would build a Flask request context (a Request, the URL adapter, a
         # session) around each, and neither reads one (decision 103). Events keep it.

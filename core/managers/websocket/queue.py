@@ -32,6 +32,7 @@ import socketio
 from opentelemetry.trace import Tracer
 
 from core.managers.websocket.delivery import Delivery
+from core.managers.websocket.frames import DirectFrames
 from core.managers.websocket.membership import IndexedRooms
 from core.managers.websocket.roomlog import ROOM_LOG_HOST
 from core.managers.websocket.tracing import deliver_span, publish_span, with_trace_context
@@ -56,6 +57,9 @@ class RedisQueue(IndexedRooms, socketio.RedisManager):  # type: ignore[misc]
         self.tracer: Tracer | None = None
         #: Delivers the room log's messages (set by the WebSocketManager).
         self.delivery: Delivery | None = None
+        #: Writes a room message's frame straight to its members' websockets (gevent only:
+        #: set by the WebSocketManager when installed; :mod:`.frames`).
+        self.frames: DirectFrames | None = None
 
     def emit(self, event: str, data: Any, *args: Any, **kwargs: Any) -> Any:
         if self.tracer is None or kwargs.get("ignore_queue"):
@@ -72,8 +76,28 @@ class RedisQueue(IndexedRooms, socketio.RedisManager):  # type: ignore[misc]
 
     def _deliver(self, message: dict[str, Any]) -> None:
         if self.delivery is not None and message.get("host_id") == ROOM_LOG_HOST:
-            self.delivery.dispatch(message, super()._handle_emit)
+            self.delivery.dispatch(message, self._emit_room_message)
         else:
+            super()._handle_emit(message)
+
+    def _emit_room_message(self, message: dict[str, Any]) -> None:
+        """A room-log message to this instance's members of its room: one frame written to
+        each websocket where nothing comes before it (:mod:`.frames`), else the library's
+        way."""
+        frames = self.frames
+        if (
+            frames is None
+            or message.get("callback") is not None
+            or message.get("binary")
+            or not frames.emit(
+                self,
+                message["event"],
+                message["data"],
+                message.get("namespace") or "/",
+                message["room"],
+                message.get("skip_sid"),
+            )
+        ):
             super()._handle_emit(message)
 
     def _publish(self, data: Any) -> None:
