@@ -45,7 +45,7 @@ from typing import Any
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import TextMessage
+from wsproto.events import Message, TextMessage
 
 
 def text_frame(data: str) -> bytes:
@@ -55,7 +55,14 @@ def text_frame(data: str) -> bytes:
 
 class Writer:
     """Mixin for engine.io's websocket wrapper: marks the moments its socket is being
-    written to (or waits to be), so a direct frame never goes in between."""
+    written to (or waits to be), so a direct frame never goes in between; and writes each
+    frame whole.
+
+    simple-websocket writes a frame with one ``sock.send`` and drops what the kernel did not
+    take: a member whose buffers are full (it reads slowly) got a frame cut short and the
+    next one's header inside its payload, and its client closed the connection (1007).
+    ``tests/production/test_room_frames.py`` found it on the library's own path. Here the
+    frame is framed by the same wsproto connection and written with ``sendall``."""
 
     ws: Any
     #: The writer (or the close) is writing or waiting to: a direct frame must not go now.
@@ -63,12 +70,20 @@ class Writer:
     #: Set while the rest of a direct frame is still being sent; cleared when it is.
     pending: Any = None
 
-    def send(self, message: Any) -> Any:
+    def send(self, message: Any) -> None:
         self.sending = True
         try:
             while self.pending is not None:
                 self.pending.wait()
-            return super().send(message)  # type: ignore[misc]
+            ws = self.ws
+            if not ws.connected:  # what the library's wrapper raises for a closed one
+                raise OSError("the websocket is closed")
+            event = (
+                Message(data=message)
+                if isinstance(message, bytes)
+                else TextMessage(data=str(message))
+            )
+            ws.sock.sendall(ws.ws.send(event))
         finally:
             self.sending = False
 
@@ -92,13 +107,12 @@ class DirectFrames:
         self._event: Callable[[], Any] | None = None
 
     def install(self, eio_server: Any) -> bool:
-        """Serve ``eio_server``'s websockets with writers this fan-out can write to; False
-        (nothing changed) outside gevent."""
-        if eio_server.async_mode != "gevent":
-            return False
+        """Serve ``eio_server``'s websockets with :class:`Writer`; under gevent, also with
+        this fan-out writing to them (True)."""
         base = eio_server._async.get("websocket")
         if not isinstance(base, type):
             return False
+        direct = eio_server.async_mode == "gevent"
         frames = self
         self._spawn = eio_server.start_background_task
         self._event = eio_server.create_event
@@ -107,11 +121,11 @@ class DirectFrames:
             def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
                 super().__init__(handler, server, **kwargs)
                 socket = getattr(handler, "__self__", None)  # engine.io's Socket
-                if socket is not None:
+                if direct and socket is not None:
                     self.app = lambda ws: frames._serve(socket, ws, handler)
 
         eio_server._async = {**eio_server._async, "websocket": Writing}
-        return True
+        return direct
 
     def _serve(self, socket: Any, ws: Writer, handler: Callable[[Any], Any]) -> Any:
         self.writers[socket.sid] = ws
