@@ -43,6 +43,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from engineio import packet as eio_packet
+from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from socketio import packet as sio_packet
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Message, TextMessage
@@ -110,8 +111,8 @@ class DirectFrames:
         """Serve ``eio_server``'s websockets with :class:`Writer`; under gevent, also with
         this fan-out writing to them (True)."""
         base = eio_server._async.get("websocket")
-        if not isinstance(base, type):
-            return False
+        if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
+            return False  # another WebSocket server: left as it is
         direct = eio_server.async_mode == "gevent"
         frames = self
         self._spawn = eio_server.start_background_task
