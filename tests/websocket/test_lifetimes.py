@@ -127,6 +127,32 @@ def test_refresh_session_refuses_other_users_and_bad_tokens_and_keeps_the_old_on
     assert ada.call("list_rooms", {})["ok"] is True
 
 
+def test_after_refresh_session_the_sweep_checks_the_new_token_not_the_old_one(
+    serve: Serve, person: MakePerson
+) -> None:
+    """The sweep keeps each socket's keys between sweeps: a refreshed socket must be checked
+    against its new token's revocation marks from then on, not its first token's."""
+    app, url = serve()
+    ada = person(app, url)
+    http = app.test_client()
+    time.sleep(1)  # a few sweeps on the first token
+    second = login(http, ada.user["email"])  # another login of ada's: a family of its own
+    ack = ada.call("refresh_session", {"token": second["access_token"]})
+    assert ack["ok"] is True, ack
+
+    first_logout = http.post("/userauth/logout", headers=bearer(ada.tokens["access_token"]))
+    assert first_logout.status_code == 204
+    time.sleep(1)  # a few sweeps: the first token is revoked, the socket no longer holds it
+    assert not ada.socket.disconnected.is_set()
+    assert ada.call("list_rooms", {})["ok"] is True
+
+    second_logout = http.post("/userauth/logout", headers=bearer(second["access_token"]))
+    assert second_logout.status_code == 204
+    revoked = {"code": "TOKEN_REVOKED", "message": "The token has been revoked."}
+    assert ada.socket.wait_for("session_ended", timeout=5) == [revoked]
+    assert ada.socket.disconnected.wait(5)
+
+
 def test_session_expiring_comes_once_before_the_token_expires(
     serve: Serve, person: MakePerson
 ) -> None:
