@@ -39,10 +39,10 @@ Phases, each judged against the goals of issue 24 (a smoke run judges nothing):
    p99 < 1 s for 10,000 members), per delivery the time until that member has it, and
    deliveries per second of worker CPU (both workers). Filling the room is timed too: past
    ``SOCKETIO_PRESENCE_EVENTS_MAX`` users a join tells nobody but a coalesced
-   ``room_presence`` (decision 96), so it costs the same in a room of 10,000 as of 100. ``--before REF``
-   fans out from a second pair of instances serving commit REF too, ``--rounds`` times each
-   in turns; the µs of worker CPU per delivery net of idle is the figure to compare on a
-   shared machine.
+   ``room_presence`` (decision 96), so it costs the same in a room of 10,000 as of 100.
+   ``--before REF`` fans out from a second pair of instances serving commit REF too,
+   ``--rounds`` times each in turns; the µs of worker CPU per delivery net of idle is the
+   figure to compare on a shared machine.
 
 ``worker_connections`` (0, the default): what ``gunicorn.conf.py`` ships, or more when the
 largest phase needs it (each fan-out instance holds half the room), with
@@ -623,11 +623,11 @@ def report(
             )
     if fans:
         headers = [
-            "code", "members", "join s", "join server CPU s", "same, net of idle", "last member p50 ms",
-            "last member p99 ms", "delivery p50 ms", "delivery p99 ms", "delivery max ms",
-            "deliveries/s per worker core", "same, net of idle", "µs per delivery, net of idle",
-            "idle server CPU (cores)",
-            "server CPU (cores)", "client CPU (cores)", "lost",
+            "code", "members", "join s", "join server CPU s", "same, net of idle",
+            "last member p50 ms", "last member p99 ms", "delivery p50 ms", "delivery p99 ms",
+            "delivery max ms", "deliveries/s per worker core", "same, net of idle",
+            "µs per delivery, net of idle", "idle server CPU (cores)", "server CPU (cores)",
+            "client CPU (cores)", "lost",
         ]  # fmt: skip
         rows = [
             [

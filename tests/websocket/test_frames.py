@@ -52,7 +52,8 @@ def test_only_gevent_writes_directly_and_every_websocket_gets_the_whole_frame_wr
 
 def test_simple_websocket_and_gevent_expose_the_socket_and_frame_layer() -> None:
     source = inspect.getsource(simple_websocket.ws.Base.__init__)
-    assert "self.sock = sock" in source and "self.connected = False" in source
+    assert "self.sock = sock" in source
+    assert "self.connected = False" in source
     assert "self.ws = " in source
     # The library's send is one sock.send (the reason Writer writes with sendall).
     assert "self.sock.send(out_data)" in inspect.getsource(simple_websocket.ws.Base.send)
@@ -67,14 +68,13 @@ def test_simple_websocket_and_gevent_expose_the_socket_and_frame_layer() -> None
 def test_the_direct_frame_is_the_packet_the_library_would_queue() -> None:
     data = {"seq": 7, "body": "héllo"}
     server = socketio.Server()
-    encoded = server.packet_class(
-        sio_packet.EVENT, namespace="/", data=["message", data]
-    ).encode()
+    encoded = server.packet_class(sio_packet.EVENT, namespace="/", data=["message", data]).encode()
     frame = text_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode())
     client = Connection(ConnectionType.CLIENT)
     client.receive_data(frame)
     (event,) = list(client.events())
-    assert isinstance(event, TextMessage) and event.message_finished
+    assert isinstance(event, TextMessage)
+    assert event.message_finished
     assert event.data == '42["message",' + json.dumps(data, separators=(",", ":")) + "]"
     # python-socketio's room emit without a callback: one packet for every member.
     source = inspect.getsource(socketio.Manager.emit)

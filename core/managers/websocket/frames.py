@@ -113,7 +113,7 @@ class DirectFrames:
         base = eio_server._async.get("websocket")
         if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
             return False  # another WebSocket server: left as it is
-        direct = eio_server.async_mode == "gevent"
+        direct: bool = eio_server.async_mode == "gevent"
         frames = self
         self._spawn = eio_server.start_background_task
         self._event = eio_server.create_event
@@ -203,8 +203,10 @@ class DirectFrames:
     def _finish(self, writer: Writer, sock: Any, rest: bytes) -> None:
         """Send the rest of a frame the kernel took in part, in a task of its own; nothing
         else is written to the socket until it is out."""
-        assert self._spawn is not None and self._event is not None
-        done = writer.pending = self._event()
+        spawn, event = self._spawn, self._event
+        if spawn is None or event is None:  # not installed: no direct write was made
+            raise RuntimeError("DirectFrames.install was not called")
+        done = writer.pending = event()
 
         def send_rest() -> None:
             try:
@@ -215,5 +217,4 @@ class DirectFrames:
                 writer.pending = None
                 done.set()
 
-        self._spawn(send_rest)
-
+        spawn(send_rest)
