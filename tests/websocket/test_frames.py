@@ -20,7 +20,13 @@ from socketio import packet as sio_packet
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from core.managers.websocket.frames import DirectFrames, Writer, text_frame
+from core.managers.websocket.frames import (
+    DirectFrames,
+    Writer,
+    os_socket,
+    served_websocket,
+    text_frame,
+)
 
 
 def test_engineio_sockets_have_what_a_direct_write_checks() -> None:
@@ -36,16 +42,19 @@ def test_engineio_sockets_have_what_a_direct_write_checks() -> None:
     assert socket.check_ping_timeout() is True
     # The websocket handler is a bound method of the socket, given the wrapper whose send
     # its writer calls; its send goes through the queue (what a direct write stands in for).
-    assert inspect.ismethod(socket._websocket_handler)
+    source = inspect.getsource(Socket)
+    assert "def _websocket_handler(self, ws):" in source
+    # built with the bound handler: frames reads its socket from it (handler.__self__)
+    assert "self._websocket_handler, self.server)" in source
+    assert "ws.send(pkt.encode())" in source  # its writer
     assert "self.queue.put(pkt)" in inspect.getsource(Socket.send)
-    assert "ws.send(pkt.encode())" in inspect.getsource(Socket._websocket_handler)
 
 
 def test_only_gevent_writes_directly_and_every_websocket_gets_the_whole_frame_writer() -> None:
     for mode, direct in (("gevent", True), ("threading", False)):
         server = engineio.Server(async_mode=mode)
         assert DirectFrames().install(server) is direct
-        websocket = server._async["websocket"]
+        websocket = served_websocket(server)
         assert issubclass(websocket, Writer)
         assert issubclass(websocket, SimpleWebSocketWSGI)
 
@@ -59,8 +68,9 @@ def test_simple_websocket_and_gevent_expose_the_socket_and_frame_layer() -> None
     assert "self.sock.send(out_data)" in inspect.getsource(simple_websocket.ws.Base.send)
     sock = gevent.socket.socket()
     try:
-        assert isinstance(sock._sock, _socket.socket)
-        assert sock._sock.gettimeout() == 0.0  # non-blocking: a direct write never waits
+        raw = os_socket(sock)
+        assert isinstance(raw, _socket.socket)
+        assert raw.gettimeout() == 0.0  # non-blocking: a direct write never waits
     finally:
         sock.close()
 

@@ -49,6 +49,17 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Message, TextMessage
 
 
+def os_socket(sock: Any) -> Any:
+    """The OS socket under a gevent socket (gevent keeps it, non-blocking, as ``_sock``, for
+    code that must not wait); None for any other socket."""
+    return getattr(sock, "_sock", None)
+
+
+def served_websocket(eio_server: Any) -> Any:
+    """The class engine.io's server builds for each websocket connection."""
+    return eio_server._async.get("websocket")
+
+
 def text_frame(data: str) -> bytes:
     """A server's unfragmented websocket text frame of ``data``, without extensions."""
     return Connection(ConnectionType.SERVER).send(TextMessage(data=data))
@@ -110,7 +121,7 @@ class DirectFrames:
     def install(self, eio_server: Any) -> bool:
         """Serve ``eio_server``'s websockets with :class:`Writer`; under gevent, also with
         this fan-out writing to them (True)."""
-        base = eio_server._async.get("websocket")
+        base = served_websocket(eio_server)
         if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
             return False  # another WebSocket server: left as it is
         direct: bool = eio_server.async_mode == "gevent"
@@ -188,8 +199,7 @@ class DirectFrames:
             return False
         if not socket.check_ping_timeout():
             return True  # closed by it, as engine.io's send would
-        # gevent's socket keeps the OS socket, non-blocking, as _sock: one try, no wait.
-        raw = getattr(ws.sock, "_sock", None)
+        raw = os_socket(ws.sock)  # one try, no wait
         if raw is None:
             return False
         try:
