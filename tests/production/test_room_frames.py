@@ -147,12 +147,16 @@ def test_members_joining_while_messages_flow_get_their_ack_then_every_later_mess
     served: Gunicorn, make_app: AppFactory
 ) -> None:
     """A join's ack and the messages held back for it go through the socket's queue; the
-    live messages written straight after them must not overtake them."""
+    live messages written straight after them must not overtake them. Members on the
+    websocket transport, and on long-polling upgraded to it."""
     tokens = access_tokens(make_app(start=False), 9, "joiners")
     sender, *members = clients = [Client() for _ in tokens]
+    transports = [["websocket"], ["polling", "websocket"]]
     try:
-        for client, token in zip(clients, tokens, strict=True):
-            client.connect(served.url, token)
+        for n, (client, token) in enumerate(zip(clients, tokens, strict=True)):
+            client.sio.connect(
+                served.url, auth={"token": token}, transports=transports[n % 2], wait_timeout=5
+            )
         room = sender.call("create_room", {"name": "flow"})["room"]["id"]
         count = 400
         sending = threading.Thread(
