@@ -26,6 +26,9 @@ is idle" and the write that follows are one step. With threads the writer could 
 packet off the queue and not yet started writing it; the threading mode (development and
 tests) keeps the library's path for every packet.
 
+Every websocket's wrapper, in both modes, is a :class:`Writer`: it writes each frame whole
+(simple-websocket's own ``send`` did not, see there).
+
 Frames carry no extension: :func:`~.transport.socket_app` removes every extension offer, so
 no websocket has per-message compression, and the frame is the same bytes for every member.
 
