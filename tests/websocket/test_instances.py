@@ -276,6 +276,18 @@ def test_a_socket_that_disconnects_while_its_instance_restores_presence_stays_go
     assert not manager_b.rooms.is_in(room["id"], bob_sid)
 
 
+def lose_answer(monkeypatch: pytest.MonkeyPatch, store: Any, method: str) -> None:
+    """``store.method`` runs in Redis, then its answer is lost (a read timeout after the
+    write): the caller sees DEPENDENCY_UNAVAILABLE for a write that happened."""
+    write = getattr(store, method)
+
+    def answer_lost(*args: Any) -> Any:
+        write(*args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(store, method, answer_lost)
+
+
 def test_a_join_whose_answer_redis_lost_leaves_no_member_behind(
     serve: Serve, person: MakePerson, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,13 +298,7 @@ def test_a_join_whose_answer_redis_lost_leaves_no_member_behind(
     ada, bob = person(app, url), person(app, url)
     room = ada.call("create_room", {"name": "lost join"})["room"]
     manager = manager_of(app).websocket
-    enter = manager.rooms.enter
-
-    def answer_lost(*args: Any) -> Any:
-        enter(*args)
-        raise redis.TimeoutError("Timeout reading from socket")
-
-    monkeypatch.setattr(manager.rooms, "enter", answer_lost)
+    lose_answer(monkeypatch, manager.rooms, "enter")
     ack = bob.call("join_room", {"room_id": room["id"]})
     monkeypatch.undo()
     assert ack["ok"] is False
@@ -318,13 +324,7 @@ def test_a_connect_whose_registration_answer_redis_lost_holds_no_socket_of_the_u
     app, url = serve({"SOCKETIO_PRESENCE_TTL": "600", "SOCKETIO_MAX_SOCKETS_PER_USER": "1"})
     _, tokens = user_with_tokens(app.test_client())
     manager = manager_of(app).websocket
-    register = manager.rooms.register_socket
-
-    def answer_lost(*args: Any) -> bool:
-        register(*args)
-        raise redis.TimeoutError("Timeout reading from socket")
-
-    monkeypatch.setattr(manager.rooms, "register_socket", answer_lost)
+    lose_answer(monkeypatch, manager.rooms, "register_socket")
     refused = socket_clients()
     with pytest.raises(socketio.exceptions.ConnectionError):
         refused.connect(url, tokens["access_token"])
@@ -348,13 +348,7 @@ def test_a_leave_whose_answer_redis_lost_leaves_the_socket_in_the_room(
     room = ada.call("create_room", {"name": "lost leave"})["room"]
     assert bob.call("join_room", {"room_id": room["id"]})["ok"] is True
     manager = manager_of(app).websocket
-    leave = manager.rooms.leave
-
-    def answer_lost(*args: Any) -> Any:
-        leave(*args)
-        raise redis.TimeoutError("Timeout reading from socket")
-
-    monkeypatch.setattr(manager.rooms, "leave", answer_lost)
+    lose_answer(monkeypatch, manager.rooms, "leave")
     ack = bob.call("leave_room", {"room_id": room["id"]})
     monkeypatch.undo()
     assert ack["ok"] is False
