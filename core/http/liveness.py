@@ -14,8 +14,9 @@ never yields stops its beats, so the probe tells the truth without waiting for t
 thread takes the GIL for the few microseconds of an answer, at most every switch interval.
 
 The thread uses the interpreter's own sockets (``_socket``: gevent's monkey-patching does not
-reach them) and h11 to read the request and write the answer; nothing in it touches gevent,
-logging or the app. One connection at a time, each read bounded by :data:`READ_TIMEOUT`, and
+reach them), the interpreter's own sleep, and h11 to read the request and write the answer;
+nothing in it touches gevent, logging or the app, and no error ends it. One connection at a
+time, each request bounded by :data:`READ_TIMEOUT`, and
 at most :data:`ANSWERS_PER_SECOND` answers a second (past it a connection is closed
 unanswered): the port is for the kubelet, not behind the Service or the Ingress
 (docs/deploy.md). Decision 101.
@@ -43,7 +44,7 @@ from core.errors import (
 
 #: Seconds between two beats of the loop.
 BEAT_INTERVAL = 0.1
-#: Seconds a connection has to send its request.
+#: Seconds a connection has to send its whole request.
 READ_TIMEOUT = 0.5
 #: Answers a second, at most; a connection past them is closed unanswered.
 ANSWERS_PER_SECOND = 50
@@ -155,6 +156,7 @@ class LivenessPort:
         self._tokens = self._rate
         self._stamp = time.monotonic()
         self._listener: _socket.socket | None = None
+        self._sleep: Callable[[float], None] = time.sleep
 
     @property
     def port(self) -> int | None:
@@ -178,6 +180,9 @@ class LivenessPort:
                 f"cannot serve liveness on {self.host}:{self._port} (HEALTH_PORT): {exc.strerror}"
             ) from exc
         self._listener = listener
+        # gevent's sleep in a thread of its own would build a hub there (file descriptors
+        # it may not have: EMFILE is when this thread sleeps)
+        self._sleep = get_original("time", "sleep")
         get_original("_thread", "start_new_thread")(self._serve, (listener,))
 
     def stop(self) -> None:
@@ -194,7 +199,7 @@ class LivenessPort:
             except OSError:
                 if self._listener is not listener:  # stop()
                     return
-                time.sleep(0.01)  # EMFILE and the like: do not spin
+                self._sleep(0.01)  # EMFILE and the like: do not spin
                 continue
             conn = _socket.socket(fileno=fd)
             try:
@@ -202,6 +207,8 @@ class LivenessPort:
                     self._serve_one(conn)
             except (OSError, h11.ProtocolError):
                 pass  # the client went away or sent what h11 cannot answer: close
+            except Exception:  # noqa: BLE001, S110 - no logging (gevent's locks); serve on
+                pass
             finally:
                 conn.close()
 
@@ -216,11 +223,15 @@ class LivenessPort:
         return True
 
     def _serve_one(self, conn: _socket.socket) -> None:
-        conn.settimeout(READ_TIMEOUT)
+        deadline = time.monotonic() + READ_TIMEOUT  # for the whole request, not each read
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_REQUEST)
         try:
             event = http.next_event()
             while event is h11.NEED_DATA:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                conn.settimeout(left)
                 http.receive_data(conn.recv(_READ_SIZE))
                 event = http.next_event()
         except h11.RemoteProtocolError:

@@ -164,3 +164,23 @@ def test_closing_the_app_closes_the_port(make_app: AppFactory) -> None:
     manager_of(app).close()
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
+
+
+def test_a_request_sent_a_byte_at_a_time_is_cut_off_at_the_read_timeout(
+    make_app: AppFactory,
+) -> None:
+    """The port serves one connection at a time, so one that drips its request must not hold
+    it: READ_TIMEOUT bounds the whole request, not each read."""
+    port = free_port()
+    make_app({"HEALTH_PORT": str(port)})
+    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), 5) as raw:
+        try:
+            for byte in request:  # a byte every 0.1 s: 4 s in all, the bound is 0.5 s
+                raw.sendall(bytes([byte]))
+                time.sleep(0.1)
+            reply = raw.recv(4096)
+        except (ConnectionResetError, BrokenPipeError):
+            reply = b""
+    assert reply == b""  # closed unanswered
+    assert requests.get(f"http://127.0.0.1:{port}/health/live", timeout=5).status_code == 200
