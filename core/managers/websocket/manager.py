@@ -443,7 +443,7 @@ class WebSocketManager(Manager):
                 self.settings.socketio_max_sockets_per_user,
             )
         except RedisManager.unavailable_errors:
-            # Refused, and maybe recorded (the answer lost, or the over-cap undo failed).
+            # Refused, and maybe recorded (the script ran, its answer lost).
             self._owe(sid, session.user)
             raise
         if not registered:
@@ -550,7 +550,7 @@ class WebSocketManager(Manager):
                 user = self._owed.pop(sid)
             try:
                 self._reconcile(sid, user)
-            except RedisManager.unavailable_errors:
+            except BaseException:  # unanswered, or an error Redis answers: still owed
                 self._owe(sid, user)
                 raise
             settled += 1
@@ -626,11 +626,19 @@ class WebSocketManager(Manager):
             # Not in the room, as the error ack says; the script may have run all the same.
             if not was_here:
                 self.socketio.server.leave_room(session.sid, room, namespace="/")
+                # nor its messages: what was held for the ack is dropped, not sent after it
+                self.delivery.release(session.sid, room, None)
             self._owe(session.sid, session.user)
             raise
         if not self.is_connected(session.sid):
             # The socket left meanwhile: its disconnect cleaned up already and would not again,
-            # and may have read the socket's rooms before this one was entered.
+            # and may have read (and then deleted) the socket's rooms before this one was
+            # entered, so this room is left by name; then whatever else is left of it goes.
+            try:
+                self.rooms.leave(room, session.sid, session.user_id)
+            except RedisManager.unavailable_errors:
+                self._owe(session.sid, session.user)
+                raise
             self.forget(session.sid, session.user)
         else:
             self._announce("user_joined", change, session.user, skip_sid=session.sid)
@@ -758,7 +766,7 @@ class WebSocketManager(Manager):
         for done, sid in enumerate(sids):
             try:
                 self._reconcile(sid)
-            except RedisManager.unavailable_errors:
+            except BaseException:  # unanswered, or an error Redis answers: the rest is owed
                 for rest in sids[done:]:
                     session = self.sessions.get(rest)
                     self._owe(rest, session.user if session is not None else None)
@@ -805,7 +813,9 @@ class WebSocketManager(Manager):
         sessions = list(self.sessions.values())
         failure: Exception | None = None
         for start in range(0, len(sessions), SWEEP_BATCH):
-            batch = sessions[start : start + SWEEP_BATCH]
+            # Only those still here: one gone while an earlier batch waited on Redis was
+            # forgotten, and sweeping it would remember it again (its keys, its notice).
+            batch = [s for s in sessions[start : start + SWEEP_BATCH] if s.sid in self.sessions]
             try:
                 endings = self.lifetimes.sweep(batch)
             except Exception as error:  # noqa: BLE001 - raised once the other batches are done
