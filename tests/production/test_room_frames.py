@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import TextMessage
+from wsproto.events import Ping, Pong, TextMessage
 
 from core.testing import AppFactory, Client
 from tests.production.helpers import Gunicorn, access_tokens
@@ -58,6 +58,7 @@ class RawSocket:
         assert head.startswith(b"HTTP/1.1 101"), head
         self.ws = Connection(ConnectionType.CLIENT)
         self.texts: list[str] = []
+        self.pongs: list[bytes] = []
         self._partial = ""
         assert self.next().startswith("0")  # Engine.IO open
         self.send("40" + json.dumps({"token": token}))
@@ -73,6 +74,9 @@ class RawSocket:
             assert data, "the server closed the connection"
             self.ws.receive_data(data)
             for event in self.ws.events():
+                if isinstance(event, Pong):
+                    self.pongs.append(bytes(event.payload))
+                    continue
                 assert isinstance(event, TextMessage), event
                 self._partial += event.data
                 if event.message_finished:
@@ -100,6 +104,10 @@ class RawSocket:
                 if event == "message":
                     found.append(data)
         return found
+
+    def ping(self, payload: bytes) -> None:
+        """A websocket Ping (not Engine.IO's): simple-websocket's reader answers it."""
+        self.sock.sendall(self.ws.send(Ping(payload=payload)))
 
     def close(self) -> None:
         self.sock.close()
@@ -179,3 +187,36 @@ def test_members_joining_while_messages_flow_get_their_ack_then_every_later_mess
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_slow_member_that_pings_gets_its_pongs_whole_and_every_message(
+    served: Gunicorn, make_app: AppFactory
+) -> None:
+    """While the server waits to write to a member that reads slowly, the member's websocket
+    pings are answered by the socket's reader: its pong waits for the frame going out (two
+    greenlets waiting to write on one socket killed the reader: no pong, and the connection
+    held for good; a pong written inside a half-sent frame broke the stream)."""
+    sender_token, slow_token = access_tokens(make_app(start=False), 2, "pings")
+    sender = Client()
+    slow = RawSocket(served.port, slow_token)
+    try:
+        sender.connect(served.url, sender_token)
+        room = sender.call("create_room", {"name": "pings"})["room"]["id"]
+        assert slow.call("join_room", {"room_id": room})["ok"]
+        body = "x" * 4000
+        count = 1600  # 6.4 MB: the slow member's socket fills up on the way
+        for n in range(count):
+            sender.sio.emit("send_message", {"room_id": room, "body": f"{n}:{body}"})
+        assert sender.call("room_members", {"room_id": room})["ok"]  # all sent by now
+        payloads = [f"ping-{n}".encode() for n in range(5)]
+        for payload in payloads:
+            slow.ping(payload)
+
+        got = slow.messages(count)
+        assert [m["seq"] for m in got] == list(range(1, count + 1))
+        assert all(m["body"].endswith(body) for m in got)
+        assert slow.call("room_members", {"room_id": room})["ok"]  # the reader is alive
+        assert slow.pongs == payloads
+    finally:
+        slow.close()
+        sender.close()

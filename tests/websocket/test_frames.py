@@ -11,6 +11,7 @@ import json
 
 import engineio
 import gevent.socket
+import gevent.ssl
 import simple_websocket
 import socketio
 from engineio import packet as eio_packet
@@ -71,6 +72,16 @@ def test_simple_websocket_and_gevent_expose_the_socket_and_frame_layer() -> None
         raw = os_socket(sock)
         assert isinstance(raw, _socket.socket)
         assert raw.gettimeout() == 0.0  # non-blocking: a direct write never waits
+        # a TLS socket (gevent's, as gunicorn wraps one given a certificate) has an OS socket
+        # too, but one that carries records: no direct write
+        tls = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT).wrap_socket(
+            gevent.socket.socket(), server_hostname="localhost", do_handshake_on_connect=False
+        )
+        try:
+            assert getattr(tls, "_sock", None) is not None
+            assert os_socket(tls) is None
+        finally:
+            tls.close()
     finally:
         sock.close()
 

@@ -54,7 +54,10 @@ from wsproto.events import Message, TextMessage
 
 def os_socket(sock: Any) -> Any:
     """The OS socket under a gevent socket (gevent keeps it, non-blocking, as ``_sock``, for
-    code that must not wait); None for any other socket."""
+    code that must not wait); None for any other socket, and for a TLS one (gunicorn given a
+    certificate): its OS socket carries records, not frames."""
+    if hasattr(sock, "do_handshake"):
+        return None
     return getattr(sock, "_sock", None)
 
 
@@ -172,7 +175,7 @@ class DirectFrames:
             return False
         pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         frame = text_frame(pkt.encode())
-        skip = skip_sid or ()
+        skip = [skip_sid] if isinstance(skip_sid, str) else (skip_sid or [])
         eio = server.eio
         for sid, eio_sid in manager.get_participants(namespace, room):
             if sid in skip:
@@ -203,19 +206,24 @@ class DirectFrames:
         if not socket.check_ping_timeout():
             return True  # closed by it, as engine.io's send would
         raw = os_socket(ws.sock)  # one try, no wait
-        if raw is None:
-            return False
+        lock = getattr(ws.sock, "lock", None)  # transport.SerialSocket's
+        if raw is None or lock is None or not lock.acquire(blocking=False):
+            return False  # a pong or the close is going out: the queue
         try:
             sent = raw.send(frame)
         except OSError:  # full (nothing written) or broken: the writer's way decides
+            lock.release()
             return False
         if sent < len(frame):
-            self._finish(writer, ws.sock, frame[sent:])
+            self._finish(writer, lock, ws.sock, frame[sent:])  # the lock goes with the rest
+        else:
+            lock.release()
         return True
 
-    def _finish(self, writer: Writer, sock: Any, rest: bytes) -> None:
-        """Send the rest of a frame the kernel took in part, in a task of its own; nothing
-        else is written to the socket until it is out."""
+    def _finish(self, writer: Writer, lock: Any, sock: Any, rest: bytes) -> None:
+        """Send the rest of a frame the kernel took in part, in a task of its own, holding
+        the socket's write ``lock`` taken for its first part: nothing else (a pong, the
+        writer) is written to the socket until it is out."""
         spawn, event = self._spawn, self._event
         if spawn is None or event is None:  # not installed: no direct write was made
             raise RuntimeError("DirectFrames.install was not called")
@@ -223,10 +231,11 @@ class DirectFrames:
 
         def send_rest() -> None:
             try:
-                sock.sendall(rest)
+                sock.sendall_holding(rest)
             except OSError:
                 pass  # the connection is gone: its reader sees it and closes the socket
             finally:
+                lock.release()
                 writer.pending = None
                 done.set()
 

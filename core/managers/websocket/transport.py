@@ -101,6 +101,38 @@ class _Frames:
         return self.connection.events()
 
 
+class SerialSocket:
+    """A websocket's socket whose writes go out one at a time and whole.
+
+    Three writers share a websocket's socket: simple-websocket's reader (pongs, the close),
+    engine.io's writer (through :class:`~.frames.Writer`) and the rest of a direct room frame
+    (:mod:`.frames`). gevent lets one greenlet at a time wait to write on a socket (a second
+    raised ``ConcurrentObjectUseError``, which killed the reader and left the connection
+    open for good), and a pong written while a frame was half out landed inside it. Every
+    write takes :attr:`lock` and is written whole; everything else is the socket's."""
+
+    def __init__(self, sock: Any) -> None:
+        self._raw = sock
+        #: Held while a write is going out (gevent's lock in the worker, a thread's elsewhere).
+        self.lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self.lock:
+            self._raw.sendall(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self.lock:
+            self._raw.sendall(data)
+
+    def sendall_holding(self, data: bytes) -> None:
+        """``sendall`` for a writer that holds :attr:`lock` already (the rest of a frame)."""
+        self._raw.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class _Server(simple_websocket.Server):  # type: ignore[misc]
     """simple-websocket's server side with the handshake answered from the environ.
 
@@ -108,7 +140,10 @@ class _Server(simple_websocket.Server):  # type: ignore[misc]
     handshake state) before its handshake, for every socket: its ``__init__`` and
     ``Base.__init__`` are done here for a plain upgrade, with the same attributes, and only
     wsproto's frame layer (``tests/websocket/test_handshake.py`` fails if the library's
-    instances grow an attribute these do not have). Anything else is the library's own."""
+    instances grow an attribute these do not have). Anything else is the library's own. Either
+    way its socket is a :class:`SerialSocket`."""
+
+    sock: Any
 
     def __init__(
         self,
@@ -134,6 +169,9 @@ class _Server(simple_websocket.Server):  # type: ignore[misc]
                 event_class=event_class,
                 selector_class=selector_class,
             )
+            # the reader started, but runs once this greenlet yields (a thread reads the
+            # attribute at each write)
+            self.sock = SerialSocket(self.sock)
             return
         # simple_websocket.Server.__init__
         self.environ = environ
@@ -141,7 +179,7 @@ class _Server(simple_websocket.Server):  # type: ignore[misc]
         self.mode = mode
         # simple_websocket.Base.__init__, its handshake answered from the environ
         self.subprotocol = None
-        self.sock = sock
+        self.sock = SerialSocket(sock)
         self.receive_bytes = receive_bytes
         self.ping_interval = ping_interval
         self.max_message_size = max_message_size
